@@ -1,0 +1,408 @@
+//! The subcommands behind the thin `main.rs`: argument parsing (clap),
+//! output as aligned tables or JSON, and the choice between talking to a
+//! running daemon (control socket) and opening the store directly.
+//!
+//! JSON output: `cases list --json` and `ignored list --json` print JSON
+//! lines (one object per line); `cases show --json`, `import --json` and
+//! `ignored promote --json` print one JSON document.
+
+mod table;
+
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::control::{self, Request, Response};
+use crate::daemon;
+use crate::pipeline::{IngestOptions, Pipeline, Report};
+use crate::render::Templates;
+use crate::store::{Case, CaseKind, CaseStatus, CaseView, IgnoredRecord, Store};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::sync::Arc;
+use table::Table;
+
+#[derive(Debug, Parser)]
+#[command(name = "ticketd", version, about = "Support and privacy mail → tracked cases, acknowledged, never looped")]
+pub struct Cli {
+    /// Configuration file (default: the embedded demo configuration).
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (on the embedded default without --config).
+    Run {
+        /// Drain the sources and the outbox once, print a summary, exit 0.
+        #[arg(long)]
+        once: bool,
+    },
+    /// Import .eml files, Maildirs and mbox files (input is never changed).
+    Import {
+        /// Record cases without queueing acknowledgements (historic mail).
+        #[arg(long)]
+        no_ack: bool,
+        /// Print the report as one JSON document.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// List or show cases.
+    Cases {
+        #[command(subcommand)]
+        command: CasesCommand,
+    },
+    /// Messages triage set aside, with their reasons.
+    Ignored {
+        #[command(subcommand)]
+        command: IgnoredCommand,
+    },
+    /// Validate the configuration and print the resolved settings.
+    CheckConfig,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CasesCommand {
+    /// List cases, oldest first.
+    List {
+        /// support or privacy
+        #[arg(long)]
+        kind: Option<CaseKind>,
+        /// new, open, waiting, resolved or closed
+        #[arg(long)]
+        status: Option<CaseStatus>,
+        /// JSON lines, one case per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one case: messages, events, outbox entries.
+    Show {
+        id: String,
+        /// One JSON document.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IgnoredCommand {
+    /// List set-aside messages.
+    List {
+        /// JSON lines, one record per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a case from a set-aside message.
+    Promote {
+        id: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An error for the user, with the exit status to use.
+#[derive(Debug)]
+pub struct CliError {
+    pub message: String,
+    pub code: i32,
+}
+
+impl<E: std::fmt::Display> From<E> for CliError {
+    fn from(e: E) -> Self {
+        CliError { message: e.to_string(), code: 1 }
+    }
+}
+
+type CliResult = Result<(), CliError>;
+
+/// Run a parsed command line.
+pub async fn run(cli: Cli) -> CliResult {
+    let config = Config::load(cli.config.as_deref()).map_err(|e| CliError { message: e.to_string(), code: 2 })?;
+    match cli.command {
+        Command::CheckConfig => {
+            println!("# configuration OK: {}", config.origin);
+            print!("{}", config.to_toml_string());
+            Ok(())
+        }
+        Command::Run { once } => run_daemon(config, once).await,
+        Command::Import { no_ack, json, paths } => import(config, paths, no_ack, json).await,
+        Command::Cases { command } => match command {
+            CasesCommand::List { kind, status, json } => {
+                let v: Vec<Case> = ask(&config, Request::CasesList { kind, status }).await?;
+                if json {
+                    for c in &v {
+                        println!("{}", serde_json::to_string(c)?);
+                    }
+                } else {
+                    print_cases(&v, &config);
+                }
+                Ok(())
+            }
+            CasesCommand::Show { id, json } => {
+                let v: CaseView = ask(&config, Request::CaseShow { id }).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    print_case_view(&v);
+                }
+                Ok(())
+            }
+        },
+        Command::Ignored { command } => match command {
+            IgnoredCommand::List { json } => {
+                let v: Vec<IgnoredRecord> = ask(&config, Request::IgnoredList).await?;
+                if json {
+                    for r in &v {
+                        println!("{}", serde_json::to_string(r)?);
+                    }
+                } else {
+                    let mut t = Table::new(&["ID", "RECEIVED", "CATEGORY", "FROM", "SUBJECT", "PROMOTED"]);
+                    for r in &v {
+                        t.row(vec![
+                            r.id.to_string(),
+                            r.received_at.format("%Y-%m-%d %H:%M").to_string(),
+                            r.category.clone(),
+                            r.from.as_ref().map(|a| a.address.clone()).unwrap_or_else(|| "-".into()),
+                            r.subject.clone(),
+                            r.promoted_to.clone().unwrap_or_else(|| "-".into()),
+                        ]);
+                    }
+                    t.print();
+                    for r in &v {
+                        println!("#{}: {}", r.id, r.reasons.join("; "));
+                    }
+                }
+                Ok(())
+            }
+            IgnoredCommand::Promote { id, json } => {
+                let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
+                let v: control::Promoted = ask(&config, Request::IgnoredPromote { id, actor }).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    println!(
+                        "ignored #{} promoted to case {}{}",
+                        v.ignored,
+                        v.case,
+                        if v.outbox.is_some() { " (acknowledgement queued)" } else { " (no acknowledgement)" }
+                    );
+                }
+                Ok(())
+            }
+        },
+    }
+}
+
+/// Ask the running daemon, or answer from the store when none runs.
+async fn ask<T: serde::de::DeserializeOwned>(config: &Config, req: Request) -> Result<T, CliError> {
+    let resp = match control::call(&config.data_dir, &req).await? {
+        Some(r) => r,
+        None => {
+            let store = Store::open(&config.data_dir)?;
+            let p = Pipeline::new(
+                Arc::new(store),
+                Arc::new(config.clone()),
+                Arc::new(Templates::load(config.templates_dir.as_deref())?),
+                Arc::new(SystemClock),
+            );
+            control::handle(&p, req).await
+        }
+    };
+    unwrap_response(resp)
+}
+
+fn unwrap_response<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, CliError> {
+    if !resp.ok {
+        return Err(CliError { message: resp.error.unwrap_or_else(|| "request failed".into()), code: 1 });
+    }
+    let v = resp.result.unwrap_or(serde_json::Value::Null);
+    serde_json::from_value(v).map_err(|e| CliError { message: format!("unexpected answer from daemon: {e}"), code: 1 })
+}
+
+async fn run_daemon(config: Config, once: bool) -> CliResult {
+    let d = daemon::open(config.clone())?;
+    if !once {
+        d.run_forever().await?;
+        return Ok(());
+    }
+    let s = d.run_once().await?;
+    let store = &d.pipeline.store;
+    let cases = store.list_cases(&Default::default())?;
+    print_cases(&cases, &config);
+    let r = &s.report;
+    println!();
+    if s.seeded > 0 {
+        println!("demo Maildir seeded with {} messages", s.seeded);
+    }
+    println!(
+        "this run: {} new cases, {} follow-ups, {} set aside, {} duplicates, {} acknowledgements written, {} errors",
+        r.new_cases,
+        r.follow_ups,
+        r.ignored,
+        r.duplicates,
+        s.delivery.sent,
+        r.errors.len()
+    );
+    for e in &r.errors {
+        println!("  error: {e}");
+    }
+    println!("store: {}   mail: {}", config.data_dir.join("store").display(), config.outbound.dir.display());
+    Ok(())
+}
+
+async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -> CliResult {
+    let paths: Vec<PathBuf> = paths
+        .into_iter()
+        .map(|p| std::path::absolute(&p).unwrap_or(p))
+        .collect();
+    let report: Report = match control::call(&config.data_dir, &Request::Import { paths: paths.clone(), no_ack }).await? {
+        Some(resp) => unwrap_response(resp)?,
+        None => {
+            let store = Store::open(&config.data_dir)?;
+            let p = Pipeline::new(
+                Arc::new(store),
+                Arc::new(config.clone()),
+                Arc::new(Templates::load(config.templates_dir.as_deref())?),
+                Arc::new(SystemClock),
+            );
+            let (inputs, _) = crate::source::files::discover(&paths);
+            let total = crate::source::files::total_bytes(&inputs);
+            // A progress bar only when the input is large (and stderr is a terminal).
+            let bar = if total > 16 * 1024 * 1024 || inputs.len() > 500 {
+                let b = indicatif::ProgressBar::new(total);
+                if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}") {
+                    b.set_style(style);
+                }
+                b
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let r = control::import(&p, &paths, IngestOptions { no_ack }, |n| bar.inc(n)).await?;
+            bar.finish_and_clear();
+            r
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "imported: {} new cases, {} follow-ups, {} set aside, {} duplicates, {} acknowledgements queued ({} delivers them)",
+            report.new_cases, report.follow_ups, report.ignored, report.duplicates, report.acks_queued, "`ticketd run`"
+        );
+        for e in &report.errors {
+            eprintln!("error: {e}");
+        }
+    }
+    if report.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError { message: format!("{} inputs could not be read", report.errors.len()), code: 1 })
+    }
+}
+
+fn level_or_rights(c: &Case) -> String {
+    match c.kind {
+        CaseKind::Support => c.level.map(|l| format!("level {l}")).unwrap_or_else(|| "-".into()),
+        CaseKind::Privacy => {
+            let rights: Vec<&str> = c.rights.iter().map(|r| r.as_str()).collect();
+            let j = c.jurisdiction.map(|j| j.as_str()).unwrap_or("unknown");
+            format!("{} ({j})", rights.join(","))
+        }
+    }
+}
+
+fn print_cases(cases: &[Case], config: &Config) {
+    let mut t = Table::new(&["CASE", "KIND", "STATUS", "LEVEL/RIGHTS", "FROM", "MSGS", "ACK FILE"]);
+    for c in cases {
+        let ack = c
+            .outbox
+            .first()
+            .map(|id| {
+                let p = crate::outbox::file::FileTransport::path_for(&config.outbound.dir, *id);
+                if p.exists() {
+                    p.strip_prefix(std::env::current_dir().unwrap_or_default())
+                        .unwrap_or(&p)
+                        .display()
+                        .to_string()
+                } else {
+                    "(queued)".into()
+                }
+            })
+            .unwrap_or_else(|| "-".into());
+        t.row(vec![
+            c.id.clone(),
+            c.kind.as_str().into(),
+            c.status.as_str().into(),
+            level_or_rights(c),
+            c.requester.as_ref().map(|a| a.address.clone()).unwrap_or_else(|| "-".into()),
+            c.messages.len().to_string(),
+            ack,
+        ]);
+    }
+    t.print();
+}
+
+fn print_case_view(v: &CaseView) {
+    let c = &v.case;
+    println!("{}  {}  {}  {}", c.id, c.kind.as_str(), c.status, level_or_rights(c));
+    println!("subject:   {}", c.subject);
+    println!("requester: {}", c.requester.as_ref().map(|a| a.address.as_str()).unwrap_or("-"));
+    println!("received:  {}  (mailbox {})", c.received_at.to_rfc3339(), c.mailbox);
+    for n in &c.notes {
+        println!("note:      {n}");
+    }
+    println!("\nmessages:");
+    let mut t = Table::new(&["ID", "RECEIVED", "SIZE", "STORED", "MESSAGE-ID", "SUBJECT"]);
+    for m in &v.messages {
+        t.row(vec![
+            m.id.to_string(),
+            m.received_at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            m.size.to_string(),
+            if m.raw_stored { "yes".into() } else { "no (in source)".into() },
+            m.message_id.clone().unwrap_or_else(|| "-".into()),
+            m.subject.clone(),
+        ]);
+    }
+    t.print();
+    println!("\nevents:");
+    let mut t = Table::new(&["SEQ", "AT", "ACTOR", "EVENT", "DETAIL"]);
+    for e in &v.events {
+        let detail = match &e.kind {
+            crate::store::EventKind::Triaged { decision } => decision.reasons.join("; "),
+            other => serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.as_object().cloned())
+                .map(|o| {
+                    o.iter()
+                        .filter(|(k, _)| k.as_str() != "event")
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default(),
+        };
+        t.row(vec![
+            e.seq.to_string(),
+            e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+            e.actor.clone(),
+            e.kind.name().into(),
+            detail,
+        ]);
+    }
+    t.print();
+    println!("\noutbox:");
+    let mut t = Table::new(&["ID", "STATE", "TO", "ATTEMPTS", "SUBJECT", "DELIVERED AS"]);
+    for o in &v.outbox {
+        t.row(vec![
+            o.id.to_string(),
+            o.state.as_str().into(),
+            o.recipients.join(", "),
+            o.attempts.to_string(),
+            o.subject.clone(),
+            o.delivered_as.clone().or(o.last_error.clone()).unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t.print();
+}

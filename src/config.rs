@@ -1,0 +1,639 @@
+//! Configuration: raw TOML → validated [`Config`].
+//!
+//! Two stages, as in ripgrep: serde reads the file into the raw structs below
+//! (unknown keys are refused, typed values are checked as they are read), then
+//! [`Config::from_toml`] checks what spans several keys and resolves paths.
+//! Every error names the file, the line and the key. Secrets never live in
+//! the file itself: they are named by `*_env` (an environment variable) or
+//! `*_file` (a file holding the secret) and resolved with [`resolve_secret`].
+//!
+//! Not for: reading secrets at load time (sources resolve them when they
+//! connect), or holding runtime state.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The configuration the binary uses when no `--config` is given: a demo
+/// Maildir under `./ticketd-data`, acknowledgements written as files.
+pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+
+/// A configuration error that names where it happened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {file}: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}:{column}: key `{key}`: {message}\n  {line} | {text}")]
+    At {
+        file: String,
+        line: usize,
+        column: usize,
+        key: String,
+        message: String,
+        text: String,
+    },
+    #[error("{file}: {message}")]
+    General { file: String, message: String },
+}
+
+/// Role of a mailbox: sets the acknowledgement template and which case kind a
+/// borderline message leans to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Support,
+    Privacy,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Support => "support",
+            Role::Privacy => "privacy",
+        })
+    }
+}
+
+/// Which kind of source feeds a mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A local Maildir (`new/`, `cur/`, `tmp/`).
+    Maildir,
+}
+
+/// Outgoing mail transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    /// One `.eml` file per outbox entry in a directory.
+    File,
+}
+
+/// An e-mail address checked when the config is read (`user@domain`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct EmailAddress(String);
+
+impl EmailAddress {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for EmailAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<lettre::Address>()
+            .map(|a| EmailAddress(a.to_string().to_ascii_lowercase()))
+            .map_err(|e| serde::de::Error::custom(format!("not an e-mail address {s:?}: {e}")))
+    }
+}
+
+/// A display name plus address (`"CaseHost Support <support@casehost.example>"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedAddress {
+    text: String,
+    mailbox: lettre::message::Mailbox,
+}
+
+impl NamedAddress {
+    pub fn mailbox(&self) -> &lettre::message::Mailbox {
+        &self.mailbox
+    }
+    /// The bare address, lower-cased.
+    pub fn address(&self) -> String {
+        self.mailbox.email.to_string().to_ascii_lowercase()
+    }
+}
+
+impl Serialize for NamedAddress {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for NamedAddress {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<lettre::message::Mailbox>()
+            .map(|mailbox| NamedAddress {
+                text: s.clone(),
+                mailbox,
+            })
+            .map_err(|e| serde::de::Error::custom(format!("not a mailbox {s:?}: {e}")))
+    }
+}
+
+/// A size in bytes: an integer, or a string such as `"25MB"`, `"2 MiB"`, `"512KB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(s: &str) -> Result<ByteSize, String> {
+        let t = s.trim();
+        let split = t
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("not a size {s:?} (write e.g. 25MB)"))?;
+        let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "kb" | "k" => 1_000,
+            "kib" => 1 << 10,
+            "mb" | "m" => 1_000_000,
+            "mib" => 1 << 20,
+            "gb" | "g" => 1_000_000_000,
+            "gib" => 1 << 30,
+            other => return Err(format!("unknown size unit {other:?} in {s:?}")),
+        };
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size {s:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ByteSize(n)),
+            Raw::S(s) => ByteSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written as `"2s"`, `"500ms"`, `"5m"`, `"3days"` (humantime).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("not a duration {s:?}: {e} (write e.g. \"2s\")")))
+    }
+}
+
+// ---------------------------------------------------------------- raw file
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: toml::Spanned<String>,
+    domain: Option<String>,
+    templates_dir: Option<String>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    mailboxes: Vec<RawMailbox>,
+    outbound: RawOutbound,
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    triage: RawTriage,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_stored_message_bytes: Option<ByteSize>,
+    triage_parse_bytes: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMailbox {
+    name: toml::Spanned<String>,
+    role: Role,
+    address: EmailAddress,
+    source: SourceKind,
+    path: Option<toml::Spanned<String>>,
+    #[serde(default)]
+    demo_seed: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    from_support: NamedAddress,
+    from_privacy: NamedAddress,
+    transport: TransportKind,
+    dir: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    poll_interval: Option<HumanDuration>,
+    batch_size: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTriage {
+    #[serde(default)]
+    block_senders: Vec<String>,
+    #[serde(default)]
+    allow_automated: Vec<String>,
+    #[serde(default)]
+    receive_lists: Vec<String>,
+}
+
+// ---------------------------------------------------------- validated config
+
+/// The validated configuration. Paths are absolute.
+#[derive(Debug, Clone, Serialize)]
+pub struct Config {
+    /// Where this configuration came from (a path, or `<embedded default>`).
+    pub origin: String,
+    pub data_dir: PathBuf,
+    /// Domain used in the Message-IDs of outgoing mail.
+    pub domain: String,
+    pub templates_dir: Option<PathBuf>,
+    pub limits: Limits,
+    pub mailboxes: Vec<Mailbox>,
+    pub outbound: Outbound,
+    pub daemon: DaemonSettings,
+    pub triage: TriageSettings,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Limits {
+    pub max_stored_message_bytes: u64,
+    pub triage_parse_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Mailbox {
+    pub name: String,
+    pub role: Role,
+    pub address: EmailAddress,
+    pub source: SourceKind,
+    pub path: PathBuf,
+    pub demo_seed: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Outbound {
+    pub from_support: NamedAddress,
+    pub from_privacy: NamedAddress,
+    pub transport: TransportKind,
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DaemonSettings {
+    pub poll_interval: HumanDuration,
+    pub batch_size: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TriageSettings {
+    /// Senders (addresses, or `@domain`) whose mail is always set aside.
+    pub block_senders: Vec<String>,
+    /// Trusted automated senders never ignored for being automated.
+    pub allow_automated: Vec<String>,
+    /// List-Ids our own mailboxes receive through (not treated as list traffic).
+    pub receive_lists: Vec<String>,
+}
+
+impl Config {
+    /// Load a config file, or the embedded default when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => {
+                let cwd = std::env::current_dir().map_err(|e| ConfigError::Read {
+                    file: "<embedded default>".into(),
+                    source: e,
+                })?;
+                Config::from_toml(EMBEDDED_DEFAULT, "<embedded default>", &cwd)
+            }
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError::Read {
+                    file: p.display().to_string(),
+                    source: e,
+                })?;
+                let base = p
+                    .parent()
+                    .map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d })
+                    .unwrap_or(Path::new("."));
+                let base = std::path::absolute(base).map_err(|e| ConfigError::Read {
+                    file: p.display().to_string(),
+                    source: e,
+                })?;
+                Config::from_toml(&text, &p.display().to_string(), &base)
+            }
+        }
+    }
+
+    /// Parse and validate TOML text. Relative paths are resolved against
+    /// `base` (the config file's directory); a mailbox `path` and the outbound
+    /// `dir` are resolved against `data_dir`.
+    pub fn from_toml(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column, key, text_line) = locate(text, e.span());
+            ConfigError::At {
+                file: file.to_string(),
+                line,
+                column,
+                key,
+                message: e.message().trim().to_string(),
+                text: text_line,
+            }
+        })?;
+        let at = |span: std::ops::Range<usize>, message: String| {
+            let (line, column, key, text_line) = locate(text, Some(span));
+            ConfigError::At {
+                file: file.to_string(),
+                line,
+                column,
+                key,
+                message,
+                text: text_line,
+            }
+        };
+
+        let data_dir_str = raw.data_dir.get_ref();
+        if data_dir_str.trim().is_empty() {
+            return Err(at(raw.data_dir.span(), "data_dir must not be empty".into()));
+        }
+        let data_dir = base.join(data_dir_str);
+
+        let from_support = raw.outbound.from_support.clone();
+        let domain = match raw.domain {
+            Some(d) if !d.trim().is_empty() => d.trim().to_ascii_lowercase(),
+            _ => from_support
+                .address()
+                .rsplit('@')
+                .next()
+                .unwrap_or("localhost")
+                .to_string(),
+        };
+
+        let mut mailboxes = Vec::new();
+        for m in raw.mailboxes {
+            let name = m.name.get_ref().trim().to_string();
+            let valid_name = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid_name {
+                return Err(at(
+                    m.name.span(),
+                    format!("mailbox name {name:?} must be non-empty ASCII letters, digits, '-' or '_'"),
+                ));
+            }
+            if mailboxes.iter().any(|b: &Mailbox| b.name == name) {
+                return Err(at(m.name.span(), format!("duplicate mailbox name {name:?}")));
+            }
+            let path = match (m.source, m.path) {
+                (SourceKind::Maildir, Some(p)) => data_dir.join(p.get_ref()),
+                (SourceKind::Maildir, None) => {
+                    return Err(at(
+                        m.name.span(),
+                        format!("mailbox {name:?} has source = \"maildir\" but no `path`"),
+                    ))
+                }
+            };
+            mailboxes.push(Mailbox {
+                name,
+                role: m.role,
+                address: m.address,
+                source: m.source,
+                path,
+                demo_seed: m.demo_seed,
+            });
+        }
+
+        let limits = Limits {
+            max_stored_message_bytes: raw
+                .limits
+                .max_stored_message_bytes
+                .map(|b| b.0)
+                .unwrap_or(25 * 1024 * 1024),
+            triage_parse_bytes: raw
+                .limits
+                .triage_parse_bytes
+                .map(|b| b.0)
+                .unwrap_or(2 * 1024 * 1024),
+        };
+        if limits.triage_parse_bytes < 4096 {
+            return Err(ConfigError::General {
+                file: file.into(),
+                message: "limits.triage_parse_bytes must be at least 4096".into(),
+            });
+        }
+
+        let daemon = DaemonSettings {
+            poll_interval: raw
+                .daemon
+                .poll_interval
+                .unwrap_or(HumanDuration(Duration::from_secs(2))),
+            batch_size: raw.daemon.batch_size.unwrap_or(200).clamp(1, 10_000),
+        };
+
+        Ok(Config {
+            origin: file.to_string(),
+            templates_dir: raw.templates_dir.map(|t| base.join(t)),
+            limits,
+            mailboxes,
+            outbound: Outbound {
+                from_support,
+                from_privacy: raw.outbound.from_privacy,
+                transport: raw.outbound.transport,
+                dir: data_dir.join(raw.outbound.dir.as_deref().unwrap_or("outbox-mail")),
+            },
+            daemon,
+            triage: TriageSettings {
+                block_senders: lower(raw.triage.block_senders),
+                allow_automated: lower(raw.triage.allow_automated),
+                receive_lists: lower(raw.triage.receive_lists),
+            },
+            domain,
+            data_dir,
+        })
+    }
+
+    /// Every address that is ours: mailbox addresses and sender addresses.
+    /// Mail is never acknowledged to these (no loops with ourselves).
+    pub fn own_addresses(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .mailboxes
+            .iter()
+            .map(|m| m.address.as_str().to_string())
+            .collect();
+        v.push(self.outbound.from_support.address());
+        v.push(self.outbound.from_privacy.address());
+        v.sort();
+        v.dedup();
+        v
+    }
+
+    pub fn mailbox(&self, name: &str) -> Option<&Mailbox> {
+        self.mailboxes.iter().find(|m| m.name == name)
+    }
+
+    /// The resolved settings as TOML, for `check-config`.
+    pub fn to_toml_string(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+fn lower(v: Vec<String>) -> Vec<String> {
+    v.into_iter().map(|s| s.trim().to_ascii_lowercase()).collect()
+}
+
+/// Line (1-based), column (1-based), key name and line text for a byte span.
+fn locate(text: &str, span: Option<std::ops::Range<usize>>) -> (usize, usize, String, String) {
+    let start = span.map(|s| s.start).unwrap_or(0).min(text.len());
+    let before = &text[..floor_char_boundary(text, start)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = before.len() - line_start + 1;
+    let line_text = text[line_start..].lines().next().unwrap_or("").to_string();
+    let key = line_text
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_string())
+        .unwrap_or_else(|| line_text.trim().to_string());
+    (line, column, key, line_text)
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+/// Where a secret comes from: an environment variable or a file. The value
+/// itself never appears in the config file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SecretRef {
+    pub env: Option<String>,
+    pub file: Option<PathBuf>,
+}
+
+/// Resolve a secret named by `*_env` / `*_file`. Exactly one must be given.
+/// A trailing newline in a secret file is not part of the secret.
+pub fn resolve_secret(what: &str, secret: &SecretRef) -> Result<String, String> {
+    match (&secret.env, &secret.file) {
+        (Some(_), Some(_)) => Err(format!("{what}: give either *_env or *_file, not both")),
+        (None, None) => Err(format!("{what}: no secret configured (*_env or *_file)")),
+        (Some(var), None) => std::env::var(var)
+            .map_err(|_| format!("{what}: environment variable {var} is not set")),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+            .map_err(|e| format!("{what}: cannot read {}: {e}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, "test.toml", Path::new("/base"))
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = parse(EMBEDDED_DEFAULT).expect("embedded default parses");
+        assert_eq!(c.mailboxes.len(), 1);
+        assert_eq!(c.limits.max_stored_message_bytes, 25 * 1024 * 1024);
+        assert!(c.own_addresses().contains(&"support@casehost.example".to_string()));
+    }
+
+    #[test]
+    fn example_config_is_valid() {
+        let text = include_str!("../config.example.toml");
+        let c = parse(text).expect("config.example.toml parses");
+        assert!(!c.mailboxes.is_empty());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = EMBEDDED_DEFAULT.replace("batch_size", "bacth_size");
+        let err = parse(&text).expect_err("typo is an error").to_string();
+        assert!(err.starts_with("test.toml:"), "{err}");
+        assert!(err.contains("bacth_size"), "{err}");
+        let line = text
+            .lines()
+            .position(|l| l.contains("bacth_size"))
+            .map(|i| i + 1)
+            .unwrap_or(0);
+        assert!(err.contains(&format!("test.toml:{line}:")), "{err}");
+    }
+
+    #[test]
+    fn bad_value_names_the_key() {
+        let text = EMBEDDED_DEFAULT.replace(
+            "address = \"support@casehost.example\"",
+            "address = \"support-at-casehost\"",
+        );
+        let err = parse(&text).expect_err("bad address").to_string();
+        assert!(err.contains("key `address`"), "{err}");
+        let text = EMBEDDED_DEFAULT.replace("role = \"support\"", "role = \"suport\"");
+        let err = parse(&text).expect_err("bad role").to_string();
+        assert!(err.contains("key `role`") && err.contains("suport"), "{err}");
+    }
+
+    #[test]
+    fn plain_password_is_refused() {
+        let text = format!("{EMBEDDED_DEFAULT}\n[extra]\npassword = \"hunter2\"\n");
+        assert!(parse(&text).is_err());
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(ByteSize::parse("25MB"), Ok(ByteSize(25_000_000)));
+        assert_eq!(ByteSize::parse("2 MiB"), Ok(ByteSize(2 << 20)));
+        assert_eq!(ByteSize::parse("100"), Ok(ByteSize(100)));
+        assert!(ByteSize::parse("12 parsecs").is_err());
+        assert!(ByteSize::parse("").is_err());
+    }
+
+    #[test]
+    fn secrets_from_env_or_file_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("s");
+        std::fs::write(&f, "s3cret\n").expect("write");
+        let r = resolve_secret(
+            "smtp",
+            &SecretRef {
+                env: None,
+                file: Some(f.clone()),
+            },
+        );
+        assert_eq!(r, Ok("s3cret".to_string()));
+        assert!(resolve_secret(
+            "smtp",
+            &SecretRef {
+                env: Some("X".into()),
+                file: Some(f)
+            }
+        )
+        .is_err());
+        assert!(resolve_secret("smtp", &SecretRef::default()).is_err());
+    }
+}

@@ -1,0 +1,308 @@
+//! The control protocol: how the CLI talks to a running daemon (sled allows
+//! one process per store). A Unix domain socket `DATA_DIR/control.sock`,
+//! owner-only (0600, in a 0700 directory); one JSON [`Request`] per line in,
+//! one JSON [`Response`] per line out.
+//!
+//! ```text
+//! → {"cmd":"cases_list","kind":"support","status":null}
+//! ← {"ok":true,"result":[...]}
+//! ← {"ok":false,"error":"no such case SUP-000099"}
+//! ```
+//!
+//! [`handle`] answers a request against a store, so the CLI uses the very
+//! same code when no daemon runs and it opens the store itself.
+
+use crate::pipeline::{IngestOptions, Pipeline, Report};
+use crate::render::{self, AckParts};
+use crate::store::{Case, CaseFilter, CaseKind, CaseStatus, NewMail, StoreError};
+use crate::triage;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Requests the daemon answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Ping,
+    CasesList {
+        kind: Option<CaseKind>,
+        status: Option<CaseStatus>,
+    },
+    CaseShow {
+        id: String,
+    },
+    IgnoredList,
+    IgnoredPromote {
+        id: u64,
+        actor: String,
+    },
+    Import {
+        paths: Vec<PathBuf>,
+        no_ack: bool,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    fn ok<T: Serialize>(v: &T) -> Response {
+        match serde_json::to_value(v) {
+            Ok(result) => Response { ok: true, result: Some(result), error: None },
+            Err(e) => Response::err(format!("cannot encode result: {e}")),
+        }
+    }
+    fn err(e: impl ToString) -> Response {
+        Response { ok: false, result: None, error: Some(e.to_string()) }
+    }
+}
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("control.sock")
+}
+
+/// Answer one request. Import reads files from paths on this machine.
+pub async fn handle(p: &Pipeline, req: Request) -> Response {
+    let store = &p.store;
+    match req {
+        Request::Ping => Response::ok(&"pong"),
+        Request::CasesList { kind, status } => match store.list_cases(&CaseFilter { kind, status }) {
+            Ok(v) => Response::ok(&v),
+            Err(e) => Response::err(e),
+        },
+        Request::CaseShow { id } => match store.case_view(&id.to_ascii_uppercase()) {
+            Ok(v) => Response::ok(&v),
+            Err(e) => Response::err(e),
+        },
+        Request::IgnoredList => match store.list_ignored() {
+            Ok(v) => Response::ok(&v),
+            Err(e) => Response::err(e),
+        },
+        Request::IgnoredPromote { id, actor } => match promote(p, id, &actor).await {
+            Ok(v) => Response::ok(&v),
+            Err(e) => Response::err(e),
+        },
+        Request::Import { paths, no_ack } => match import(p, &paths, IngestOptions { no_ack }, |_| {}).await {
+            Ok(r) => Response::ok(&r),
+            Err(e) => Response::err(e),
+        },
+    }
+}
+
+/// Result of promoting an ignored message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Promoted {
+    pub ignored: u64,
+    pub case: String,
+    pub outbox: Option<u64>,
+}
+
+/// Turn an ignored message into a case: triage it again as a new case
+/// (ignoring the hygiene verdict a human has overruled) and acknowledge it
+/// when its sender may be answered.
+pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, StoreError> {
+    let store = &p.store;
+    let rec = store.ignored(id)?.ok_or(StoreError::NoIgnored(id))?;
+    let msg = store
+        .message(rec.message)?
+        .ok_or_else(|| StoreError::Invalid(format!("message {} is missing", rec.message)))?;
+    let raw = store.raw(msg.id)?.unwrap_or_default();
+    let limit = usize::try_from(p.config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
+    let parsed = crate::mail::parse(&raw, limit).ok();
+    let role = p.role_of(&msg.source);
+    let now = p.clock.now();
+    let (mut decision, ack_to) = match &parsed {
+        Some(m) => {
+            // Staff overrule hygiene: decide as a new case with no hygiene context.
+            let ctx = triage::TriageContext {
+                role,
+                own_addresses: &[],
+                own_domain: "",
+                block_senders: &[],
+                allow_automated: &[],
+                receive_lists: &[],
+            };
+            let mut d = triage::triage_as_new(m, &ctx);
+            if d.kind == triage::Kind::Ignore {
+                d.kind = triage::Kind::Ticket;
+                d.level = Some(4);
+            }
+            (d, render::ack_address(m, &p.config.own_addresses()))
+        }
+        None => (
+            triage::Decision {
+                kind: triage::Kind::Ticket,
+                level: Some(4),
+                rights: None,
+                jurisdiction: None,
+                case_ref: None,
+                language: None,
+                auth: triage::Auth::None,
+                ack: false,
+                reasons: vec!["promoted unparseable message: no acknowledgement possible".into()],
+            },
+            Err("message could not be parsed".to_string()),
+        ),
+    };
+    decision.reasons.push(format!("promoted from ignored #{id} by {actor}"));
+    let token = render::token();
+    let references: Vec<String> = parsed.as_ref().map(|m| m.references.clone()).unwrap_or_default();
+    let in_reply_to = parsed.as_ref().and_then(|m| m.message_id.clone());
+    let cfg = &p.config;
+    let templates = &p.templates;
+    let render_fn = |case: &Case| -> Result<NewMail, String> {
+        let to = ack_to.as_ref().map_err(Clone::clone)?;
+        let from = match case.kind {
+            CaseKind::Support => cfg.outbound.from_support.mailbox(),
+            CaseKind::Privacy => cfg.outbound.from_privacy.mailbox(),
+        };
+        render::build_ack(
+            templates,
+            case,
+            &AckParts {
+                from,
+                to,
+                domain: &cfg.domain,
+                token: &token,
+                now,
+                in_reply_to: in_reply_to.as_deref(),
+                references: &references,
+            },
+        )
+    };
+    let reply_address = ack_to.as_ref().map(|a| a.address.clone()).map_err(Clone::clone);
+    let (case, outbox) = store.promote_ignored(id, &decision, reply_address, now, actor, &render_fn)?;
+    store.flush().await?;
+    Ok(Promoted { ignored: id, case, outbox })
+}
+
+/// Import files, Maildirs and mbox files through the pipeline, flushing in
+/// batches. `progress` is called with the bytes of each input done.
+pub async fn import(
+    p: &Pipeline,
+    paths: &[PathBuf],
+    opts: IngestOptions,
+    mut progress: impl FnMut(u64),
+) -> Result<Report, StoreError> {
+    use crate::source::files;
+    let (inputs, errors) = files::discover(paths);
+    let mut report = Report::default();
+    for (path, e) in errors {
+        report.errors.push(format!("{}: {e}", path.display()));
+    }
+    let role = crate::config::Role::Support;
+    let mut since_flush = 0usize;
+    for input in &inputs {
+        let mut batch = Vec::new();
+        let read = files::read_input(input, |env| batch.push(env));
+        for env in &batch {
+            let o = p.ingest(env, role, opts)?;
+            report_add(&mut report, &env.key, &o);
+            since_flush += 1;
+            if since_flush >= p.config.daemon.batch_size {
+                p.store.flush().await?;
+                since_flush = 0;
+            }
+        }
+        if let Err(e) = read {
+            let path = match input {
+                files::Input::File(p) | files::Input::Mbox(p) => p,
+            };
+            report.errors.push(format!("{}: {e}", path.display()));
+        }
+        progress(match input {
+            files::Input::File(p) | files::Input::Mbox(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+        });
+    }
+    p.store.flush().await?;
+    Ok(report)
+}
+
+fn report_add(r: &mut Report, key: &str, o: &crate::store::IngestOutcome) {
+    let mut one = Report::default();
+    match o {
+        crate::store::IngestOutcome::NewCase { outbox, .. } => {
+            one.new_cases = 1;
+            one.acks_queued = usize::from(outbox.is_some());
+        }
+        crate::store::IngestOutcome::FollowUp { .. } => one.follow_ups = 1,
+        crate::store::IngestOutcome::Ignored { .. } => one.ignored = 1,
+        crate::store::IngestOutcome::Duplicate { .. } => one.duplicates = 1,
+    }
+    one.outcomes.push((key.to_string(), o.clone()));
+    r.merge(one);
+}
+
+/// Serve the control socket until `shutdown` fires.
+pub async fn serve(p: Pipeline, mut shutdown: tokio::sync::broadcast::Receiver<()>) -> std::io::Result<()> {
+    let path = socket_path(p.store.data_dir());
+    // We hold the store lock, so any socket file left here is stale.
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    tracing::info!(socket = %path.display(), "control socket listening");
+    loop {
+        tokio::select! {
+            _ = shutdown.recv() => break,
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => { tracing::warn!(error = %e, "control accept failed"); continue; }
+                };
+                let p = p.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = stream.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let resp = match serde_json::from_str::<Request>(&line) {
+                            Ok(req) => handle(&p, req).await,
+                            Err(e) => Response::err(format!("bad request: {e}")),
+                        };
+                        let mut out = serde_json::to_vec(&resp).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
+                        out.push(b'\n');
+                        if w.write_all(&out).await.is_err() { break; }
+                    }
+                });
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&path);
+    Ok(())
+}
+
+/// Send one request to a running daemon. `Ok(None)` when no daemon listens.
+pub async fn call(data_dir: &Path, req: &Request) -> std::io::Result<Option<Response>> {
+    let path = socket_path(data_dir);
+    let stream = match tokio::net::UnixStream::connect(&path).await {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let (r, mut w) = stream.into_split();
+    let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    let mut lines = BufReader::new(r).lines();
+    match lines.next_line().await? {
+        Some(l) => serde_json::from_str(&l).map(Some).map_err(std::io::Error::other),
+        None => Err(std::io::Error::other("daemon closed the control socket without answering")),
+    }
+}

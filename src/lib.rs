@@ -1,0 +1,48 @@
+//! ticketd turns the mail that reaches a software vendor's `support@` and
+//! `privacy@` mailboxes into tracked cases, and answers each new case with an
+//! acknowledgement, without ever answering a robot or losing a message.
+//!
+//! # Layout
+//!
+//! A message moves one way through the crate:
+//!
+//! ```text
+//! source ─▶ mail (parse) ─▶ triage ─▶ pipeline ─▶ store (one transaction) ─▶ flush ─▶ source.ack
+//!                                                    │
+//!                                                    └─▶ outbox entries ─▶ outbox worker ─▶ transport
+//! ```
+//!
+//! Pure core (no I/O, tested with data):
+//! - [`mail`]: a parsed, bounded view of a raw message over mail-parser.
+//! - [`triage`]: parsed message + context in, decision + reasons out.
+//! - [`policy`]: the vendor's support levels, targets and privacy rights.
+//! - [`render`]: acknowledgement templates and the building of outgoing mail.
+//!
+//! I/O shell (behind small traits so tests can drive time and faults):
+//! - [`source`]: where messages come from (Maildir, import files; IMAP later).
+//! - [`store`]: the sled database: cases, messages, events, outbox, dedupe.
+//! - [`outbox`]: delivering queued mail through a transport.
+//! - [`clock`]: the one place that reads the wall clock.
+//! - [`pipeline`]: one message (or batch) from a source into the store.
+//! - [`daemon`]: wires sources, pipeline, outbox worker, control socket, shutdown.
+//! - [`control`]: the JSON protocol over the daemon's Unix socket.
+//! - [`config`]: raw TOML to a validated [`config::Config`].
+//! - [`demo`]: the embedded default (demo Maildir seeded from `fixtures/demo`).
+//! - [`cli`]: the subcommands behind the thin `main.rs`.
+//! - [`failpoint`]: named crash points that tests switch on by environment variable.
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod demo;
+pub mod failpoint;
+pub mod mail;
+pub mod outbox;
+pub mod pipeline;
+pub mod policy;
+pub mod render;
+pub mod source;
+pub mod store;
+pub mod triage;

@@ -1,0 +1,298 @@
+//! A parsed, bounded view of one raw message, over mail-parser.
+//!
+//! [`parse`] never panics and never loses the message: it either returns a
+//! [`ParsedMail`] (possibly with `warnings`) or a [`NotMail`] error that says
+//! why the bytes are not a message, so the caller can still record them.
+//! Only a prefix of the raw bytes (the triage parse limit) is handed to
+//! mail-parser, because it decodes every part up front; the stored raw
+//! message stays whole.
+//!
+//! Not for: deciding anything about the message (that is [`crate::triage`]).
+
+use mail_parser::MimeHeaders;
+use serde::{Deserialize, Serialize};
+
+/// One address from a header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Addr {
+    pub name: Option<String>,
+    /// Lower-cased `local@domain`.
+    pub address: String,
+}
+
+impl Addr {
+    pub fn domain(&self) -> &str {
+        self.address.rsplit('@').next().unwrap_or("")
+    }
+    pub fn local(&self) -> &str {
+        self.address.split('@').next().unwrap_or("")
+    }
+}
+
+/// The parts of a message the rest of ticketd looks at.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ParsedMail {
+    /// Message-ID without angle brackets.
+    pub message_id: Option<String>,
+    pub in_reply_to: Vec<String>,
+    /// In header order (oldest first, as RFC 5322 writes them).
+    pub references: Vec<String>,
+    pub subject: String,
+    pub from: Option<Addr>,
+    pub reply_to: Vec<Addr>,
+    pub to: Vec<Addr>,
+    pub cc: Vec<Addr>,
+    pub return_path: Option<String>,
+    /// The sender's `Date` header (informational only: receipt time is the
+    /// server's arrival time, never this).
+    pub date: Option<String>,
+    /// Every header as (lower-case name, decoded text value), in order.
+    pub headers: Vec<(String, String)>,
+    /// Top-level content type, lower case, e.g. `multipart/report`.
+    pub content_type: String,
+    /// `report-type` parameter of a multipart/report.
+    pub report_type: Option<String>,
+    /// Body text: text/plain preferred, else HTML converted to text.
+    pub text: String,
+    pub text_from_html: bool,
+    pub attachment_count: usize,
+    /// The parse saw only a prefix of the message.
+    pub truncated: bool,
+    /// Things that were odd but not fatal.
+    pub warnings: Vec<String>,
+}
+
+impl ParsedMail {
+    /// First value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn has_header(&self, name: &str) -> bool {
+        self.header(name).is_some()
+    }
+}
+
+/// Why some bytes are not a message at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotMail {
+    #[error("empty input (0 bytes)")]
+    Empty,
+    #[error("no mail headers found (not an RFC 5322 message)")]
+    NoHeaders,
+}
+
+/// Headers that, when at least one is present, make bytes look like mail.
+const MAIL_HEADERS: &[&str] = &[
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "received",
+    "return-path",
+    "mime-version",
+    "sender",
+    "reply-to",
+    "delivered-to",
+];
+
+/// Parse at most `limit` bytes of `raw`.
+pub fn parse(raw: &[u8], limit: usize) -> Result<ParsedMail, NotMail> {
+    if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(NotMail::Empty);
+    }
+    let truncated = raw.len() > limit;
+    let bytes = if truncated { &raw[..limit] } else { raw };
+    let msg = mail_parser::MessageParser::default()
+        .parse(bytes)
+        .ok_or(NotMail::NoHeaders)?;
+
+    let mut headers = Vec::with_capacity(msg.headers().len());
+    for h in msg.headers() {
+        let name = h.name().to_ascii_lowercase();
+        headers.push((name, header_text(h.value())));
+    }
+    if !headers.iter().any(|(n, _)| MAIL_HEADERS.contains(&n.as_str())) {
+        return Err(NotMail::NoHeaders);
+    }
+    // A header name must be printable ASCII; binary junk parsed as headers
+    // means this is not mail.
+    if headers
+        .iter()
+        .any(|(n, _)| n.is_empty() || n.bytes().any(|b| !(33..=126).contains(&b)))
+    {
+        return Err(NotMail::NoHeaders);
+    }
+
+    let mut warnings = Vec::new();
+    if truncated {
+        warnings.push(format!(
+            "message is {} bytes; triage parsed only the first {limit}",
+            raw.len()
+        ));
+    }
+    let message_id = msg.message_id().map(clean_id).filter(|s| !s.is_empty());
+    if message_id.is_none() {
+        warnings.push("no Message-ID header".into());
+    }
+    let in_reply_to = id_list(msg.in_reply_to());
+    let references = id_list(msg.references());
+
+    let (content_type, report_type) = match msg.root_part().content_type() {
+        Some(ct) => {
+            let full = match ct.subtype() {
+                Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                None => ct.ctype().to_string(),
+            }
+            .to_ascii_lowercase();
+            (full, ct.attribute("report-type").map(|s| s.to_ascii_lowercase()))
+        }
+        None => ("text/plain".to_string(), None),
+    };
+
+    let (text, text_from_html) = if msg.text_body_count() > 0
+        && msg.text_bodies().any(|p| !p.is_text_html())
+    {
+        (msg.body_text(0).map(|c| c.into_owned()).unwrap_or_default(), false)
+    } else if msg.html_body_count() > 0 {
+        (msg.body_text(0).map(|c| c.into_owned()).unwrap_or_default(), true)
+    } else {
+        (String::new(), false)
+    };
+    if text.trim().is_empty() {
+        warnings.push("no readable body text".into());
+    }
+    if msg.from().is_none() {
+        warnings.push("no From header".into());
+    }
+
+    Ok(ParsedMail {
+        message_id,
+        in_reply_to,
+        references,
+        subject: msg
+            .subject()
+            .map(|s| s.replace(['\r', '\n'], " ").trim().to_string())
+            .unwrap_or_default(),
+        from: msg.from().and_then(|a| addrs(a).into_iter().next()),
+        reply_to: msg.reply_to().map(addrs).unwrap_or_default(),
+        to: msg.to().map(addrs).unwrap_or_default(),
+        cc: msg.cc().map(addrs).unwrap_or_default(),
+        return_path: msg.return_address().map(|s| s.to_ascii_lowercase()),
+        date: msg.date().map(|d| d.to_rfc3339()),
+        headers,
+        content_type,
+        report_type,
+        text,
+        text_from_html,
+        attachment_count: msg.attachment_count(),
+        truncated,
+        warnings,
+    })
+}
+
+fn addrs(a: &mail_parser::Address<'_>) -> Vec<Addr> {
+    a.iter()
+        .filter_map(|x| {
+            let address = x.address()?.trim().to_ascii_lowercase();
+            if address.is_empty() {
+                return None;
+            }
+            Some(Addr {
+                name: x.name().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()),
+                address,
+            })
+        })
+        .collect()
+}
+
+/// Strip angle brackets and whitespace from a message id.
+pub fn clean_id(id: &str) -> String {
+    id.trim()
+        .trim_start_matches('<')
+        .trim_end_matches('>')
+        .trim()
+        .to_string()
+}
+
+fn id_list(v: &mail_parser::HeaderValue<'_>) -> Vec<String> {
+    match v {
+        mail_parser::HeaderValue::Text(t) => vec![clean_id(t)],
+        mail_parser::HeaderValue::TextList(l) => l.iter().map(|t| clean_id(t)).collect(),
+        _ => Vec::new(),
+    }
+    .into_iter()
+    .filter(|s| !s.is_empty())
+    .collect()
+}
+
+fn header_text(v: &mail_parser::HeaderValue<'_>) -> String {
+    use mail_parser::HeaderValue as H;
+    match v {
+        H::Text(t) => t.to_string(),
+        H::TextList(l) => l.join(", "),
+        H::Address(a) => a
+            .iter()
+            .map(|x| match (x.name(), x.address()) {
+                (Some(n), Some(ad)) => format!("{n} <{ad}>"),
+                (None, Some(ad)) => ad.to_string(),
+                (Some(n), None) => n.to_string(),
+                (None, None) => String::new(),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        H::DateTime(d) => d.to_rfc3339(),
+        H::ContentType(ct) => match ct.subtype() {
+            Some(s) => format!("{}/{}", ct.ctype(), s),
+            None => ct.ctype().to_string(),
+        },
+        H::Received(_) => "(received)".to_string(),
+        H::Empty => String::new(),
+    }
+}
+
+/// Blake3 hash of the raw bytes, hex: the dedupe key of mail without a
+/// Message-ID.
+pub fn content_hash(raw: &[u8]) -> String {
+    blake3::hash(raw).to_hex().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIMPLE: &[u8] = b"From: Dana <Dana.Ruiz@Example.org>\r\nTo: support@casehost.example\r\nSubject: Help\r\nMessage-ID: <abc@x>\r\nIn-Reply-To: <p1@x>\r\nReferences: <p0@x> <p1@x>\r\n\r\nHello\r\n";
+
+    #[test]
+    fn parses_ids_and_addresses() {
+        let m = parse(SIMPLE, 1 << 20).expect("mail");
+        assert_eq!(m.message_id.as_deref(), Some("abc@x"));
+        assert_eq!(m.in_reply_to, vec!["p1@x"]);
+        assert_eq!(m.references, vec!["p0@x", "p1@x"]);
+        assert_eq!(m.from.as_ref().map(|a| a.address.as_str()), Some("dana.ruiz@example.org"));
+        assert_eq!(m.text.trim(), "Hello");
+    }
+
+    #[test]
+    fn empty_and_binary_are_not_mail() {
+        assert_eq!(parse(b"", 100).err(), Some(NotMail::Empty));
+        assert_eq!(parse(b"\r\n  \n", 100).err(), Some(NotMail::Empty));
+        let png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\x02\x80\0\0\x01\xe0\x08\x06\0\0\0";
+        assert!(parse(png, 100).is_err());
+        assert!(parse(b"just some words, no headers at all", 100).is_err());
+    }
+
+    #[test]
+    fn prefix_limit_is_respected_and_reported() {
+        let mut big = b"From: a@b.example\r\nSubject: big\r\n\r\n".to_vec();
+        big.extend(std::iter::repeat_n(b'x', 100_000));
+        let m = parse(&big, 4096).expect("mail");
+        assert!(m.truncated);
+        assert!(m.text.len() <= 4096);
+        assert!(m.warnings.iter().any(|w| w.contains("first 4096")));
+    }
+}

@@ -1,0 +1,35 @@
+//! The `ticketd` binary: parse the command line, set up logging, hand over
+//! to [`ticketd::cli`]. Nothing else lives here.
+
+use clap::Parser;
+
+fn main() {
+    let cli = ticketd::cli::Cli::parse();
+    let default_level = match cli.command {
+        ticketd::cli::Command::Run { .. } => "info",
+        _ => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ticketd: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match runtime.block_on(ticketd::cli::run(cli)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("ticketd: {}", e.message);
+            e.code
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,223 @@
+//! Acknowledgements: templates (minijinja; built in, overridable from the
+//! configured directory) and the building of the outgoing RFC 5322 message
+//! with lettre. Pure apart from reading override files when the renderer is
+//! built.
+//!
+//! Every outgoing message gets a stable Message-ID that embeds the case
+//! number (`<ack.SUP-000123.RANDOM@DOMAIN>`), `In-Reply-To`/`References` to
+//! the message it answers, `Auto-Submitted: auto-replied`, and a subject
+//! carrying the case tag `[SUP-000123]`.
+
+use crate::mail::{Addr, ParsedMail};
+use crate::policy;
+use crate::store::{Case, CaseKind, NewMail, Purpose};
+use chrono::{DateTime, Utc};
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+use lettre::message::Mailbox;
+use std::path::Path;
+
+/// Built-in templates: (name, text).
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("ack_support.txt", include_str!("../templates/ack_support.txt")),
+    ("ack_privacy.txt", include_str!("../templates/ack_privacy.txt")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {name}: {source}")]
+    Template {
+        name: String,
+        #[source]
+        source: minijinja::Error,
+    },
+    #[error("cannot read template override {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Compiled templates.
+pub struct Templates {
+    env: minijinja::Environment<'static>,
+}
+
+impl Templates {
+    /// Built-in templates, each replaced by `dir/NAME` when that file exists.
+    pub fn load(dir: Option<&Path>) -> Result<Templates, RenderError> {
+        let mut env = minijinja::Environment::new();
+        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+        for (name, builtin) in BUILTIN {
+            let text = match dir.map(|d| d.join(name)) {
+                Some(p) if p.is_file() => std::fs::read_to_string(&p).map_err(|e| RenderError::Read {
+                    path: p.display().to_string(),
+                    source: e,
+                })?,
+                _ => builtin.to_string(),
+            };
+            env.add_template_owned(*name, text).map_err(|e| RenderError::Template {
+                name: name.to_string(),
+                source: e,
+            })?;
+        }
+        Ok(Templates { env })
+    }
+
+    /// Render the acknowledgement body for a new case.
+    pub fn ack_body(&self, case: &Case, requester_name: Option<&str>) -> Result<String, RenderError> {
+        let name = match case.kind {
+            CaseKind::Support => "ack_support.txt",
+            CaseKind::Privacy => "ack_privacy.txt",
+        };
+        let level = case.level.unwrap_or(4);
+        let rights: Vec<_> = case
+            .rights
+            .iter()
+            .map(|r| minijinja::context! { name => r.as_str(), description => r.describe() })
+            .collect();
+        let ctx = minijinja::context! {
+            case_id => case.id,
+            kind => case.kind.as_str(),
+            level => level,
+            level_meaning => policy::level_meaning(level),
+            target => policy::target_phrase(level),
+            rights => rights,
+            jurisdiction => case.jurisdiction.map(|j| j.as_str()),
+            answer_phrase => case.jurisdiction.unwrap_or(policy::Jurisdiction::Unknown).answer_phrase(),
+            requester_name => requester_name,
+            original_subject => if case.subject.is_empty() { "(no subject)" } else { case.subject.as_str() },
+        };
+        let tmpl = self.env.get_template(name).map_err(|e| RenderError::Template {
+            name: name.into(),
+            source: e,
+        })?;
+        tmpl.render(ctx).map_err(|e| RenderError::Template {
+            name: name.into(),
+            source: e,
+        })
+    }
+}
+
+/// Where an acknowledgement may go: `Reply-To` if present, else `From`;
+/// never `Return-Path`, never Cc'd people, never our own addresses.
+pub fn ack_address(mail: &ParsedMail, own: &[String]) -> Result<Addr, String> {
+    let candidate = mail
+        .reply_to
+        .first()
+        .or(mail.from.as_ref())
+        .ok_or_else(|| "no From or Reply-To address to answer".to_string())?;
+    if own.iter().any(|o| o == &candidate.address) {
+        return Err("the reply address is one of our own mailboxes".into());
+    }
+    candidate
+        .address
+        .parse::<lettre::Address>()
+        .map_err(|e| format!("the reply address is not valid: {e}"))?;
+    Ok(candidate.clone())
+}
+
+/// A fresh random token for a Message-ID (not secret; unique enough).
+pub fn token() -> String {
+    let mut s = String::with_capacity(12);
+    for _ in 0..12 {
+        s.push(fastrand::alphanumeric().to_ascii_lowercase());
+    }
+    s
+}
+
+/// Everything needed to build an acknowledgement except the case.
+pub struct AckParts<'a> {
+    pub from: &'a Mailbox,
+    pub to: &'a Addr,
+    pub domain: &'a str,
+    pub token: &'a str,
+    pub now: DateTime<Utc>,
+    /// Message-ID of the message we answer, without brackets.
+    pub in_reply_to: Option<&'a str>,
+    /// Its References, oldest first.
+    pub references: &'a [String],
+}
+
+/// Build the complete acknowledgement mail for `case`.
+pub fn build_ack(templates: &Templates, case: &Case, p: &AckParts<'_>) -> Result<NewMail, String> {
+    let body = templates
+        .ack_body(case, p.to.name.as_deref())
+        .map_err(|e| e.to_string())?;
+    let message_id = format!("ack.{}.{}@{}", case.id, p.token, p.domain);
+    let subject = ack_subject(&case.id, &case.subject);
+    let to_addr: lettre::Address = p.to.address.parse().map_err(|e| format!("bad recipient: {e}"))?;
+    let to = Mailbox::new(p.to.name.clone(), to_addr);
+    let mut b = lettre::Message::builder()
+        .from(p.from.clone())
+        .to(to)
+        .subject(subject.clone())
+        .message_id(Some(format!("<{message_id}>")))
+        .date(std::time::SystemTime::from(p.now))
+        .header(ContentType::TEXT_PLAIN)
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-replied".into(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
+            "All".into(),
+        ));
+    if let Some(irt) = p.in_reply_to {
+        b = b.in_reply_to(format!("<{irt}>"));
+        let mut refs: Vec<String> = p.references.iter().map(|r| format!("<{r}>")).collect();
+        refs.push(format!("<{irt}>"));
+        b = b.references(refs.join(" "));
+    }
+    let msg = b.body(body).map_err(|e| format!("cannot build mail: {e}"))?;
+    let mail = String::from_utf8(msg.formatted()).map_err(|e| format!("mail is not UTF-8: {e}"))?;
+    Ok(NewMail {
+        purpose: Purpose::Ack,
+        from: p.from.email.to_string(),
+        recipients: vec![p.to.address.clone()],
+        message_id,
+        in_reply_to: p.in_reply_to.map(str::to_string),
+        subject,
+        mail,
+    })
+}
+
+/// `[SUP-000123] Re: original subject` (no duplicate "Re:"; no line breaks).
+pub fn ack_subject(case_id: &str, original: &str) -> String {
+    let clean: String = original
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .chars()
+        .take(200)
+        .collect();
+    if clean.is_empty() {
+        format!("[{case_id}] Your request")
+    } else if clean.to_ascii_lowercase().starts_with("re:") {
+        format!("[{case_id}] {clean}")
+    } else {
+        format!("[{case_id}] Re: {clean}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_goes_to_reply_to_never_to_own_or_cc() {
+        let raw = b"From: Sam <sam@r.example>\r\nReply-To: Intake <intake@r.example>\r\nCc: boss@r.example\r\nReturn-Path: <bounce@r.example>\r\nSubject: x\r\n\r\nbody\r\n";
+        let m = crate::mail::parse(raw, 1 << 20).expect("mail");
+        assert_eq!(ack_address(&m, &[]).map(|a| a.address), Ok("intake@r.example".to_string()));
+        let own = vec!["intake@r.example".to_string()];
+        assert!(ack_address(&m, &own).is_err());
+    }
+
+    #[test]
+    fn subject_carries_tag_once() {
+        assert_eq!(ack_subject("SUP-000001", "Re: down"), "[SUP-000001] Re: down");
+        assert_eq!(ack_subject("SUP-000001", "down\r\nBcc: x"), "[SUP-000001] Re: down  Bcc: x");
+        assert_eq!(ack_subject("PRV-000002", ""), "[PRV-000002] Your request");
+    }
+}

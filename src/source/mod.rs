@@ -1,0 +1,56 @@
+//! Where messages come from. A [`Source`] hands out batches of
+//! [`Envelope`]s it has not yet been told are taken, and takes them (moves
+//! or flags them) only when [`Source::ack`] is called — which the pipeline
+//! does only after the store has flushed their cases. The IMAP source will
+//! sit behind the same trait.
+
+pub mod files;
+pub mod maildir;
+
+use chrono::{DateTime, Utc};
+use std::future::Future;
+
+/// One message as it came from a source.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    /// Source name (the mailbox name, or `import`).
+    pub source: String,
+    /// Where the message is in its source (Maildir file name, path, UID).
+    pub key: String,
+    /// Arrival time at our server (Maildir delivery time, IMAP INTERNALDATE);
+    /// never the sender's `Date` header.
+    pub received_at: DateTime<Utc>,
+    pub raw: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("{source_name}: {context}: {error}")]
+    Io {
+        source_name: String,
+        context: String,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub trait Source: Send {
+    fn name(&self) -> &str;
+    /// Up to `max` messages not yet taken, oldest first. A message whose
+    /// bytes cannot be read is reported in the returned errors and left
+    /// where it is (never lost, retried on the next pass).
+    fn fetch(&mut self, max: usize) -> impl Future<Output = Result<Fetched, SourceError>> + Send;
+    /// Take these messages from the source. Called only after their cases
+    /// are durable.
+    fn ack(&mut self, taken: &[Envelope]) -> impl Future<Output = Result<(), SourceError>> + Send;
+}
+
+/// A batch from [`Source::fetch`].
+#[derive(Debug, Default)]
+pub struct Fetched {
+    pub envelopes: Vec<Envelope>,
+    /// Messages that could not be read this time (key, error).
+    pub errors: Vec<(String, String)>,
+}

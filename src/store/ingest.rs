@@ -1,0 +1,444 @@
+//! The one transaction that takes a message in: dedupe check, message record
+//! (and raw bytes), case (new or follow-up) or ignored record, events,
+//! outbox entry, Message-ID index, source cursor — all or nothing.
+//!
+//! The closure may be re-run by sled on conflict, so it has no side effects;
+//! the acknowledgement is rendered inside it by a pure callback because the
+//! case number is only known there.
+
+use super::*;
+use crate::mail::Addr;
+use crate::triage::{Decision, Kind};
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError as Cte, TransactionalTree};
+
+/// How a message may join an existing case.
+#[derive(Debug, Clone, Default)]
+pub struct ThreadHint {
+    /// In-Reply-To ids, then References newest first.
+    pub header_ids: Vec<String>,
+    /// Case named by triage (our id in headers, or subject tag).
+    pub case_ref: Option<String>,
+    /// `case_ref` came from one of our Message-IDs in the headers (a subject
+    /// tag alone is weaker: only the case's requester may use it).
+    pub case_ref_from_header: bool,
+}
+
+/// Everything the transaction needs, computed before it starts.
+pub struct IngestInput<'a> {
+    pub source: &'a str,
+    pub source_key: &'a str,
+    pub received_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    pub actor: &'a str,
+    pub raw: &'a [u8],
+    pub max_stored_bytes: u64,
+    pub message_id: Option<&'a str>,
+    pub content_hash: &'a str,
+    pub subject: &'a str,
+    pub from: Option<&'a Addr>,
+    pub warnings: &'a [String],
+    pub thread: ThreadHint,
+    /// Triage's decision; `None` when the bytes are not mail.
+    pub decision: Option<&'a Decision>,
+    /// Decision as a new case, used when a reply names no case it may join.
+    pub fallback: Option<&'a Decision>,
+    /// Why the bytes could not be parsed, when they could not.
+    pub unparseable: Option<&'a str>,
+    /// Where an acknowledgement would go, or why none may be sent.
+    pub reply_address: std::result::Result<String, String>,
+    /// Builds the acknowledgement for a new case (pure).
+    pub render_ack: &'a (dyn Fn(&Case) -> std::result::Result<NewMail, String> + Sync),
+    pub cursor: Option<(&'a str, &'a [u8])>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum IngestOutcome {
+    Duplicate { message: u64 },
+    NewCase { case: String, message: u64, outbox: Option<u64> },
+    FollowUp { case: String, message: u64 },
+    Ignored { ignored: u64, message: u64 },
+}
+
+struct Tx<'t> {
+    meta: &'t TransactionalTree,
+    cases: &'t TransactionalTree,
+    events: &'t TransactionalTree,
+    messages: &'t TransactionalTree,
+    raw: &'t TransactionalTree,
+    outbox: &'t TransactionalTree,
+    pending: &'t TransactionalTree,
+    dedupe: &'t TransactionalTree,
+    msgids: &'t TransactionalTree,
+    ignored: &'t TransactionalTree,
+    cursors: &'t TransactionalTree,
+}
+
+type TxResult<T> = std::result::Result<T, Cte<StoreError>>;
+
+impl Tx<'_> {
+    fn next_seq(&self, name: &str) -> TxResult<u64> {
+        let key = format!("seq:{name}");
+        let cur = self.meta.get(key.as_bytes())?.and_then(|v| from_be(&v)).unwrap_or(0);
+        let next = cur + 1;
+        self.meta.insert(key.as_bytes(), &be(next))?;
+        Ok(next)
+    }
+
+    fn get_case(&self, id: &str) -> TxResult<Option<Case>> {
+        match self.cases.get(id.as_bytes())? {
+            Some(v) => Ok(Some(from_json("cases", &v).map_err(Cte::Abort)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_case(&self, c: &Case) -> TxResult<()> {
+        self.cases.insert(c.id.as_bytes(), to_json(c))?;
+        Ok(())
+    }
+
+    fn event(&self, case: &mut Case, at: DateTime<Utc>, actor: &str, kind: EventKind) -> TxResult<()> {
+        let ev = Event {
+            seq: case.next_event,
+            at,
+            actor: actor.to_string(),
+            kind,
+        };
+        case.next_event += 1;
+        self.events.insert(event_key(&case.id, ev.seq), to_json(&ev))?;
+        Ok(())
+    }
+
+    fn queue(&self, case: &mut Case, mail: NewMail, now: DateTime<Utc>) -> TxResult<u64> {
+        let id = self.next_seq("outbox")?;
+        let entry = OutboxEntry {
+            id,
+            case: Some(case.id.clone()),
+            purpose: mail.purpose,
+            from: mail.from,
+            recipients: mail.recipients,
+            message_id: mail.message_id.clone(),
+            in_reply_to: mail.in_reply_to,
+            subject: mail.subject,
+            state: OutboxState::Queued,
+            attempts: 0,
+            created_at: now,
+            next_attempt_at: now,
+            last_error: None,
+            sent_at: None,
+            delivered_as: None,
+            mail: mail.mail,
+        };
+        self.outbox.insert(&be(id), to_json(&entry))?;
+        self.pending.insert(&be(id), &[])?;
+        self.msgids.insert(mail.message_id.as_bytes(), case.id.as_bytes())?;
+        case.outbox.push(id);
+        Ok(id)
+    }
+
+    /// Create a case from `decision`, with its received/triaged events and,
+    /// when allowed, its acknowledgement. Returns (case id, outbox id).
+    #[allow(clippy::too_many_arguments)]
+    fn create_case(
+        &self,
+        decision: &Decision,
+        message: u64,
+        input_subject: &str,
+        from: Option<&Addr>,
+        reply_address: &std::result::Result<String, String>,
+        source: &str,
+        received_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        actor: &str,
+        notes: Vec<String>,
+        render: &(dyn Fn(&Case) -> std::result::Result<NewMail, String> + Sync),
+    ) -> TxResult<(String, Option<u64>)> {
+        let kind = if decision.kind == Kind::Privacy {
+            CaseKind::Privacy
+        } else {
+            CaseKind::Support
+        };
+        let n = self.next_seq(&format!("case:{}", kind.prefix()))?;
+        let id = format!("{}-{:06}", kind.prefix(), n);
+        let mut case = Case {
+            id: id.clone(),
+            kind,
+            status: CaseStatus::New,
+            level: decision.level,
+            rights: decision.rights.clone().unwrap_or_default(),
+            jurisdiction: decision.jurisdiction,
+            subject: input_subject.to_string(),
+            requester: from.cloned(),
+            reply_address: reply_address.as_ref().ok().cloned(),
+            mailbox: source.to_string(),
+            received_at,
+            created_at: now,
+            updated_at: now,
+            messages: vec![message],
+            outbox: Vec::new(),
+            next_event: 1,
+            notes,
+        };
+        self.event(&mut case, now, actor, EventKind::Received { message, source: source.to_string() })?;
+        self.event(&mut case, now, "ticketd", EventKind::Triaged { decision: decision.clone() })?;
+        let mut outbox = None;
+        if !decision.ack {
+            self.event(&mut case, now, "ticketd", EventKind::AckSkipped { reason: "triage says no acknowledgement".into() })?;
+        } else {
+            match reply_address {
+                Err(reason) => {
+                    self.event(&mut case, now, "ticketd", EventKind::AckSkipped { reason: reason.clone() })?;
+                }
+                Ok(_) => match render(&case) {
+                    Ok(mail) => {
+                        let oid = self.queue(&mut case, mail, now)?;
+                        self.event(&mut case, now, "ticketd", EventKind::AckQueued { outbox: oid })?;
+                        outbox = Some(oid);
+                    }
+                    Err(e) => {
+                        self.event(&mut case, now, "ticketd", EventKind::AckSkipped { reason: format!("acknowledgement could not be rendered: {e}") })?;
+                    }
+                },
+            }
+        }
+        self.put_case(&case)?;
+        Ok((id, outbox))
+    }
+}
+
+impl Store {
+    /// Take one message in (see the module docs). Not durable until
+    /// [`Store::flush`] returns.
+    pub fn ingest(&self, input: &IngestInput<'_>) -> Result<IngestOutcome> {
+        let t = &self.t;
+        let res = (
+            &t.meta,
+            &t.cases,
+            &t.events,
+            &t.messages,
+            &t.raw,
+            &t.outbox,
+            &t.outbox_pending,
+            &t.dedupe,
+            &t.msgids,
+            &t.ignored,
+            &t.cursors,
+        )
+            .transaction(
+                |(meta, cases, events, messages, raw, outbox, pending, dedupe, msgids, ignored, cursors)| {
+                    let tx = Tx { meta, cases, events, messages, raw, outbox, pending, dedupe, msgids, ignored, cursors };
+                    ingest_tx(&tx, input)
+                },
+            );
+        res.map_err(tx_err)
+    }
+
+    /// Make a case from an ignored message, with `decision` (triage as a new
+    /// case). The ignored record keeps its history and points at the case.
+    pub fn promote_ignored(
+        &self,
+        ignored_id: u64,
+        decision: &Decision,
+        reply_address: std::result::Result<String, String>,
+        now: DateTime<Utc>,
+        actor: &str,
+        render: &(dyn Fn(&Case) -> std::result::Result<NewMail, String> + Sync),
+    ) -> Result<(String, Option<u64>)> {
+        let t = &self.t;
+        let res = (
+            &t.meta,
+            &t.cases,
+            &t.events,
+            &t.messages,
+            &t.raw,
+            &t.outbox,
+            &t.outbox_pending,
+            &t.dedupe,
+            &t.msgids,
+            &t.ignored,
+            &t.cursors,
+        )
+            .transaction(
+                |(meta, cases, events, messages, raw, outbox, pending, dedupe, msgids, ignored, cursors)| {
+                    let tx = Tx { meta, cases, events, messages, raw, outbox, pending, dedupe, msgids, ignored, cursors };
+                    let v = tx.ignored.get(be(ignored_id))?.ok_or(Cte::Abort(StoreError::NoIgnored(ignored_id)))?;
+                    let mut rec: IgnoredRecord = from_json("ignored", &v).map_err(Cte::Abort)?;
+                    if let Some(c) = &rec.promoted_to {
+                        return Err(Cte::Abort(StoreError::Invalid(format!("ignored message {ignored_id} was already promoted to {c}"))));
+                    }
+                    let mv = tx.messages.get(be(rec.message))?.ok_or(Cte::Abort(StoreError::Corrupt { tree: "messages", detail: format!("ignored {ignored_id} names missing message {}", rec.message) }))?;
+                    let mut msg: MessageRecord = from_json("messages", &mv).map_err(Cte::Abort)?;
+                    let (case_id, outbox) = tx.create_case(
+                        decision, msg.id, &msg.subject, msg.from.as_ref(), &reply_address, &msg.source,
+                        msg.received_at, now, actor, Vec::new(), render,
+                    )?;
+                    if let Some(mut case) = tx.get_case(&case_id)? {
+                        tx.event(&mut case, now, actor, EventKind::Promoted { ignored: ignored_id })?;
+                        tx.put_case(&case)?;
+                    }
+                    if let Some(mid) = &msg.message_id {
+                        tx.msgids.insert(mid.as_bytes(), case_id.as_bytes())?;
+                    }
+                    msg.disposition = Disposition::NewCase { case: case_id.clone() };
+                    tx.messages.insert(&be(msg.id), to_json(&msg))?;
+                    rec.promoted_to = Some(case_id.clone());
+                    tx.ignored.insert(&be(ignored_id), to_json(&rec))?;
+                    Ok((case_id, outbox))
+                },
+            );
+        res.map_err(tx_err)
+    }
+}
+
+fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
+    // 1. Dedupe: Message-ID when present, else the content hash.
+    let dedupe_key = match input.message_id {
+        Some(mid) => format!("mid:{mid}"),
+        None => format!("hash:{}", input.content_hash),
+    };
+    if let Some(v) = tx.dedupe.get(dedupe_key.as_bytes())? {
+        return Ok(IngestOutcome::Duplicate { message: from_be(&v).unwrap_or(0) });
+    }
+
+    let msg_id = tx.next_seq("message")?;
+    let size = input.raw.len() as u64;
+    let raw_stored = size <= input.max_stored_bytes;
+    let mut notes = Vec::new();
+    if raw_stored {
+        tx.raw.insert(&be(msg_id), input.raw)?;
+    } else {
+        notes.push(format!(
+            "original message is {size} bytes, over the {} byte storage limit: it is not stored here and stays in its source ({} {})",
+            input.max_stored_bytes, input.source, input.source_key
+        ));
+    }
+    let mut record = MessageRecord {
+        id: msg_id,
+        source: input.source.to_string(),
+        source_key: input.source_key.to_string(),
+        received_at: input.received_at,
+        size,
+        raw_stored,
+        message_id: input.message_id.map(str::to_string),
+        content_hash: input.content_hash.to_string(),
+        subject: input.subject.to_string(),
+        from: input.from.cloned(),
+        disposition: Disposition::Ignored { ignored: 0 },
+        warnings: input.warnings.to_vec(),
+    };
+
+    let outcome = match (input.decision, input.unparseable) {
+        (Some(d), _) if d.kind != Kind::Ignore => {
+            match thread_target(tx, input, d)? {
+                Some((case_id, matched_by)) => {
+                    let mut case = tx.get_case(&case_id)?.ok_or_else(|| Cte::Abort(StoreError::NoCase(case_id.clone())))?;
+                    case.messages.push(msg_id);
+                    case.updated_at = input.now;
+                    tx.event(&mut case, input.now, input.actor, EventKind::Received { message: msg_id, source: input.source.to_string() })?;
+                    tx.event(&mut case, input.now, "ticketd", EventKind::FollowUp { message: msg_id, matched_by })?;
+                    tx.put_case(&case)?;
+                    record.disposition = Disposition::FollowUp { case: case_id.clone() };
+                    IngestOutcome::FollowUp { case: case_id, message: msg_id }
+                }
+                None => {
+                    let decision = if d.kind == Kind::Reply { input.fallback.unwrap_or(d) } else { d };
+                    if decision.kind == Kind::Ignore || decision.kind == Kind::Reply {
+                        let ignored = put_ignored(tx, input, msg_id, "unmatched reply", vec!["reply names no case it may join".into()])?;
+                        record.disposition = Disposition::Ignored { ignored };
+                        IngestOutcome::Ignored { ignored, message: msg_id }
+                    } else {
+                        let (case_id, outbox) = tx.create_case(
+                            decision, msg_id, input.subject, input.from, &input.reply_address, input.source,
+                            input.received_at, input.now, input.actor, notes, input.render_ack,
+                        )?;
+                        record.disposition = Disposition::NewCase { case: case_id.clone() };
+                        IngestOutcome::NewCase { case: case_id, message: msg_id, outbox }
+                    }
+                }
+            }
+        }
+        (Some(d), _) => {
+            let category = d
+                .reasons
+                .iter()
+                .rev()
+                .find_map(|r| r.strip_prefix("ignored: "))
+                .unwrap_or("ignored")
+                .to_string();
+            let ignored = put_ignored(tx, input, msg_id, &category, d.reasons.clone())?;
+            record.disposition = Disposition::Ignored { ignored };
+            IngestOutcome::Ignored { ignored, message: msg_id }
+        }
+        (None, reason) => {
+            let why = reason.unwrap_or("not mail").to_string();
+            let ignored = put_ignored(tx, input, msg_id, "unparseable", vec![why])?;
+            record.disposition = Disposition::Ignored { ignored };
+            IngestOutcome::Ignored { ignored, message: msg_id }
+        }
+    };
+
+    tx.messages.insert(&be(msg_id), to_json(&record))?;
+    tx.dedupe.insert(dedupe_key.as_bytes(), &be(msg_id))?;
+    // Index the received Message-ID so replies to it thread into the case.
+    if let (Some(mid), Some(case)) = (input.message_id, outcome_case(&outcome)) {
+        tx.msgids.insert(mid.as_bytes(), case.as_bytes())?;
+    }
+    if let Some((name, value)) = input.cursor {
+        tx.cursors.insert(name.as_bytes(), value)?;
+    }
+    Ok(outcome)
+}
+
+fn outcome_case(o: &IngestOutcome) -> Option<&str> {
+    match o {
+        IngestOutcome::NewCase { case, .. } | IngestOutcome::FollowUp { case, .. } => Some(case),
+        _ => None,
+    }
+}
+
+fn put_ignored(tx: &Tx<'_>, input: &IngestInput<'_>, message: u64, category: &str, reasons: Vec<String>) -> TxResult<u64> {
+    let id = tx.next_seq("ignored")?;
+    let rec = IgnoredRecord {
+        id,
+        message,
+        source: input.source.to_string(),
+        received_at: input.received_at,
+        from: input.from.cloned(),
+        subject: input.subject.to_string(),
+        category: category.to_string(),
+        reasons,
+        promoted_to: None,
+    };
+    tx.ignored.insert(&be(id), to_json(&rec))?;
+    Ok(id)
+}
+
+/// The existing case this message may join, and how it was matched.
+fn thread_target(tx: &Tx<'_>, input: &IngestInput<'_>, d: &Decision) -> TxResult<Option<(String, String)>> {
+    // A stored Message-ID (ours or a requester's) named in the headers.
+    for id in &input.thread.header_ids {
+        if let Some(v) = tx.msgids.get(id.as_bytes())? {
+            let case = String::from_utf8_lossy(&v).into_owned();
+            if tx.get_case(&case)?.is_some() {
+                return Ok(Some((case, format!("header names stored message <{id}>"))));
+            }
+        }
+    }
+    if d.kind != Kind::Reply {
+        return Ok(None);
+    }
+    let Some(case_ref) = &input.thread.case_ref else { return Ok(None) };
+    let Some(case) = tx.get_case(case_ref)? else { return Ok(None) };
+    if input.thread.case_ref_from_header {
+        return Ok(Some((case.id, "header names our Message-ID for the case".into())));
+    }
+    // A subject tag alone lets in only the case's own requester.
+    let sender = input.from.map(|a| a.address.as_str());
+    let requester = case.requester.as_ref().map(|a| a.address.as_str());
+    let reply_to = case.reply_address.as_deref();
+    if sender.is_some() && (sender == requester || sender == reply_to) {
+        return Ok(Some((case.id, "subject tag from the case's requester".into())));
+    }
+    Ok(None)
+}

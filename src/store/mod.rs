@@ -1,0 +1,522 @@
+//! The sled store: cases, messages (raw bytes kept whole up to a limit), an
+//! append-only event log per case, the outbox, the ignored list, the dedupe
+//! and Message-ID indexes, per-source cursors and the schema version.
+//!
+//! sled allows one process per store. [`Store::open`] first takes an
+//! exclusive lock on `DATA_DIR/ticketd.lock`, so a second daemon (or a CLI
+//! while the daemon runs) gets a clear [`StoreError::Locked`] instead of a
+//! sled I/O error.
+//!
+//! Trees and keys (see ARCHITECTURE.md for the invariants):
+//!
+//! | tree | key | value |
+//! |---|---|---|
+//! | `meta` | `schema_version`, `seq:<name>` | u64 BE |
+//! | `cases` | case id (`SUP-000001`) | [`Case`] JSON |
+//! | `events` | case id, `/`, u64 BE seq | [`Event`] JSON |
+//! | `messages` | u64 BE message id | [`MessageRecord`] JSON |
+//! | `raw` | u64 BE message id | raw bytes |
+//! | `outbox` | u64 BE outbox id | [`OutboxEntry`] JSON |
+//! | `outbox_pending` | u64 BE outbox id | empty (queued or sending) |
+//! | `dedupe` | `mid:<message-id>` or `hash:<blake3>` | u64 BE message id |
+//! | `msgids` | Message-ID (ours and received) | case id |
+//! | `ignored` | u64 BE ignored id | [`IgnoredRecord`] JSON |
+//! | `cursors` | source name | source-specific bytes |
+//!
+//! Not for: deciding what a message is (triage) or sending mail (outbox).
+
+mod ingest;
+pub mod model;
+
+pub use ingest::{IngestInput, IngestOutcome, ThreadHint};
+pub use model::*;
+
+use chrono::{DateTime, Utc};
+use fs2::FileExt;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use sled::Transactional;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// The schema this build writes. Bumped when a key or value layout changes
+/// in a way old code cannot read.
+pub const SCHEMA_VERSION: u64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store in {0} is in use by another ticketd process (lock held on {0}/ticketd.lock); stop it first, or use the CLI, which talks to a running daemon over its control socket")]
+    Locked(PathBuf),
+    #[error("cannot open data directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("store schema version {found} is newer than this ticketd understands ({SCHEMA_VERSION}); upgrade ticketd")]
+    NewerSchema { found: u64 },
+    #[error("sled: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("corrupt record in tree {tree}: {detail}")]
+    Corrupt { tree: &'static str, detail: String },
+    #[error("no such case {0}")]
+    NoCase(String),
+    #[error("no such ignored message {0}")]
+    NoIgnored(u64),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Named handles on every tree.
+#[derive(Clone)]
+pub(crate) struct Trees {
+    pub meta: sled::Tree,
+    pub cases: sled::Tree,
+    pub events: sled::Tree,
+    pub messages: sled::Tree,
+    pub raw: sled::Tree,
+    pub outbox: sled::Tree,
+    pub outbox_pending: sled::Tree,
+    pub dedupe: sled::Tree,
+    pub msgids: sled::Tree,
+    pub ignored: sled::Tree,
+    pub cursors: sled::Tree,
+}
+
+pub struct Store {
+    db: sled::Db,
+    pub(crate) t: Trees,
+    dir: PathBuf,
+    // Held for the life of the store; the OS drops the lock with the process.
+    _lock: File,
+}
+
+/// A case with everything attached, for `cases show`.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct CaseView {
+    pub case: Case,
+    pub messages: Vec<MessageRecord>,
+    pub events: Vec<Event>,
+    pub outbox: Vec<OutboxSummary>,
+}
+
+/// An outbox entry without its mail body.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct OutboxSummary {
+    pub id: u64,
+    pub purpose: Purpose,
+    pub state: OutboxState,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub message_id: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_as: Option<String>,
+}
+
+impl From<&OutboxEntry> for OutboxSummary {
+    fn from(e: &OutboxEntry) -> Self {
+        OutboxSummary {
+            id: e.id,
+            purpose: e.purpose,
+            state: e.state,
+            recipients: e.recipients.clone(),
+            subject: e.subject.clone(),
+            message_id: e.message_id.clone(),
+            attempts: e.attempts,
+            last_error: e.last_error.clone(),
+            sent_at: e.sent_at,
+            delivered_as: e.delivered_as.clone(),
+        }
+    }
+}
+
+/// Filter for [`Store::list_cases`].
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct CaseFilter {
+    pub kind: Option<CaseKind>,
+    pub status: Option<CaseStatus>,
+}
+
+pub(crate) fn be(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+pub(crate) fn from_be(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(b.try_into().ok()?))
+}
+
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising our own plain structs to JSON cannot fail (no maps with
+    // non-string keys, no custom serialisers that error).
+    serde_json::to_vec(v).unwrap_or_default()
+}
+
+pub(crate) fn from_json<T: DeserializeOwned>(tree: &'static str, b: &[u8]) -> Result<T> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt {
+        tree,
+        detail: e.to_string(),
+    })
+}
+
+pub(crate) fn event_key(case: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(case.len() + 9);
+    k.extend_from_slice(case.as_bytes());
+    k.push(b'/');
+    k.extend_from_slice(&be(seq));
+    k
+}
+
+impl Store {
+    /// Open (creating if needed) the store in `data_dir/store`.
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Dir {
+            path: data_dir.to_path_buf(),
+            source: e,
+        })?;
+        restrict_dir(data_dir);
+        let lock_path = data_dir.join("ticketd.lock");
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Dir {
+                path: lock_path.clone(),
+                source: e,
+            })?;
+        if lock.try_lock_exclusive().is_err() {
+            return Err(StoreError::Locked(data_dir.to_path_buf()));
+        }
+        let db = sled::Config::new()
+            .path(data_dir.join("store"))
+            .mode(sled::Mode::HighThroughput)
+            .open()?;
+        let t = Trees {
+            meta: db.open_tree("meta")?,
+            cases: db.open_tree("cases")?,
+            events: db.open_tree("events")?,
+            messages: db.open_tree("messages")?,
+            raw: db.open_tree("raw")?,
+            outbox: db.open_tree("outbox")?,
+            outbox_pending: db.open_tree("outbox_pending")?,
+            dedupe: db.open_tree("dedupe")?,
+            msgids: db.open_tree("msgids")?,
+            ignored: db.open_tree("ignored")?,
+            cursors: db.open_tree("cursors")?,
+        };
+        match t.meta.get("schema_version")? {
+            None => {
+                t.meta.insert("schema_version", &be(SCHEMA_VERSION))?;
+                db.flush()?;
+            }
+            Some(v) => {
+                let found = from_be(&v).unwrap_or(u64::MAX);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema { found });
+                }
+            }
+        }
+        Ok(Store {
+            db,
+            t,
+            dir: data_dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn schema_version(&self) -> Result<u64> {
+        Ok(self
+            .t
+            .meta
+            .get("schema_version")?
+            .and_then(|v| from_be(&v))
+            .unwrap_or(0))
+    }
+
+    /// Make everything written so far durable. Nothing is taken from a
+    /// source, and no outbox state is trusted, before this returns.
+    pub async fn flush(&self) -> Result<()> {
+        self.db.flush_async().await?;
+        Ok(())
+    }
+
+    /// Blocking flush, for synchronous callers (tests, CLI).
+    pub fn flush_blocking(&self) -> Result<()> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ reading
+
+    pub fn case(&self, id: &str) -> Result<Option<Case>> {
+        self.t
+            .cases
+            .get(id.as_bytes())?
+            .map(|v| from_json("cases", &v))
+            .transpose()
+    }
+
+    pub fn list_cases(&self, filter: &CaseFilter) -> Result<Vec<Case>> {
+        let mut out = Vec::new();
+        let prefix: &[u8] = match filter.kind {
+            Some(k) => k.prefix().as_bytes(),
+            None => b"",
+        };
+        for item in self.t.cases.scan_prefix(prefix) {
+            let (_, v) = item?;
+            let c: Case = from_json("cases", &v)?;
+            if filter.status.is_some_and(|s| s != c.status) {
+                continue;
+            }
+            out.push(c);
+        }
+        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    pub fn events(&self, case: &str) -> Result<Vec<Event>> {
+        let mut prefix = case.as_bytes().to_vec();
+        prefix.push(b'/');
+        self.t
+            .events
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (_, v) = item?;
+                from_json("events", &v)
+            })
+            .collect()
+    }
+
+    pub fn message(&self, id: u64) -> Result<Option<MessageRecord>> {
+        self.t
+            .messages
+            .get(be(id))?
+            .map(|v| from_json("messages", &v))
+            .transpose()
+    }
+
+    pub fn raw(&self, id: u64) -> Result<Option<Vec<u8>>> {
+        Ok(self.t.raw.get(be(id))?.map(|v| v.to_vec()))
+    }
+
+    pub fn message_count(&self) -> usize {
+        self.t.messages.len()
+    }
+
+    pub fn outbox_entry(&self, id: u64) -> Result<Option<OutboxEntry>> {
+        self.t
+            .outbox
+            .get(be(id))?
+            .map(|v| from_json("outbox", &v))
+            .transpose()
+    }
+
+    pub fn outbox_all(&self) -> Result<Vec<OutboxEntry>> {
+        self.t
+            .outbox
+            .iter()
+            .map(|item| {
+                let (_, v) = item?;
+                from_json("outbox", &v)
+            })
+            .collect()
+    }
+
+    /// Entries still to deliver (queued or sending), oldest first.
+    pub fn outbox_pending(&self) -> Result<Vec<OutboxEntry>> {
+        let mut out = Vec::new();
+        for item in self.t.outbox_pending.iter() {
+            let (k, _) = item?;
+            let id = from_be(&k).ok_or(StoreError::Corrupt {
+                tree: "outbox_pending",
+                detail: "key is not a u64".into(),
+            })?;
+            if let Some(e) = self.outbox_entry(id)? {
+                out.push(e);
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn case_view(&self, id: &str) -> Result<CaseView> {
+        let case = self
+            .case(id)?
+            .ok_or_else(|| StoreError::NoCase(id.to_string()))?;
+        let mut messages = Vec::new();
+        for m in &case.messages {
+            if let Some(r) = self.message(*m)? {
+                messages.push(r);
+            }
+        }
+        let mut outbox = Vec::new();
+        for o in &case.outbox {
+            if let Some(e) = self.outbox_entry(*o)? {
+                outbox.push(OutboxSummary::from(&e));
+            }
+        }
+        let events = self.events(id)?;
+        Ok(CaseView {
+            case,
+            messages,
+            events,
+            outbox,
+        })
+    }
+
+    pub fn list_ignored(&self) -> Result<Vec<IgnoredRecord>> {
+        self.t
+            .ignored
+            .iter()
+            .map(|item| {
+                let (_, v) = item?;
+                from_json("ignored", &v)
+            })
+            .collect()
+    }
+
+    pub fn ignored(&self, id: u64) -> Result<Option<IgnoredRecord>> {
+        self.t
+            .ignored
+            .get(be(id))?
+            .map(|v| from_json("ignored", &v))
+            .transpose()
+    }
+
+    /// The case a stored Message-ID (received or sent by us) belongs to.
+    pub fn case_for_message_id(&self, message_id: &str) -> Result<Option<String>> {
+        Ok(self
+            .t
+            .msgids
+            .get(message_id.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Whether a dedupe key (`mid:…` / `hash:…`) is known.
+    pub fn dedupe_hit(&self, key: &str) -> Result<Option<u64>> {
+        Ok(self.t.dedupe.get(key.as_bytes())?.and_then(|v| from_be(&v)))
+    }
+
+    pub fn cursor(&self, source: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.t.cursors.get(source.as_bytes())?.map(|v| v.to_vec()))
+    }
+
+    pub fn set_cursor(&self, source: &str, value: &[u8]) -> Result<()> {
+        self.t.cursors.insert(source.as_bytes(), value)?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ outbox
+
+    /// Write an outbox entry back after a state change, keeping the pending
+    /// index in step, and append `event` to its case if given.
+    pub fn update_outbox(&self, entry: &OutboxEntry, event: Option<(DateTime<Utc>, EventKind)>) -> Result<()> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let res: std::result::Result<(), TransactionError<StoreError>> = (
+            &self.t.outbox,
+            &self.t.outbox_pending,
+            &self.t.cases,
+            &self.t.events,
+        )
+            .transaction(|(outbox, pending, cases, events)| {
+                outbox.insert(&be(entry.id), to_json(entry))?;
+                match entry.state {
+                    OutboxState::Queued | OutboxState::Sending => {
+                        pending.insert(&be(entry.id), &[])?;
+                    }
+                    OutboxState::Sent | OutboxState::Failed => {
+                        pending.remove(&be(entry.id))?;
+                    }
+                }
+                if let (Some(case_id), Some((at, kind))) = (&entry.case, &event) {
+                    if let Some(v) = cases.get(case_id.as_bytes())? {
+                        let mut case: Case = from_json("cases", &v)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        let seq = case.next_event;
+                        case.next_event += 1;
+                        case.updated_at = *at;
+                        cases.insert(case_id.as_bytes(), to_json(&case))?;
+                        let ev = Event {
+                            seq,
+                            at: *at,
+                            actor: "ticketd".into(),
+                            kind: kind.clone(),
+                        };
+                        events.insert(event_key(case_id, seq), to_json(&ev))?;
+                    }
+                }
+                Ok(())
+            });
+        res.map_err(tx_err)
+    }
+
+    /// After a restart: entries left in `sending` go back to `queued` (the
+    /// transport's writes are idempotent per outbox id). Returns how many.
+    pub fn recover_outbox(&self) -> Result<usize> {
+        let mut n = 0;
+        for mut e in self.outbox_pending()? {
+            if e.state == OutboxState::Sending {
+                e.state = OutboxState::Queued;
+                self.update_outbox(&e, None)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Append an event to a case (status changes, notes).
+    pub fn append_event(&self, case_id: &str, at: DateTime<Utc>, actor: &str, kind: EventKind) -> Result<Event> {
+        use sled::transaction::{ConflictableTransactionError, TransactionError};
+        let res: std::result::Result<Event, TransactionError<StoreError>> =
+            (&self.t.cases, &self.t.events).transaction(|(cases, events)| {
+                let v = cases.get(case_id.as_bytes())?.ok_or_else(|| {
+                    ConflictableTransactionError::Abort(StoreError::NoCase(case_id.into()))
+                })?;
+                let mut case: Case =
+                    from_json("cases", &v).map_err(ConflictableTransactionError::Abort)?;
+                if let EventKind::StatusChanged { to, .. } = &kind {
+                    case.status = *to;
+                }
+                let ev = Event {
+                    seq: case.next_event,
+                    at,
+                    actor: actor.to_string(),
+                    kind: kind.clone(),
+                };
+                case.next_event += 1;
+                case.updated_at = at;
+                cases.insert(case_id.as_bytes(), to_json(&case))?;
+                events.insert(event_key(case_id, ev.seq), to_json(&ev))?;
+                Ok(ev)
+            });
+        res.map_err(tx_err)
+    }
+}
+
+pub(crate) fn tx_err(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
+    match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+    }
+}
+
+/// Owner-only permissions on the data directory (it holds mail and the
+/// control socket).
+fn restrict_dir(dir: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700));
+    }
+}
+
+#[cfg(test)]
+mod tests;

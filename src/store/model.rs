@@ -1,0 +1,285 @@
+//! The records kept in the store. Values are JSON so that later versions can
+//! add fields (`#[serde(default)]`) without rewriting old records.
+
+use crate::mail::Addr;
+use crate::policy::{Jurisdiction, Level, Right};
+use crate::triage::Decision;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Support ticket or privacy request; decides the case number prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaseKind {
+    Support,
+    Privacy,
+}
+
+impl CaseKind {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            CaseKind::Support => "SUP",
+            CaseKind::Privacy => "PRV",
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseKind::Support => "support",
+            CaseKind::Privacy => "privacy",
+        }
+    }
+    pub fn from_case_id(id: &str) -> Option<CaseKind> {
+        if id.starts_with("SUP-") {
+            Some(CaseKind::Support)
+        } else if id.starts_with("PRV-") {
+            Some(CaseKind::Privacy)
+        } else {
+            None
+        }
+    }
+}
+
+impl std::str::FromStr for CaseKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "support" | "sup" | "ticket" => Ok(CaseKind::Support),
+            "privacy" | "prv" => Ok(CaseKind::Privacy),
+            _ => Err(format!("unknown case kind {s:?} (support or privacy)")),
+        }
+    }
+}
+
+/// Where a case stands. Later workflow states fit in here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseStatus {
+    New,
+    Open,
+    Waiting,
+    Resolved,
+    Closed,
+}
+
+impl CaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseStatus::New => "new",
+            CaseStatus::Open => "open",
+            CaseStatus::Waiting => "waiting",
+            CaseStatus::Resolved => "resolved",
+            CaseStatus::Closed => "closed",
+        }
+    }
+}
+
+impl std::str::FromStr for CaseStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "new" => Ok(CaseStatus::New),
+            "open" => Ok(CaseStatus::Open),
+            "waiting" => Ok(CaseStatus::Waiting),
+            "resolved" => Ok(CaseStatus::Resolved),
+            "closed" => Ok(CaseStatus::Closed),
+            _ => Err(format!(
+                "unknown status {s:?} (new, open, waiting, resolved, closed)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for CaseStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Case {
+    /// `SUP-000001`, `PRV-000001`.
+    pub id: String,
+    pub kind: CaseKind,
+    pub status: CaseStatus,
+    pub level: Option<Level>,
+    #[serde(default)]
+    pub rights: Vec<Right>,
+    pub jurisdiction: Option<Jurisdiction>,
+    pub subject: String,
+    /// The sender of the first message (From).
+    pub requester: Option<Addr>,
+    /// Where acknowledgements go (Reply-To, else From), when allowed.
+    pub reply_address: Option<String>,
+    /// Mailbox (source name) the first message came through.
+    pub mailbox: String,
+    /// Receipt time of the first message: the server's arrival time.
+    pub received_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub messages: Vec<u64>,
+    #[serde(default)]
+    pub outbox: Vec<u64>,
+    /// Sequence number of the next event in this case's log.
+    pub next_event: u64,
+    /// Notes the system attached (e.g. "original too large to store").
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+/// How a stored message relates to cases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Disposition {
+    /// Opened this case.
+    NewCase { case: String },
+    /// Joined this existing case as a follow-up.
+    FollowUp { case: String },
+    /// Set aside by triage or unparseable; see the ignored record.
+    Ignored { ignored: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub id: u64,
+    /// Source (mailbox name, or `import`).
+    pub source: String,
+    /// Where the original is in its source (Maildir file name, path, UID).
+    pub source_key: String,
+    pub received_at: DateTime<Utc>,
+    pub size: u64,
+    /// The raw bytes are in the `raw` tree (false when over the size limit).
+    pub raw_stored: bool,
+    pub message_id: Option<String>,
+    pub content_hash: String,
+    pub subject: String,
+    pub from: Option<Addr>,
+    pub disposition: Disposition,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// One entry in a case's append-only event log.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    /// `ticketd` for the system, `cli:<user>` or a staff address later.
+    pub actor: String,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum EventKind {
+    Received { message: u64, source: String },
+    Triaged { decision: Decision },
+    FollowUp { message: u64, matched_by: String },
+    AckQueued { outbox: u64 },
+    AckSkipped { reason: String },
+    MailSent { outbox: u64, delivered_as: String },
+    MailFailed { outbox: u64, error: String, permanent: bool },
+    StatusChanged { from: CaseStatus, to: CaseStatus },
+    Promoted { ignored: u64 },
+    Note { text: String },
+}
+
+impl EventKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            EventKind::Received { .. } => "received",
+            EventKind::Triaged { .. } => "triaged",
+            EventKind::FollowUp { .. } => "follow_up",
+            EventKind::AckQueued { .. } => "ack_queued",
+            EventKind::AckSkipped { .. } => "ack_skipped",
+            EventKind::MailSent { .. } => "mail_sent",
+            EventKind::MailFailed { .. } => "mail_failed",
+            EventKind::StatusChanged { .. } => "status_changed",
+            EventKind::Promoted { .. } => "promoted",
+            EventKind::Note { .. } => "note",
+        }
+    }
+}
+
+/// A message triage set aside (or that could not be parsed). Listed for
+/// staff, who can promote it to a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IgnoredRecord {
+    pub id: u64,
+    pub message: u64,
+    pub source: String,
+    pub received_at: DateTime<Utc>,
+    pub from: Option<Addr>,
+    pub subject: String,
+    /// Short category: "auto-reply", "bounce", "unparseable", ...
+    pub category: String,
+    pub reasons: Vec<String>,
+    pub promoted_to: Option<String>,
+}
+
+/// Why a mail is in the outbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    /// Acknowledgement to a requester (rate-limited per recipient later).
+    Ack,
+    /// Mail to our own staff (never rate-limited).
+    StaffNotice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxState {
+    Queued,
+    Sending,
+    Sent,
+    Failed,
+}
+
+impl OutboxState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Queued => "queued",
+            OutboxState::Sending => "sending",
+            OutboxState::Sent => "sent",
+            OutboxState::Failed => "failed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxEntry {
+    pub id: u64,
+    pub case: Option<String>,
+    pub purpose: Purpose,
+    pub from: String,
+    pub recipients: Vec<String>,
+    /// Fixed when queued, so a resend after a crash is recognisable.
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub subject: String,
+    pub state: OutboxState,
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Where the transport put it (file path, SMTP queue id).
+    pub delivered_as: Option<String>,
+    /// The complete RFC 5322 message, built once at queue time.
+    pub mail: String,
+}
+
+/// A new outgoing mail, before it has an outbox id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMail {
+    pub purpose: Purpose,
+    pub from: String,
+    pub recipients: Vec<String>,
+    pub message_id: String,
+    pub in_reply_to: Option<String>,
+    pub subject: String,
+    pub mail: String,
+}

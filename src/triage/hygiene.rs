@@ -1,0 +1,132 @@
+//! Mail that must never be answered (RFC 3834 and the helpdesks' lessons):
+//! auto-replies, bounces, list traffic, our own mail, no-reply senders, spam,
+//! blocked senders. Returns the reason to set the message aside, or `None`.
+//! A sender on the allow list is never set aside for being automated.
+
+use super::TriageContext;
+use crate::mail::ParsedMail;
+
+/// `Some(reason)` when the message must be set aside. `reasons` collects
+/// every signal that fired.
+pub fn check(
+    mail: &ParsedMail,
+    ctx: &TriageContext<'_>,
+    reasons: &mut Vec<String>,
+) -> Option<String> {
+    let from = mail.from.as_ref().map(|a| a.address.as_str()).unwrap_or("");
+    let domain = from.rsplit('@').next().unwrap_or("");
+    let local = from.split('@').next().unwrap_or("");
+
+    if ctx.own_addresses.iter().any(|a| a == from) {
+        reasons.push("From is one of our own addresses".into());
+        return Some("our own mail".into());
+    }
+    if let Some(id) = &mail.message_id {
+        let suffix = format!("@{}", ctx.own_domain);
+        if (id.starts_with("ack.") || id.starts_with("note.")) && id.ends_with(&suffix) {
+            reasons.push(format!("Message-ID has our own form ({id})"));
+            return Some("our own mail".into());
+        }
+    }
+    if matches_any(from, domain, ctx.block_senders) {
+        reasons.push("sender is on the configured block list".into());
+        return Some("blocked sender".into());
+    }
+    if mail
+        .header("x-spam-flag")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"))
+    {
+        reasons.push("header X-Spam-Flag: YES".into());
+        return Some("spam".into());
+    }
+
+    // Bounces are set aside even for allow-listed senders: a bounce is never a request.
+    if mail.content_type == "multipart/report"
+        && mail.report_type.as_deref() == Some("delivery-status")
+    {
+        reasons.push("Content-Type multipart/report; report-type=delivery-status".into());
+        return Some("delivery-status report (bounce)".into());
+    }
+    let lower_local = local.to_ascii_lowercase();
+    if lower_local == "mailer-daemon" || lower_local == "postmaster" {
+        reasons.push(format!("sender local part is {local}"));
+        return Some("bounce (MAILER-DAEMON/postmaster sender)".into());
+    }
+
+    let allowed = matches_any(from, domain, ctx.allow_automated);
+    if allowed {
+        reasons.push("sender is on the allow list of trusted automated senders".into());
+    }
+
+    let mut note_plain: Vec<String> = Vec::new();
+    let mut automated: Option<String> = None;
+    let mut fired: Vec<String> = Vec::new();
+    let mut note = |reason: String, what: &str| {
+        fired.push(reason);
+        if automated.is_none() {
+            automated = Some(what.to_string());
+        }
+    };
+    if let Some(v) = mail.header("auto-submitted") {
+        if !v.trim().eq_ignore_ascii_case("no") {
+            note(format!("header Auto-Submitted: {}", v.trim()), "auto-reply");
+        }
+    }
+    if mail.has_header("x-autoreply") {
+        note("header X-Autoreply".into(), "auto-reply");
+    }
+    if mail.has_header("x-autorespond") {
+        note("header X-Autorespond".into(), "auto-reply");
+    }
+    if let Some(v) = mail.header("precedence") {
+        let p = v.trim().to_ascii_lowercase();
+        if matches!(p.as_str(), "bulk" | "junk" | "list" | "auto_reply") {
+            note(format!("header Precedence: {p}"), "bulk or auto-reply");
+        }
+    }
+    if mail.has_header("x-auto-response-suppress") {
+        note("header X-Auto-Response-Suppress".into(), "auto-reply");
+    }
+    let subject = mail.subject.to_ascii_lowercase();
+    for prefix in ["automatic reply:", "autoreply:", "auto:", "out of office:", "abwesenheitsnotiz:", "réponse automatique :", "respuesta automática:"] {
+        if subject.starts_with(prefix) {
+            note(format!("subject starts with {prefix:?}"), "auto-reply");
+        }
+    }
+    let list_id = mail.header("list-id").map(|v| v.to_ascii_lowercase());
+    let received_list = list_id
+        .as_deref()
+        .is_some_and(|l| ctx.receive_lists.iter().any(|r| l.contains(r.as_str())));
+    if received_list {
+        note_plain.push("List-Id is one our mailbox receives through".to_string());
+    } else {
+        if let Some(l) = &list_id {
+            note(format!("header List-Id: {l}"), "mailing list");
+        }
+        if mail.has_header("list-unsubscribe") {
+            note("header List-Unsubscribe".into(), "mailing list");
+        }
+    }
+    if ["noreply", "no-reply", "no_reply", "donotreply", "do-not-reply"]
+        .iter()
+        .any(|n| lower_local == *n || lower_local.starts_with(&format!("{n}+")) || lower_local.starts_with(&format!("{n}-")))
+    {
+        note(format!("sender is a no-reply address ({local}@…)"), "no-reply sender");
+    }
+    reasons.extend(fired);
+    reasons.extend(note_plain);
+    if allowed {
+        return None;
+    }
+    automated
+}
+
+fn matches_any(from: &str, domain: &str, list: &[String]) -> bool {
+    list.iter().any(|entry| {
+        if let Some(d) = entry.strip_prefix('@') {
+            domain == d
+        } else {
+            from == entry
+        }
+    })
+}
