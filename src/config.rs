@@ -138,9 +138,7 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     pub fn parse(s: &str) -> Result<ByteSize, String> {
         let t = s.trim();
-        let split = t
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(t.len());
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
         let n: u64 = num
             .parse()
@@ -191,7 +189,9 @@ impl<'de> Deserialize<'de> for HumanDuration {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s)
             .map(HumanDuration)
-            .map_err(|e| serde::de::Error::custom(format!("not a duration {s:?}: {e} (write e.g. \"2s\")")))
+            .map_err(|e| {
+                serde::de::Error::custom(format!("not a duration {s:?}: {e} (write e.g. \"2s\")"))
+            })
     }
 }
 
@@ -336,7 +336,13 @@ impl Config {
                 })?;
                 let base = p
                     .parent()
-                    .map(|d| if d.as_os_str().is_empty() { Path::new(".") } else { d })
+                    .map(|d| {
+                        if d.as_os_str().is_empty() {
+                            Path::new(".")
+                        } else {
+                            d
+                        }
+                    })
                     .unwrap_or(Path::new("."));
                 let base = std::path::absolute(base).map_err(|e| ConfigError::Read {
                     file: p.display().to_string(),
@@ -401,11 +407,16 @@ impl Config {
             if !valid_name {
                 return Err(at(
                     m.name.span(),
-                    format!("mailbox name {name:?} must be non-empty ASCII letters, digits, '-' or '_'"),
+                    format!(
+                        "mailbox name {name:?} must be non-empty ASCII letters, digits, '-' or '_'"
+                    ),
                 ));
             }
             if mailboxes.iter().any(|b: &Mailbox| b.name == name) {
-                return Err(at(m.name.span(), format!("duplicate mailbox name {name:?}")));
+                return Err(at(
+                    m.name.span(),
+                    format!("duplicate mailbox name {name:?}"),
+                ));
             }
             let path = match (m.source, m.path) {
                 (SourceKind::Maildir, Some(p)) => data_dir.join(p.get_ref()),
@@ -501,7 +512,9 @@ impl Config {
 }
 
 fn lower(v: Vec<String>) -> Vec<String> {
-    v.into_iter().map(|s| s.trim().to_ascii_lowercase()).collect()
+    v.into_iter()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect()
 }
 
 /// Line (1-based), column (1-based), key name and line text for a byte span.
@@ -540,8 +553,9 @@ pub fn resolve_secret(what: &str, secret: &SecretRef) -> Result<String, String> 
     match (&secret.env, &secret.file) {
         (Some(_), Some(_)) => Err(format!("{what}: give either *_env or *_file, not both")),
         (None, None) => Err(format!("{what}: no secret configured (*_env or *_file)")),
-        (Some(var), None) => std::env::var(var)
-            .map_err(|_| format!("{what}: environment variable {var} is not set")),
+        (Some(var), None) => {
+            std::env::var(var).map_err(|_| format!("{what}: environment variable {var} is not set"))
+        }
         (None, Some(path)) => std::fs::read_to_string(path)
             .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
             .map_err(|e| format!("{what}: cannot read {}: {e}", path.display())),
@@ -561,7 +575,9 @@ mod tests {
         let c = parse(EMBEDDED_DEFAULT).expect("embedded default parses");
         assert_eq!(c.mailboxes.len(), 1);
         assert_eq!(c.limits.max_stored_message_bytes, 25 * 1024 * 1024);
-        assert!(c.own_addresses().contains(&"support@casehost.example".to_string()));
+        assert!(c
+            .own_addresses()
+            .contains(&"support@casehost.example".to_string()));
     }
 
     #[test]
@@ -595,7 +611,10 @@ mod tests {
         assert!(err.contains("key `address`"), "{err}");
         let text = EMBEDDED_DEFAULT.replace("role = \"support\"", "role = \"suport\"");
         let err = parse(&text).expect_err("bad role").to_string();
-        assert!(err.contains("key `role`") && err.contains("suport"), "{err}");
+        assert!(
+            err.contains("key `role`") && err.contains("suport"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -55,12 +55,20 @@ pub struct Response {
 impl Response {
     fn ok<T: Serialize>(v: &T) -> Response {
         match serde_json::to_value(v) {
-            Ok(result) => Response { ok: true, result: Some(result), error: None },
+            Ok(result) => Response {
+                ok: true,
+                result: Some(result),
+                error: None,
+            },
             Err(e) => Response::err(format!("cannot encode result: {e}")),
         }
     }
     fn err(e: impl ToString) -> Response {
-        Response { ok: false, result: None, error: Some(e.to_string()) }
+        Response {
+            ok: false,
+            result: None,
+            error: Some(e.to_string()),
+        }
     }
 }
 
@@ -73,7 +81,8 @@ pub async fn handle(p: &Pipeline, req: Request) -> Response {
     let store = &p.store;
     match req {
         Request::Ping => Response::ok(&"pong"),
-        Request::CasesList { kind, status } => match store.list_cases(&CaseFilter { kind, status }) {
+        Request::CasesList { kind, status } => match store.list_cases(&CaseFilter { kind, status })
+        {
             Ok(v) => Response::ok(&v),
             Err(e) => Response::err(e),
         },
@@ -89,10 +98,12 @@ pub async fn handle(p: &Pipeline, req: Request) -> Response {
             Ok(v) => Response::ok(&v),
             Err(e) => Response::err(e),
         },
-        Request::Import { paths, no_ack } => match import(p, &paths, IngestOptions { no_ack }, |_| {}).await {
-            Ok(r) => Response::ok(&r),
-            Err(e) => Response::err(e),
-        },
+        Request::Import { paths, no_ack } => {
+            match import(p, &paths, IngestOptions { no_ack }, |_| {}).await {
+                Ok(r) => Response::ok(&r),
+                Err(e) => Response::err(e),
+            }
+        }
     }
 }
 
@@ -151,9 +162,14 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
             Err("message could not be parsed".to_string()),
         ),
     };
-    decision.reasons.push(format!("promoted from ignored #{id} by {actor}"));
+    decision
+        .reasons
+        .push(format!("promoted from ignored #{id} by {actor}"));
     let token = render::token();
-    let references: Vec<String> = parsed.as_ref().map(|m| m.references.clone()).unwrap_or_default();
+    let references: Vec<String> = parsed
+        .as_ref()
+        .map(|m| m.references.clone())
+        .unwrap_or_default();
     let in_reply_to = parsed.as_ref().and_then(|m| m.message_id.clone());
     let cfg = &p.config;
     let templates = &p.templates;
@@ -177,10 +193,18 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
             },
         )
     };
-    let reply_address = ack_to.as_ref().map(|a| a.address.clone()).map_err(Clone::clone);
-    let (case, outbox) = store.promote_ignored(id, &decision, reply_address, now, actor, &render_fn)?;
+    let reply_address = ack_to
+        .as_ref()
+        .map(|a| a.address.clone())
+        .map_err(Clone::clone);
+    let (case, outbox) =
+        store.promote_ignored(id, &decision, reply_address, now, actor, &render_fn)?;
     store.flush().await?;
-    Ok(Promoted { ignored: id, case, outbox })
+    Ok(Promoted {
+        ignored: id,
+        case,
+        outbox,
+    })
 }
 
 /// Import files, Maildirs and mbox files through the pipeline, flushing in
@@ -218,7 +242,9 @@ pub async fn import(
             report.errors.push(format!("{}: {e}", path.display()));
         }
         progress(match input {
-            files::Input::File(p) | files::Input::Mbox(p) => std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            files::Input::File(p) | files::Input::Mbox(p) => {
+                std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+            }
         });
     }
     p.store.flush().await?;
@@ -241,7 +267,10 @@ fn report_add(r: &mut Report, key: &str, o: &crate::store::IngestOutcome) {
 }
 
 /// Serve the control socket until `shutdown` fires.
-pub async fn serve(p: Pipeline, mut shutdown: tokio::sync::broadcast::Receiver<()>) -> std::io::Result<()> {
+pub async fn serve(
+    p: Pipeline,
+    mut shutdown: tokio::sync::broadcast::Receiver<()>,
+) -> std::io::Result<()> {
     let path = socket_path(p.store.data_dir());
     // We hold the store lock, so any socket file left here is stale.
     let _ = std::fs::remove_file(&path);
@@ -302,7 +331,11 @@ pub async fn call(data_dir: &Path, req: &Request) -> std::io::Result<Option<Resp
     w.write_all(&line).await?;
     let mut lines = BufReader::new(r).lines();
     match lines.next_line().await? {
-        Some(l) => serde_json::from_str(&l).map(Some).map_err(std::io::Error::other),
-        None => Err(std::io::Error::other("daemon closed the control socket without answering")),
+        Some(l) => serde_json::from_str(&l)
+            .map(Some)
+            .map_err(std::io::Error::other),
+        None => Err(std::io::Error::other(
+            "daemon closed the control socket without answering",
+        )),
     }
 }

@@ -55,11 +55,23 @@ impl Daemon {
         let store = Store::open(&config.data_dir)?;
         let recovered = store.recover_outbox()?;
         if recovered > 0 {
-            tracing::info!(entries = recovered, "outbox entries from an interrupted run re-queued");
+            tracing::info!(
+                entries = recovered,
+                "outbox entries from an interrupted run re-queued"
+            );
         }
         let transport = FileTransport::new(config.outbound.dir.clone());
-        let pipeline = Pipeline::new(Arc::new(store), Arc::new(config), Arc::new(templates), clock);
-        Ok(Daemon { pipeline, transport, retry: RetryPolicy::default() })
+        let pipeline = Pipeline::new(
+            Arc::new(store),
+            Arc::new(config),
+            Arc::new(templates),
+            clock,
+        );
+        Ok(Daemon {
+            pipeline,
+            transport,
+            retry: RetryPolicy::default(),
+        })
     }
 
     fn sources(&self) -> Result<(Vec<MaildirSource>, usize), DaemonError> {
@@ -69,8 +81,12 @@ impl Daemon {
             match m.source {
                 SourceKind::Maildir => {
                     if m.demo_seed {
-                        seeded += crate::demo::seed(&m.path)
-                            .map_err(|e| DaemonError::Io(format!("cannot seed demo Maildir {}: {e}", m.path.display())))?;
+                        seeded += crate::demo::seed(&m.path).map_err(|e| {
+                            DaemonError::Io(format!(
+                                "cannot seed demo Maildir {}: {e}",
+                                m.path.display()
+                            ))
+                        })?;
                     }
                     out.push(MaildirSource::open(&m.name, &m.path)?);
                 }
@@ -82,10 +98,16 @@ impl Daemon {
     /// Drain every source and the outbox once, then return.
     pub async fn run_once(&self) -> Result<RunSummary, DaemonError> {
         let (mut sources, seeded) = self.sources()?;
-        let mut summary = RunSummary { seeded, ..RunSummary::default() };
+        let mut summary = RunSummary {
+            seeded,
+            ..RunSummary::default()
+        };
         let batch = self.pipeline.config.daemon.batch_size;
         for src in &mut sources {
-            let r = self.pipeline.drain(src, batch, IngestOptions::default(), &|| false).await?;
+            let r = self
+                .pipeline
+                .drain(src, batch, IngestOptions::default(), &|| false)
+                .await?;
             summary.report.merge(r);
         }
         summary.delivery = self.deliver().await?;
@@ -93,7 +115,13 @@ impl Daemon {
     }
 
     async fn deliver(&self) -> Result<DeliveryStats, DaemonError> {
-        Ok(outbox::deliver_due(&self.pipeline.store, &self.transport, self.pipeline.clock.as_ref(), &self.retry).await?)
+        Ok(outbox::deliver_due(
+            &self.pipeline.store,
+            &self.transport,
+            self.pipeline.clock.as_ref(),
+            &self.retry,
+        )
+        .await?)
     }
 
     /// Run until SIGINT/SIGTERM.

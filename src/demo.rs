@@ -7,16 +7,46 @@ use std::path::Path;
 
 /// The demo messages, in arrival order.
 pub const MESSAGES: &[(&str, &[u8])] = &[
-    ("01-site-down.eml", include_bytes!("../fixtures/demo/01-site-down.eml")),
-    ("02-case-notes-broken.eml", include_bytes!("../fixtures/demo/02-case-notes-broken.eml")),
-    ("03-report-error.eml", include_bytes!("../fixtures/demo/03-report-error.eml")),
-    ("04-dsgvo-auskunft.eml", include_bytes!("../fixtures/demo/04-dsgvo-auskunft.eml")),
-    ("05-out-of-office.eml", include_bytes!("../fixtures/demo/05-out-of-office.eml")),
-    ("06-follow-up.eml", include_bytes!("../fixtures/demo/06-follow-up.eml")),
-    ("07-feature-request-html.eml", include_bytes!("../fixtures/demo/07-feature-request-html.eml")),
-    ("08-no-message-id.eml", include_bytes!("../fixtures/demo/08-no-message-id.eml")),
-    ("09-bounce.eml", include_bytes!("../fixtures/demo/09-bounce.eml")),
-    ("10-ccpa-request.eml", include_bytes!("../fixtures/demo/10-ccpa-request.eml")),
+    (
+        "01-site-down.eml",
+        include_bytes!("../fixtures/demo/01-site-down.eml"),
+    ),
+    (
+        "02-case-notes-broken.eml",
+        include_bytes!("../fixtures/demo/02-case-notes-broken.eml"),
+    ),
+    (
+        "03-report-error.eml",
+        include_bytes!("../fixtures/demo/03-report-error.eml"),
+    ),
+    (
+        "04-dsgvo-auskunft.eml",
+        include_bytes!("../fixtures/demo/04-dsgvo-auskunft.eml"),
+    ),
+    (
+        "05-out-of-office.eml",
+        include_bytes!("../fixtures/demo/05-out-of-office.eml"),
+    ),
+    (
+        "06-follow-up.eml",
+        include_bytes!("../fixtures/demo/06-follow-up.eml"),
+    ),
+    (
+        "07-feature-request-html.eml",
+        include_bytes!("../fixtures/demo/07-feature-request-html.eml"),
+    ),
+    (
+        "08-no-message-id.eml",
+        include_bytes!("../fixtures/demo/08-no-message-id.eml"),
+    ),
+    (
+        "09-bounce.eml",
+        include_bytes!("../fixtures/demo/09-bounce.eml"),
+    ),
+    (
+        "10-ccpa-request.eml",
+        include_bytes!("../fixtures/demo/10-ccpa-request.eml"),
+    ),
 ];
 
 /// Seed `maildir` with the demo messages if it does not exist yet. Returns

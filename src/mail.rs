@@ -116,7 +116,10 @@ pub fn parse(raw: &[u8], limit: usize) -> Result<ParsedMail, NotMail> {
         let name = h.name().to_ascii_lowercase();
         headers.push((name, header_text(h.value())));
     }
-    if !headers.iter().any(|(n, _)| MAIL_HEADERS.contains(&n.as_str())) {
+    if !headers
+        .iter()
+        .any(|(n, _)| MAIL_HEADERS.contains(&n.as_str()))
+    {
         return Err(NotMail::NoHeaders);
     }
     // A header name must be printable ASCII; binary junk parsed as headers
@@ -149,20 +152,28 @@ pub fn parse(raw: &[u8], limit: usize) -> Result<ParsedMail, NotMail> {
                 None => ct.ctype().to_string(),
             }
             .to_ascii_lowercase();
-            (full, ct.attribute("report-type").map(|s| s.to_ascii_lowercase()))
+            (
+                full,
+                ct.attribute("report-type").map(|s| s.to_ascii_lowercase()),
+            )
         }
         None => ("text/plain".to_string(), None),
     };
 
-    let (text, text_from_html) = if msg.text_body_count() > 0
-        && msg.text_bodies().any(|p| !p.is_text_html())
-    {
-        (msg.body_text(0).map(|c| c.into_owned()).unwrap_or_default(), false)
-    } else if msg.html_body_count() > 0 {
-        (msg.body_text(0).map(|c| c.into_owned()).unwrap_or_default(), true)
-    } else {
-        (String::new(), false)
-    };
+    let (text, text_from_html) =
+        if msg.text_body_count() > 0 && msg.text_bodies().any(|p| !p.is_text_html()) {
+            (
+                msg.body_text(0).map(|c| c.into_owned()).unwrap_or_default(),
+                false,
+            )
+        } else if msg.html_body_count() > 0 {
+            (
+                msg.body_text(0).map(|c| c.into_owned()).unwrap_or_default(),
+                true,
+            )
+        } else {
+            (String::new(), false)
+        };
     if text.trim().is_empty() {
         warnings.push("no readable body text".into());
     }
@@ -203,7 +214,10 @@ fn addrs(a: &mail_parser::Address<'_>) -> Vec<Addr> {
                 return None;
             }
             Some(Addr {
-                name: x.name().map(|n| n.trim().to_string()).filter(|n| !n.is_empty()),
+                name: x
+                    .name()
+                    .map(|n| n.trim().to_string())
+                    .filter(|n| !n.is_empty()),
                 address,
             })
         })
@@ -273,7 +287,10 @@ mod tests {
         assert_eq!(m.message_id.as_deref(), Some("abc@x"));
         assert_eq!(m.in_reply_to, vec!["p1@x"]);
         assert_eq!(m.references, vec!["p0@x", "p1@x"]);
-        assert_eq!(m.from.as_ref().map(|a| a.address.as_str()), Some("dana.ruiz@example.org"));
+        assert_eq!(
+            m.from.as_ref().map(|a| a.address.as_str()),
+            Some("dana.ruiz@example.org")
+        );
         assert_eq!(m.text.trim(), "Hello");
     }
 

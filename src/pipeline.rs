@@ -11,7 +11,9 @@ use crate::config::{Config, Role};
 use crate::mail;
 use crate::render::{self, AckParts, Templates};
 use crate::source::{Envelope, Source, SourceError};
-use crate::store::{Case, CaseKind, IngestInput, IngestOutcome, NewMail, Store, StoreError, ThreadHint};
+use crate::store::{
+    Case, CaseKind, IngestInput, IngestOutcome, NewMail, Store, StoreError, ThreadHint,
+};
 use crate::triage::{self, Decision, Kind, TriageContext};
 use serde::Serialize;
 use std::sync::Arc;
@@ -81,14 +83,28 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(store: Arc<Store>, config: Arc<Config>, templates: Arc<Templates>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        store: Arc<Store>,
+        config: Arc<Config>,
+        templates: Arc<Templates>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let own = Arc::new(config.own_addresses());
-        Pipeline { store, config, templates, clock, own }
+        Pipeline {
+            store,
+            config,
+            templates,
+            clock,
+            own,
+        }
     }
 
     /// The role of the mailbox a source name belongs to (imports: support).
     pub fn role_of(&self, source: &str) -> Role {
-        self.config.mailbox(source).map(|m| m.role).unwrap_or(Role::Support)
+        self.config
+            .mailbox(source)
+            .map(|m| m.role)
+            .unwrap_or(Role::Support)
     }
 
     pub fn triage_context(&self, role: Role) -> TriageContext<'_> {
@@ -103,7 +119,12 @@ impl Pipeline {
     }
 
     /// Parse, triage and store one message (not yet durable: flush after).
-    pub fn ingest(&self, env: &Envelope, role: Role, opts: IngestOptions) -> Result<IngestOutcome, StoreError> {
+    pub fn ingest(
+        &self,
+        env: &Envelope,
+        role: Role,
+        opts: IngestOptions,
+    ) -> Result<IngestOutcome, StoreError> {
         let now = self.clock.now();
         let limit = usize::try_from(self.config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
         let hash = mail::content_hash(&env.raw);
@@ -145,7 +166,10 @@ impl Pipeline {
                 let reply_address = if opts.no_ack {
                     Err("imported with --no-ack".to_string())
                 } else {
-                    ack_to.as_ref().map(|a| a.address.clone()).map_err(Clone::clone)
+                    ack_to
+                        .as_ref()
+                        .map(|a| a.address.clone())
+                        .map_err(Clone::clone)
                 };
                 let token = render::token();
                 let templates = &self.templates;
@@ -172,7 +196,9 @@ impl Pipeline {
                 };
                 let mut header_ids = m.in_reply_to.clone();
                 header_ids.extend(m.references.iter().rev().cloned());
-                let case_ref_from_header = header_ids.iter().any(|id| triage::find_case_number(id).is_some());
+                let case_ref_from_header = header_ids
+                    .iter()
+                    .any(|id| triage::find_case_number(id).is_some());
                 let input = IngestInput {
                     source: &env.source,
                     source_key: &env.key,
@@ -241,7 +267,9 @@ impl Pipeline {
                     }
                     Err(e) => {
                         tracing::error!(source = src.name(), key = %env.key, error = %e, "cannot store message; left in source");
-                        report.errors.push(format!("{}: {}: {e}", src.name(), env.key));
+                        report
+                            .errors
+                            .push(format!("{}: {}: {e}", src.name(), env.key));
                     }
                 }
             }
@@ -258,8 +286,14 @@ fn log_outcome(env: &Envelope, o: &IngestOutcome) {
         IngestOutcome::NewCase { case, outbox, .. } => {
             tracing::info!(source = %env.source, case = %case, ack = outbox.is_some(), "new case")
         }
-        IngestOutcome::FollowUp { case, .. } => tracing::info!(source = %env.source, case = %case, "follow-up joined case"),
-        IngestOutcome::Ignored { ignored, .. } => tracing::info!(source = %env.source, ignored = ignored, "message set aside"),
-        IngestOutcome::Duplicate { message } => tracing::debug!(source = %env.source, message = message, "duplicate skipped"),
+        IngestOutcome::FollowUp { case, .. } => {
+            tracing::info!(source = %env.source, case = %case, "follow-up joined case")
+        }
+        IngestOutcome::Ignored { ignored, .. } => {
+            tracing::info!(source = %env.source, ignored = ignored, "message set aside")
+        }
+        IngestOutcome::Duplicate { message } => {
+            tracing::debug!(source = %env.source, message = message, "duplicate skipped")
+        }
     }
 }

@@ -18,8 +18,14 @@ use std::path::Path;
 
 /// Built-in templates: (name, text).
 pub const BUILTIN: &[(&str, &str)] = &[
-    ("ack_support.txt", include_str!("../templates/ack_support.txt")),
-    ("ack_privacy.txt", include_str!("../templates/ack_privacy.txt")),
+    (
+        "ack_support.txt",
+        include_str!("../templates/ack_support.txt"),
+    ),
+    (
+        "ack_privacy.txt",
+        include_str!("../templates/ack_privacy.txt"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -50,22 +56,29 @@ impl Templates {
         env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
         for (name, builtin) in BUILTIN {
             let text = match dir.map(|d| d.join(name)) {
-                Some(p) if p.is_file() => std::fs::read_to_string(&p).map_err(|e| RenderError::Read {
-                    path: p.display().to_string(),
-                    source: e,
-                })?,
+                Some(p) if p.is_file() => {
+                    std::fs::read_to_string(&p).map_err(|e| RenderError::Read {
+                        path: p.display().to_string(),
+                        source: e,
+                    })?
+                }
                 _ => builtin.to_string(),
             };
-            env.add_template_owned(*name, text).map_err(|e| RenderError::Template {
-                name: name.to_string(),
-                source: e,
-            })?;
+            env.add_template_owned(*name, text)
+                .map_err(|e| RenderError::Template {
+                    name: name.to_string(),
+                    source: e,
+                })?;
         }
         Ok(Templates { env })
     }
 
     /// Render the acknowledgement body for a new case.
-    pub fn ack_body(&self, case: &Case, requester_name: Option<&str>) -> Result<String, RenderError> {
+    pub fn ack_body(
+        &self,
+        case: &Case,
+        requester_name: Option<&str>,
+    ) -> Result<String, RenderError> {
         let name = match case.kind {
             CaseKind::Support => "ack_support.txt",
             CaseKind::Privacy => "ack_privacy.txt",
@@ -88,10 +101,13 @@ impl Templates {
             requester_name => requester_name,
             original_subject => if case.subject.is_empty() { "(no subject)" } else { case.subject.as_str() },
         };
-        let tmpl = self.env.get_template(name).map_err(|e| RenderError::Template {
-            name: name.into(),
-            source: e,
-        })?;
+        let tmpl = self
+            .env
+            .get_template(name)
+            .map_err(|e| RenderError::Template {
+                name: name.into(),
+                source: e,
+            })?;
         tmpl.render(ctx).map_err(|e| RenderError::Template {
             name: name.into(),
             source: e,
@@ -146,7 +162,10 @@ pub fn build_ack(templates: &Templates, case: &Case, p: &AckParts<'_>) -> Result
         .map_err(|e| e.to_string())?;
     let message_id = format!("ack.{}.{}@{}", case.id, p.token, p.domain);
     let subject = ack_subject(&case.id, &case.subject);
-    let to_addr: lettre::Address = p.to.address.parse().map_err(|e| format!("bad recipient: {e}"))?;
+    let to_addr: lettre::Address =
+        p.to.address
+            .parse()
+            .map_err(|e| format!("bad recipient: {e}"))?;
     let to = Mailbox::new(p.to.name.clone(), to_addr);
     let mut b = lettre::Message::builder()
         .from(p.from.clone())
@@ -169,7 +188,9 @@ pub fn build_ack(templates: &Templates, case: &Case, p: &AckParts<'_>) -> Result
         refs.push(format!("<{irt}>"));
         b = b.references(refs.join(" "));
     }
-    let msg = b.body(body).map_err(|e| format!("cannot build mail: {e}"))?;
+    let msg = b
+        .body(body)
+        .map_err(|e| format!("cannot build mail: {e}"))?;
     let mail = String::from_utf8(msg.formatted()).map_err(|e| format!("mail is not UTF-8: {e}"))?;
     Ok(NewMail {
         purpose: Purpose::Ack,
@@ -209,15 +230,24 @@ mod tests {
     fn ack_goes_to_reply_to_never_to_own_or_cc() {
         let raw = b"From: Sam <sam@r.example>\r\nReply-To: Intake <intake@r.example>\r\nCc: boss@r.example\r\nReturn-Path: <bounce@r.example>\r\nSubject: x\r\n\r\nbody\r\n";
         let m = crate::mail::parse(raw, 1 << 20).expect("mail");
-        assert_eq!(ack_address(&m, &[]).map(|a| a.address), Ok("intake@r.example".to_string()));
+        assert_eq!(
+            ack_address(&m, &[]).map(|a| a.address),
+            Ok("intake@r.example".to_string())
+        );
         let own = vec!["intake@r.example".to_string()];
         assert!(ack_address(&m, &own).is_err());
     }
 
     #[test]
     fn subject_carries_tag_once() {
-        assert_eq!(ack_subject("SUP-000001", "Re: down"), "[SUP-000001] Re: down");
-        assert_eq!(ack_subject("SUP-000001", "down\r\nBcc: x"), "[SUP-000001] Re: down  Bcc: x");
+        assert_eq!(
+            ack_subject("SUP-000001", "Re: down"),
+            "[SUP-000001] Re: down"
+        );
+        assert_eq!(
+            ack_subject("SUP-000001", "down\r\nBcc: x"),
+            "[SUP-000001] Re: down  Bcc: x"
+        );
         assert_eq!(ack_subject("PRV-000002", ""), "[PRV-000002] Your request");
     }
 }

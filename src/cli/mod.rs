@@ -21,7 +21,11 @@ use std::sync::Arc;
 use table::Table;
 
 #[derive(Debug, Parser)]
-#[command(name = "ticketd", version, about = "Support and privacy mail → tracked cases, acknowledged, never looped")]
+#[command(
+    name = "ticketd",
+    version,
+    about = "Support and privacy mail → tracked cases, acknowledged, never looped"
+)]
 pub struct Cli {
     /// Configuration file (default: the embedded demo configuration).
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
@@ -111,7 +115,10 @@ pub struct CliError {
 
 impl<E: std::fmt::Display> From<E> for CliError {
     fn from(e: E) -> Self {
-        CliError { message: e.to_string(), code: 1 }
+        CliError {
+            message: e.to_string(),
+            code: 1,
+        }
     }
 }
 
@@ -119,7 +126,10 @@ type CliResult = Result<(), CliError>;
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> CliResult {
-    let config = Config::load(cli.config.as_deref()).map_err(|e| CliError { message: e.to_string(), code: 2 })?;
+    let config = Config::load(cli.config.as_deref()).map_err(|e| CliError {
+        message: e.to_string(),
+        code: 2,
+    })?;
     match cli.command {
         Command::CheckConfig => {
             println!("# configuration OK: {}", config.origin);
@@ -127,7 +137,11 @@ pub async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Run { once } => run_daemon(config, once).await,
-        Command::Import { no_ack, json, paths } => import(config, paths, no_ack, json).await,
+        Command::Import {
+            no_ack,
+            json,
+            paths,
+        } => import(config, paths, no_ack, json).await,
         Command::Cases { command } => match command {
             CasesCommand::List { kind, status, json } => {
                 let v: Vec<Case> = ask(&config, Request::CasesList { kind, status }).await?;
@@ -158,13 +172,17 @@ pub async fn run(cli: Cli) -> CliResult {
                         println!("{}", serde_json::to_string(r)?);
                     }
                 } else {
-                    let mut t = Table::new(&["ID", "RECEIVED", "CATEGORY", "FROM", "SUBJECT", "PROMOTED"]);
+                    let mut t =
+                        Table::new(&["ID", "RECEIVED", "CATEGORY", "FROM", "SUBJECT", "PROMOTED"]);
                     for r in &v {
                         t.row(vec![
                             r.id.to_string(),
                             r.received_at.format("%Y-%m-%d %H:%M").to_string(),
                             r.category.clone(),
-                            r.from.as_ref().map(|a| a.address.clone()).unwrap_or_else(|| "-".into()),
+                            r.from
+                                .as_ref()
+                                .map(|a| a.address.clone())
+                                .unwrap_or_else(|| "-".into()),
                             r.subject.clone(),
                             r.promoted_to.clone().unwrap_or_else(|| "-".into()),
                         ]);
@@ -177,8 +195,12 @@ pub async fn run(cli: Cli) -> CliResult {
                 Ok(())
             }
             IgnoredCommand::Promote { id, json } => {
-                let actor = format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into()));
-                let v: control::Promoted = ask(&config, Request::IgnoredPromote { id, actor }).await?;
+                let actor = format!(
+                    "cli:{}",
+                    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+                );
+                let v: control::Promoted =
+                    ask(&config, Request::IgnoredPromote { id, actor }).await?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&v)?);
                 } else {
@@ -186,7 +208,11 @@ pub async fn run(cli: Cli) -> CliResult {
                         "ignored #{} promoted to case {}{}",
                         v.ignored,
                         v.case,
-                        if v.outbox.is_some() { " (acknowledgement queued)" } else { " (no acknowledgement)" }
+                        if v.outbox.is_some() {
+                            " (acknowledgement queued)"
+                        } else {
+                            " (no acknowledgement)"
+                        }
                     );
                 }
                 Ok(())
@@ -215,10 +241,16 @@ async fn ask<T: serde::de::DeserializeOwned>(config: &Config, req: Request) -> R
 
 fn unwrap_response<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, CliError> {
     if !resp.ok {
-        return Err(CliError { message: resp.error.unwrap_or_else(|| "request failed".into()), code: 1 });
+        return Err(CliError {
+            message: resp.error.unwrap_or_else(|| "request failed".into()),
+            code: 1,
+        });
     }
     let v = resp.result.unwrap_or(serde_json::Value::Null);
-    serde_json::from_value(v).map_err(|e| CliError { message: format!("unexpected answer from daemon: {e}"), code: 1 })
+    serde_json::from_value(v).map_err(|e| CliError {
+        message: format!("unexpected answer from daemon: {e}"),
+        code: 1,
+    })
 }
 
 async fn run_daemon(config: Config, once: bool) -> CliResult {
@@ -248,7 +280,11 @@ async fn run_daemon(config: Config, once: bool) -> CliResult {
     for e in &r.errors {
         println!("  error: {e}");
     }
-    println!("store: {}   mail: {}", config.data_dir.join("store").display(), config.outbound.dir.display());
+    println!(
+        "store: {}   mail: {}",
+        config.data_dir.join("store").display(),
+        config.outbound.dir.display()
+    );
     Ok(())
 }
 
@@ -257,7 +293,15 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
         .into_iter()
         .map(|p| std::path::absolute(&p).unwrap_or(p))
         .collect();
-    let report: Report = match control::call(&config.data_dir, &Request::Import { paths: paths.clone(), no_ack }).await? {
+    let report: Report = match control::call(
+        &config.data_dir,
+        &Request::Import {
+            paths: paths.clone(),
+            no_ack,
+        },
+    )
+    .await?
+    {
         Some(resp) => unwrap_response(resp)?,
         None => {
             let store = Store::open(&config.data_dir)?;
@@ -272,7 +316,9 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
             // A progress bar only when the input is large (and stderr is a terminal).
             let bar = if total > 16 * 1024 * 1024 || inputs.len() > 500 {
                 let b = indicatif::ProgressBar::new(total);
-                if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}") {
+                if let Ok(style) =
+                    indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}")
+                {
                     b.set_style(style);
                 }
                 b
@@ -288,8 +334,8 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "imported: {} new cases, {} follow-ups, {} set aside, {} duplicates, {} acknowledgements queued ({} delivers them)",
-            report.new_cases, report.follow_ups, report.ignored, report.duplicates, report.acks_queued, "`ticketd run`"
+            "imported: {} new cases, {} follow-ups, {} set aside, {} duplicates, {} acknowledgements queued (`ticketd run` delivers them)",
+            report.new_cases, report.follow_ups, report.ignored, report.duplicates, report.acks_queued
         );
         for e in &report.errors {
             eprintln!("error: {e}");
@@ -298,13 +344,19 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
     if report.errors.is_empty() {
         Ok(())
     } else {
-        Err(CliError { message: format!("{} inputs could not be read", report.errors.len()), code: 1 })
+        Err(CliError {
+            message: format!("{} inputs could not be read", report.errors.len()),
+            code: 1,
+        })
     }
 }
 
 fn level_or_rights(c: &Case) -> String {
     match c.kind {
-        CaseKind::Support => c.level.map(|l| format!("level {l}")).unwrap_or_else(|| "-".into()),
+        CaseKind::Support => c
+            .level
+            .map(|l| format!("level {l}"))
+            .unwrap_or_else(|| "-".into()),
         CaseKind::Privacy => {
             let rights: Vec<&str> = c.rights.iter().map(|r| r.as_str()).collect();
             let j = c.jurisdiction.map(|j| j.as_str()).unwrap_or("unknown");
@@ -314,7 +366,15 @@ fn level_or_rights(c: &Case) -> String {
 }
 
 fn print_cases(cases: &[Case], config: &Config) {
-    let mut t = Table::new(&["CASE", "KIND", "STATUS", "LEVEL/RIGHTS", "FROM", "MSGS", "ACK FILE"]);
+    let mut t = Table::new(&[
+        "CASE",
+        "KIND",
+        "STATUS",
+        "LEVEL/RIGHTS",
+        "FROM",
+        "MSGS",
+        "ACK FILE",
+    ]);
     for c in cases {
         let ack = c
             .outbox
@@ -336,7 +396,10 @@ fn print_cases(cases: &[Case], config: &Config) {
             c.kind.as_str().into(),
             c.status.as_str().into(),
             level_or_rights(c),
-            c.requester.as_ref().map(|a| a.address.clone()).unwrap_or_else(|| "-".into()),
+            c.requester
+                .as_ref()
+                .map(|a| a.address.clone())
+                .unwrap_or_else(|| "-".into()),
             c.messages.len().to_string(),
             ack,
         ]);
@@ -346,10 +409,26 @@ fn print_cases(cases: &[Case], config: &Config) {
 
 fn print_case_view(v: &CaseView) {
     let c = &v.case;
-    println!("{}  {}  {}  {}", c.id, c.kind.as_str(), c.status, level_or_rights(c));
+    println!(
+        "{}  {}  {}  {}",
+        c.id,
+        c.kind.as_str(),
+        c.status,
+        level_or_rights(c)
+    );
     println!("subject:   {}", c.subject);
-    println!("requester: {}", c.requester.as_ref().map(|a| a.address.as_str()).unwrap_or("-"));
-    println!("received:  {}  (mailbox {})", c.received_at.to_rfc3339(), c.mailbox);
+    println!(
+        "requester: {}",
+        c.requester
+            .as_ref()
+            .map(|a| a.address.as_str())
+            .unwrap_or("-")
+    );
+    println!(
+        "received:  {}  (mailbox {})",
+        c.received_at.to_rfc3339(),
+        c.mailbox
+    );
     for n in &c.notes {
         println!("note:      {n}");
     }
@@ -360,7 +439,11 @@ fn print_case_view(v: &CaseView) {
             m.id.to_string(),
             m.received_at.format("%Y-%m-%d %H:%M:%S").to_string(),
             m.size.to_string(),
-            if m.raw_stored { "yes".into() } else { "no (in source)".into() },
+            if m.raw_stored {
+                "yes".into()
+            } else {
+                "no (in source)".into()
+            },
             m.message_id.clone().unwrap_or_else(|| "-".into()),
             m.subject.clone(),
         ]);
@@ -401,7 +484,10 @@ fn print_case_view(v: &CaseView) {
             o.recipients.join(", "),
             o.attempts.to_string(),
             o.subject.clone(),
-            o.delivered_as.clone().or(o.last_error.clone()).unwrap_or_else(|| "-".into()),
+            o.delivered_as
+                .clone()
+                .or(o.last_error.clone())
+                .unwrap_or_else(|| "-".into()),
         ]);
     }
     t.print();

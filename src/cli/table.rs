@@ -18,7 +18,8 @@ impl Table {
     }
 
     pub fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells.into_iter().map(|c| clean(&c)).collect());
+        self.rows
+            .push(cells.into_iter().map(|c| clean(&c)).collect());
     }
 
     pub fn render(&self) -> String {

@@ -71,8 +71,15 @@ pub async fn deliver_due<T: Transport>(
             Ok(delivered_as) => {
                 state::succeeded(&mut e, now, delivered_as.clone());
                 stats.sent += 1;
-                tracing::info!(outbox = e.id, case = e.case.as_deref().unwrap_or("-"), "mail delivered");
-                EventKind::MailSent { outbox: e.id, delivered_as }
+                tracing::info!(
+                    outbox = e.id,
+                    case = e.case.as_deref().unwrap_or("-"),
+                    "mail delivered"
+                );
+                EventKind::MailSent {
+                    outbox: e.id,
+                    delivered_as,
+                }
             }
             Err(err) => {
                 let permanent = state::failed(&mut e, now, &err, policy);
@@ -83,7 +90,11 @@ pub async fn deliver_due<T: Transport>(
                     stats.retry_later += 1;
                     tracing::info!(outbox = e.id, error = %err, "mail delivery deferred");
                 }
-                EventKind::MailFailed { outbox: e.id, error: err.to_string(), permanent }
+                EventKind::MailFailed {
+                    outbox: e.id,
+                    error: err.to_string(),
+                    permanent,
+                }
             }
         };
         let record_event = e.state != OutboxState::Queued || e.attempts == 1;

@@ -105,12 +105,18 @@ mod tests {
     }
 
     fn policy() -> RetryPolicy {
-        RetryPolicy { jitter: false, ..RetryPolicy::default() }
+        RetryPolicy {
+            jitter: false,
+            ..RetryPolicy::default()
+        }
     }
 
     #[test]
     fn queued_sending_sent() {
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).single().unwrap_or_default();
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+            .single()
+            .unwrap_or_default();
         let mut e = entry(t0);
         begin_send(&mut e);
         assert_eq!((e.state, e.attempts), (OutboxState::Sending, 1));
@@ -121,7 +127,10 @@ mod tests {
 
     #[test]
     fn transient_failures_back_off_then_give_up() {
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).single().unwrap_or_default();
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+            .single()
+            .unwrap_or_default();
         let mut e = entry(t0);
         let err = SendError::Transient("421 try later".into());
         begin_send(&mut e);
@@ -135,7 +144,11 @@ mod tests {
             begin_send(&mut e);
             failed(&mut e, t0, &err, &policy());
         }
-        assert_eq!(e.next_attempt_at, t0 + Duration::hours(1), "backoff is capped");
+        assert_eq!(
+            e.next_attempt_at,
+            t0 + Duration::hours(1),
+            "backoff is capped"
+        );
         begin_send(&mut e);
         assert!(failed(&mut e, t0 + Duration::days(3), &err, &policy()));
         assert_eq!(e.state, OutboxState::Failed);
@@ -143,10 +156,18 @@ mod tests {
 
     #[test]
     fn permanent_failure_is_final() {
-        let t0 = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).single().unwrap_or_default();
+        let t0 = Utc
+            .with_ymd_and_hms(2026, 11, 24, 12, 0, 0)
+            .single()
+            .unwrap_or_default();
         let mut e = entry(t0);
         begin_send(&mut e);
-        assert!(failed(&mut e, t0, &SendError::Permanent("550 no such user".into()), &policy()));
+        assert!(failed(
+            &mut e,
+            t0,
+            &SendError::Permanent("550 no such user".into()),
+            &policy()
+        ));
         assert_eq!(e.state, OutboxState::Failed);
         assert!(e.last_error.as_deref().is_some_and(|s| s.contains("550")));
     }

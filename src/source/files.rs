@@ -31,7 +31,11 @@ pub fn discover(paths: &[PathBuf]) -> (Vec<Input>, Vec<(PathBuf, String)>) {
 fn walk(p: &Path, out: &mut Vec<Input>) -> std::io::Result<()> {
     let meta = std::fs::metadata(p)?;
     if meta.is_file() {
-        out.push(if is_mbox(p)? { Input::Mbox(p.to_path_buf()) } else { Input::File(p.to_path_buf()) });
+        out.push(if is_mbox(p)? {
+            Input::Mbox(p.to_path_buf())
+        } else {
+            Input::File(p.to_path_buf())
+        });
         return Ok(());
     }
     let is_maildir = p.join("cur").is_dir() && p.join("new").is_dir();
@@ -43,7 +47,10 @@ fn walk(p: &Path, out: &mut Vec<Input>) -> std::io::Result<()> {
     for d in subdirs {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(&d)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')))
+            .filter(|p| {
+                !p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
             .collect();
         entries.sort();
         for e in entries {
@@ -52,7 +59,11 @@ fn walk(p: &Path, out: &mut Vec<Input>) -> std::io::Result<()> {
                     walk(&e, out)?;
                 }
             } else if e.is_file() {
-                out.push(if is_mbox(&e)? { Input::Mbox(e) } else { Input::File(e) });
+                out.push(if is_mbox(&e)? {
+                    Input::Mbox(e)
+                } else {
+                    Input::File(e)
+                });
             }
         }
     }
@@ -100,7 +111,12 @@ pub fn read_input(input: &Input, mut f: impl FnMut(Envelope)) -> std::io::Result
     }
 }
 
-fn read_mbox<R: BufRead>(reader: R, p: &Path, fallback: DateTime<Utc>, mut f: impl FnMut(Envelope)) -> std::io::Result<()> {
+fn read_mbox<R: BufRead>(
+    reader: R,
+    p: &Path,
+    fallback: DateTime<Utc>,
+    mut f: impl FnMut(Envelope),
+) -> std::io::Result<()> {
     for (i, m) in mail_parser::mailbox::mbox::MessageIterator::new(reader).enumerate() {
         let m = m?;
         let ts = m.internal_date();

@@ -61,7 +61,8 @@ impl Source for MaildirSource {
 
     async fn fetch(&mut self, max: usize) -> Result<Fetched, SourceError> {
         let new = self.root.join("new");
-        let rd = std::fs::read_dir(&new).map_err(|e| self.io(format!("read {}", new.display()), e))?;
+        let rd =
+            std::fs::read_dir(&new).map_err(|e| self.io(format!("read {}", new.display()), e))?;
         let mut names: Vec<(DateTime<Utc>, String)> = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| self.io(format!("read {}", new.display()), e))?;

@@ -9,8 +9,8 @@
 use super::*;
 use crate::mail::Addr;
 use crate::triage::{Decision, Kind};
-use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError as Cte, TransactionalTree};
+use sled::Transactional;
 
 /// How a message may join an existing case.
 #[derive(Debug, Clone, Default)]
@@ -55,10 +55,22 @@ pub struct IngestInput<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum IngestOutcome {
-    Duplicate { message: u64 },
-    NewCase { case: String, message: u64, outbox: Option<u64> },
-    FollowUp { case: String, message: u64 },
-    Ignored { ignored: u64, message: u64 },
+    Duplicate {
+        message: u64,
+    },
+    NewCase {
+        case: String,
+        message: u64,
+        outbox: Option<u64>,
+    },
+    FollowUp {
+        case: String,
+        message: u64,
+    },
+    Ignored {
+        ignored: u64,
+        message: u64,
+    },
 }
 
 struct Tx<'t> {
@@ -80,7 +92,11 @@ type TxResult<T> = std::result::Result<T, Cte<StoreError>>;
 impl Tx<'_> {
     fn next_seq(&self, name: &str) -> TxResult<u64> {
         let key = format!("seq:{name}");
-        let cur = self.meta.get(key.as_bytes())?.and_then(|v| from_be(&v)).unwrap_or(0);
+        let cur = self
+            .meta
+            .get(key.as_bytes())?
+            .and_then(|v| from_be(&v))
+            .unwrap_or(0);
         let next = cur + 1;
         self.meta.insert(key.as_bytes(), &be(next))?;
         Ok(next)
@@ -98,7 +114,13 @@ impl Tx<'_> {
         Ok(())
     }
 
-    fn event(&self, case: &mut Case, at: DateTime<Utc>, actor: &str, kind: EventKind) -> TxResult<()> {
+    fn event(
+        &self,
+        case: &mut Case,
+        at: DateTime<Utc>,
+        actor: &str,
+        kind: EventKind,
+    ) -> TxResult<()> {
         let ev = Event {
             seq: case.next_event,
             at,
@@ -106,7 +128,8 @@ impl Tx<'_> {
             kind,
         };
         case.next_event += 1;
-        self.events.insert(event_key(&case.id, ev.seq), to_json(&ev))?;
+        self.events
+            .insert(event_key(&case.id, ev.seq), to_json(&ev))?;
         Ok(())
     }
 
@@ -132,7 +155,8 @@ impl Tx<'_> {
         };
         self.outbox.insert(&be(id), to_json(&entry))?;
         self.pending.insert(&be(id), &[])?;
-        self.msgids.insert(mail.message_id.as_bytes(), case.id.as_bytes())?;
+        self.msgids
+            .insert(mail.message_id.as_bytes(), case.id.as_bytes())?;
         case.outbox.push(id);
         Ok(id)
     }
@@ -180,24 +204,65 @@ impl Tx<'_> {
             next_event: 1,
             notes,
         };
-        self.event(&mut case, now, actor, EventKind::Received { message, source: source.to_string() })?;
-        self.event(&mut case, now, "ticketd", EventKind::Triaged { decision: decision.clone() })?;
+        self.event(
+            &mut case,
+            now,
+            actor,
+            EventKind::Received {
+                message,
+                source: source.to_string(),
+            },
+        )?;
+        self.event(
+            &mut case,
+            now,
+            "ticketd",
+            EventKind::Triaged {
+                decision: decision.clone(),
+            },
+        )?;
         let mut outbox = None;
         if !decision.ack {
-            self.event(&mut case, now, "ticketd", EventKind::AckSkipped { reason: "triage says no acknowledgement".into() })?;
+            self.event(
+                &mut case,
+                now,
+                "ticketd",
+                EventKind::AckSkipped {
+                    reason: "triage says no acknowledgement".into(),
+                },
+            )?;
         } else {
             match reply_address {
                 Err(reason) => {
-                    self.event(&mut case, now, "ticketd", EventKind::AckSkipped { reason: reason.clone() })?;
+                    self.event(
+                        &mut case,
+                        now,
+                        "ticketd",
+                        EventKind::AckSkipped {
+                            reason: reason.clone(),
+                        },
+                    )?;
                 }
                 Ok(_) => match render(&case) {
                     Ok(mail) => {
                         let oid = self.queue(&mut case, mail, now)?;
-                        self.event(&mut case, now, "ticketd", EventKind::AckQueued { outbox: oid })?;
+                        self.event(
+                            &mut case,
+                            now,
+                            "ticketd",
+                            EventKind::AckQueued { outbox: oid },
+                        )?;
                         outbox = Some(oid);
                     }
                     Err(e) => {
-                        self.event(&mut case, now, "ticketd", EventKind::AckSkipped { reason: format!("acknowledgement could not be rendered: {e}") })?;
+                        self.event(
+                            &mut case,
+                            now,
+                            "ticketd",
+                            EventKind::AckSkipped {
+                                reason: format!("acknowledgement could not be rendered: {e}"),
+                            },
+                        )?;
                     }
                 },
             }
@@ -226,8 +291,32 @@ impl Store {
             &t.cursors,
         )
             .transaction(
-                |(meta, cases, events, messages, raw, outbox, pending, dedupe, msgids, ignored, cursors)| {
-                    let tx = Tx { meta, cases, events, messages, raw, outbox, pending, dedupe, msgids, ignored, cursors };
+                |(
+                    meta,
+                    cases,
+                    events,
+                    messages,
+                    raw,
+                    outbox,
+                    pending,
+                    dedupe,
+                    msgids,
+                    ignored,
+                    cursors,
+                )| {
+                    let tx = Tx {
+                        meta,
+                        cases,
+                        events,
+                        messages,
+                        raw,
+                        outbox,
+                        pending,
+                        dedupe,
+                        msgids,
+                        ignored,
+                        cursors,
+                    };
                     ingest_tx(&tx, input)
                 },
             );
@@ -260,27 +349,82 @@ impl Store {
             &t.cursors,
         )
             .transaction(
-                |(meta, cases, events, messages, raw, outbox, pending, dedupe, msgids, ignored, cursors)| {
-                    let tx = Tx { meta, cases, events, messages, raw, outbox, pending, dedupe, msgids, ignored, cursors };
-                    let v = tx.ignored.get(be(ignored_id))?.ok_or(Cte::Abort(StoreError::NoIgnored(ignored_id)))?;
+                |(
+                    meta,
+                    cases,
+                    events,
+                    messages,
+                    raw,
+                    outbox,
+                    pending,
+                    dedupe,
+                    msgids,
+                    ignored,
+                    cursors,
+                )| {
+                    let tx = Tx {
+                        meta,
+                        cases,
+                        events,
+                        messages,
+                        raw,
+                        outbox,
+                        pending,
+                        dedupe,
+                        msgids,
+                        ignored,
+                        cursors,
+                    };
+                    let v = tx
+                        .ignored
+                        .get(be(ignored_id))?
+                        .ok_or(Cte::Abort(StoreError::NoIgnored(ignored_id)))?;
                     let mut rec: IgnoredRecord = from_json("ignored", &v).map_err(Cte::Abort)?;
                     if let Some(c) = &rec.promoted_to {
-                        return Err(Cte::Abort(StoreError::Invalid(format!("ignored message {ignored_id} was already promoted to {c}"))));
+                        return Err(Cte::Abort(StoreError::Invalid(format!(
+                            "ignored message {ignored_id} was already promoted to {c}"
+                        ))));
                     }
-                    let mv = tx.messages.get(be(rec.message))?.ok_or(Cte::Abort(StoreError::Corrupt { tree: "messages", detail: format!("ignored {ignored_id} names missing message {}", rec.message) }))?;
+                    let mv = tx.messages.get(be(rec.message))?.ok_or(Cte::Abort(
+                        StoreError::Corrupt {
+                            tree: "messages",
+                            detail: format!(
+                                "ignored {ignored_id} names missing message {}",
+                                rec.message
+                            ),
+                        },
+                    ))?;
                     let mut msg: MessageRecord = from_json("messages", &mv).map_err(Cte::Abort)?;
                     let (case_id, outbox) = tx.create_case(
-                        decision, msg.id, &msg.subject, msg.from.as_ref(), &reply_address, &msg.source,
-                        msg.received_at, now, actor, Vec::new(), render,
+                        decision,
+                        msg.id,
+                        &msg.subject,
+                        msg.from.as_ref(),
+                        &reply_address,
+                        &msg.source,
+                        msg.received_at,
+                        now,
+                        actor,
+                        Vec::new(),
+                        render,
                     )?;
                     if let Some(mut case) = tx.get_case(&case_id)? {
-                        tx.event(&mut case, now, actor, EventKind::Promoted { ignored: ignored_id })?;
+                        tx.event(
+                            &mut case,
+                            now,
+                            actor,
+                            EventKind::Promoted {
+                                ignored: ignored_id,
+                            },
+                        )?;
                         tx.put_case(&case)?;
                     }
                     if let Some(mid) = &msg.message_id {
                         tx.msgids.insert(mid.as_bytes(), case_id.as_bytes())?;
                     }
-                    msg.disposition = Disposition::NewCase { case: case_id.clone() };
+                    msg.disposition = Disposition::NewCase {
+                        case: case_id.clone(),
+                    };
                     tx.messages.insert(&be(msg.id), to_json(&msg))?;
                     rec.promoted_to = Some(case_id.clone());
                     tx.ignored.insert(&be(ignored_id), to_json(&rec))?;
@@ -298,7 +442,9 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
         None => format!("hash:{}", input.content_hash),
     };
     if let Some(v) = tx.dedupe.get(dedupe_key.as_bytes())? {
-        return Ok(IngestOutcome::Duplicate { message: from_be(&v).unwrap_or(0) });
+        return Ok(IngestOutcome::Duplicate {
+            message: from_be(&v).unwrap_or(0),
+        });
     }
 
     let msg_id = tx.next_seq("message")?;
@@ -329,35 +475,84 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
     };
 
     let outcome = match (input.decision, input.unparseable) {
-        (Some(d), _) if d.kind != Kind::Ignore => {
-            match thread_target(tx, input, d)? {
-                Some((case_id, matched_by)) => {
-                    let mut case = tx.get_case(&case_id)?.ok_or_else(|| Cte::Abort(StoreError::NoCase(case_id.clone())))?;
-                    case.messages.push(msg_id);
-                    case.updated_at = input.now;
-                    tx.event(&mut case, input.now, input.actor, EventKind::Received { message: msg_id, source: input.source.to_string() })?;
-                    tx.event(&mut case, input.now, "ticketd", EventKind::FollowUp { message: msg_id, matched_by })?;
-                    tx.put_case(&case)?;
-                    record.disposition = Disposition::FollowUp { case: case_id.clone() };
-                    IngestOutcome::FollowUp { case: case_id, message: msg_id }
+        (Some(d), _) if d.kind != Kind::Ignore => match thread_target(tx, input, d)? {
+            Some((case_id, matched_by)) => {
+                let mut case = tx
+                    .get_case(&case_id)?
+                    .ok_or_else(|| Cte::Abort(StoreError::NoCase(case_id.clone())))?;
+                case.messages.push(msg_id);
+                case.updated_at = input.now;
+                tx.event(
+                    &mut case,
+                    input.now,
+                    input.actor,
+                    EventKind::Received {
+                        message: msg_id,
+                        source: input.source.to_string(),
+                    },
+                )?;
+                tx.event(
+                    &mut case,
+                    input.now,
+                    "ticketd",
+                    EventKind::FollowUp {
+                        message: msg_id,
+                        matched_by,
+                    },
+                )?;
+                tx.put_case(&case)?;
+                record.disposition = Disposition::FollowUp {
+                    case: case_id.clone(),
+                };
+                IngestOutcome::FollowUp {
+                    case: case_id,
+                    message: msg_id,
                 }
-                None => {
-                    let decision = if d.kind == Kind::Reply { input.fallback.unwrap_or(d) } else { d };
-                    if decision.kind == Kind::Ignore || decision.kind == Kind::Reply {
-                        let ignored = put_ignored(tx, input, msg_id, "unmatched reply", vec!["reply names no case it may join".into()])?;
-                        record.disposition = Disposition::Ignored { ignored };
-                        IngestOutcome::Ignored { ignored, message: msg_id }
-                    } else {
-                        let (case_id, outbox) = tx.create_case(
-                            decision, msg_id, input.subject, input.from, &input.reply_address, input.source,
-                            input.received_at, input.now, input.actor, notes, input.render_ack,
-                        )?;
-                        record.disposition = Disposition::NewCase { case: case_id.clone() };
-                        IngestOutcome::NewCase { case: case_id, message: msg_id, outbox }
+            }
+            None => {
+                let decision = if d.kind == Kind::Reply {
+                    input.fallback.unwrap_or(d)
+                } else {
+                    d
+                };
+                if decision.kind == Kind::Ignore || decision.kind == Kind::Reply {
+                    let ignored = put_ignored(
+                        tx,
+                        input,
+                        msg_id,
+                        "unmatched reply",
+                        vec!["reply names no case it may join".into()],
+                    )?;
+                    record.disposition = Disposition::Ignored { ignored };
+                    IngestOutcome::Ignored {
+                        ignored,
+                        message: msg_id,
+                    }
+                } else {
+                    let (case_id, outbox) = tx.create_case(
+                        decision,
+                        msg_id,
+                        input.subject,
+                        input.from,
+                        &input.reply_address,
+                        input.source,
+                        input.received_at,
+                        input.now,
+                        input.actor,
+                        notes,
+                        input.render_ack,
+                    )?;
+                    record.disposition = Disposition::NewCase {
+                        case: case_id.clone(),
+                    };
+                    IngestOutcome::NewCase {
+                        case: case_id,
+                        message: msg_id,
+                        outbox,
                     }
                 }
             }
-        }
+        },
         (Some(d), _) => {
             let category = d
                 .reasons
@@ -368,13 +563,19 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
                 .to_string();
             let ignored = put_ignored(tx, input, msg_id, &category, d.reasons.clone())?;
             record.disposition = Disposition::Ignored { ignored };
-            IngestOutcome::Ignored { ignored, message: msg_id }
+            IngestOutcome::Ignored {
+                ignored,
+                message: msg_id,
+            }
         }
         (None, reason) => {
             let why = reason.unwrap_or("not mail").to_string();
             let ignored = put_ignored(tx, input, msg_id, "unparseable", vec![why])?;
             record.disposition = Disposition::Ignored { ignored };
-            IngestOutcome::Ignored { ignored, message: msg_id }
+            IngestOutcome::Ignored {
+                ignored,
+                message: msg_id,
+            }
         }
     };
 
@@ -397,7 +598,13 @@ fn outcome_case(o: &IngestOutcome) -> Option<&str> {
     }
 }
 
-fn put_ignored(tx: &Tx<'_>, input: &IngestInput<'_>, message: u64, category: &str, reasons: Vec<String>) -> TxResult<u64> {
+fn put_ignored(
+    tx: &Tx<'_>,
+    input: &IngestInput<'_>,
+    message: u64,
+    category: &str,
+    reasons: Vec<String>,
+) -> TxResult<u64> {
     let id = tx.next_seq("ignored")?;
     let rec = IgnoredRecord {
         id,
@@ -415,7 +622,11 @@ fn put_ignored(tx: &Tx<'_>, input: &IngestInput<'_>, message: u64, category: &st
 }
 
 /// The existing case this message may join, and how it was matched.
-fn thread_target(tx: &Tx<'_>, input: &IngestInput<'_>, d: &Decision) -> TxResult<Option<(String, String)>> {
+fn thread_target(
+    tx: &Tx<'_>,
+    input: &IngestInput<'_>,
+    d: &Decision,
+) -> TxResult<Option<(String, String)>> {
     // A stored Message-ID (ours or a requester's) named in the headers.
     for id in &input.thread.header_ids {
         if let Some(v) = tx.msgids.get(id.as_bytes())? {
@@ -428,17 +639,27 @@ fn thread_target(tx: &Tx<'_>, input: &IngestInput<'_>, d: &Decision) -> TxResult
     if d.kind != Kind::Reply {
         return Ok(None);
     }
-    let Some(case_ref) = &input.thread.case_ref else { return Ok(None) };
-    let Some(case) = tx.get_case(case_ref)? else { return Ok(None) };
+    let Some(case_ref) = &input.thread.case_ref else {
+        return Ok(None);
+    };
+    let Some(case) = tx.get_case(case_ref)? else {
+        return Ok(None);
+    };
     if input.thread.case_ref_from_header {
-        return Ok(Some((case.id, "header names our Message-ID for the case".into())));
+        return Ok(Some((
+            case.id,
+            "header names our Message-ID for the case".into(),
+        )));
     }
     // A subject tag alone lets in only the case's own requester.
     let sender = input.from.map(|a| a.address.as_str());
     let requester = case.requester.as_ref().map(|a| a.address.as_str());
     let reply_to = case.reply_address.as_deref();
     if sender.is_some() && (sender == requester || sender == reply_to) {
-        return Ok(Some((case.id, "subject tag from the case's requester".into())));
+        return Ok(Some((
+            case.id,
+            "subject tag from the case's requester".into(),
+        )));
     }
     Ok(None)
 }

@@ -418,7 +418,11 @@ impl Store {
 
     /// Write an outbox entry back after a state change, keeping the pending
     /// index in step, and append `event` to its case if given.
-    pub fn update_outbox(&self, entry: &OutboxEntry, event: Option<(DateTime<Utc>, EventKind)>) -> Result<()> {
+    pub fn update_outbox(
+        &self,
+        entry: &OutboxEntry,
+        event: Option<(DateTime<Utc>, EventKind)>,
+    ) -> Result<()> {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
         let res: std::result::Result<(), TransactionError<StoreError>> = (
             &self.t.outbox,
@@ -438,8 +442,8 @@ impl Store {
                 }
                 if let (Some(case_id), Some((at, kind))) = (&entry.case, &event) {
                     if let Some(v) = cases.get(case_id.as_bytes())? {
-                        let mut case: Case = from_json("cases", &v)
-                            .map_err(ConflictableTransactionError::Abort)?;
+                        let mut case: Case =
+                            from_json("cases", &v).map_err(ConflictableTransactionError::Abort)?;
                         let seq = case.next_event;
                         case.next_event += 1;
                         case.updated_at = *at;
@@ -473,7 +477,13 @@ impl Store {
     }
 
     /// Append an event to a case (status changes, notes).
-    pub fn append_event(&self, case_id: &str, at: DateTime<Utc>, actor: &str, kind: EventKind) -> Result<Event> {
+    pub fn append_event(
+        &self,
+        case_id: &str,
+        at: DateTime<Utc>,
+        actor: &str,
+        kind: EventKind,
+    ) -> Result<Event> {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
         let res: std::result::Result<Event, TransactionError<StoreError>> =
             (&self.t.cases, &self.t.events).transaction(|(cases, events)| {

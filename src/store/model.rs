@@ -174,16 +174,42 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
-    Received { message: u64, source: String },
-    Triaged { decision: Decision },
-    FollowUp { message: u64, matched_by: String },
-    AckQueued { outbox: u64 },
-    AckSkipped { reason: String },
-    MailSent { outbox: u64, delivered_as: String },
-    MailFailed { outbox: u64, error: String, permanent: bool },
-    StatusChanged { from: CaseStatus, to: CaseStatus },
-    Promoted { ignored: u64 },
-    Note { text: String },
+    Received {
+        message: u64,
+        source: String,
+    },
+    Triaged {
+        decision: Decision,
+    },
+    FollowUp {
+        message: u64,
+        matched_by: String,
+    },
+    AckQueued {
+        outbox: u64,
+    },
+    AckSkipped {
+        reason: String,
+    },
+    MailSent {
+        outbox: u64,
+        delivered_as: String,
+    },
+    MailFailed {
+        outbox: u64,
+        error: String,
+        permanent: bool,
+    },
+    StatusChanged {
+        from: CaseStatus,
+        to: CaseStatus,
+    },
+    Promoted {
+        ignored: u64,
+    },
+    Note {
+        text: String,
+    },
 }
 
 impl EventKind {

@@ -1,0 +1,364 @@
+//! Unit tests of the store: numbering, dedupe, threading, limits, locking,
+//! outbox bookkeeping.
+
+use super::*;
+use crate::mail::Addr;
+use crate::triage::{Auth, Decision, Kind};
+use chrono::TimeZone;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 24, 14, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn ticket(level: u8) -> Decision {
+    Decision {
+        kind: Kind::Ticket,
+        level: Some(level),
+        rights: None,
+        jurisdiction: None,
+        case_ref: None,
+        language: None,
+        auth: Auth::None,
+        ack: true,
+        reasons: vec![format!("test level {level}")],
+    }
+}
+
+fn privacy() -> Decision {
+    Decision {
+        kind: Kind::Privacy,
+        level: None,
+        rights: Some(vec![crate::policy::Right::Access]),
+        jurisdiction: Some(crate::policy::Jurisdiction::Gdpr),
+        case_ref: None,
+        language: None,
+        auth: Auth::None,
+        ack: true,
+        reasons: vec![],
+    }
+}
+
+fn render(case: &Case) -> std::result::Result<NewMail, String> {
+    Ok(NewMail {
+        purpose: Purpose::Ack,
+        from: "support@casehost.example".into(),
+        recipients: vec!["a@x.example".into()],
+        message_id: format!("ack.{}.tok@casehost.example", case.id),
+        in_reply_to: None,
+        subject: format!("[{}] test", case.id),
+        mail: "Subject: test\r\n\r\nbody\r\n".into(),
+    })
+}
+
+struct Msg<'a> {
+    mid: Option<&'a str>,
+    raw: &'a [u8],
+    from: &'a str,
+    decision: Decision,
+    thread: ThreadHint,
+}
+
+fn ingest(store: &Store, m: Msg<'_>) -> IngestOutcome {
+    let from = Addr {
+        name: None,
+        address: m.from.into(),
+    };
+    let hash = crate::mail::content_hash(m.raw);
+    let fallback = ticket(4);
+    let input = IngestInput {
+        source: "support",
+        source_key: "k",
+        received_at: t0(),
+        now: t0(),
+        actor: "ticketd",
+        raw: m.raw,
+        max_stored_bytes: 1000,
+        message_id: m.mid,
+        content_hash: &hash,
+        subject: "s",
+        from: Some(&from),
+        warnings: &[],
+        thread: m.thread,
+        decision: Some(&m.decision),
+        fallback: Some(&fallback),
+        unparseable: None,
+        reply_address: Ok(m.from.into()),
+        render_ack: &render,
+        cursor: Some(("support", b"cursor-1")),
+    };
+    match store.ingest(&input) {
+        Ok(o) => o,
+        Err(e) => panic!("ingest failed: {e}"),
+    }
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open store");
+    (dir, store)
+}
+
+fn msg<'a>(mid: Option<&'a str>, raw: &'a [u8], d: Decision) -> Msg<'a> {
+    Msg {
+        mid,
+        raw,
+        from: "a@x.example",
+        decision: d,
+        thread: ThreadHint::default(),
+    }
+}
+
+#[test]
+fn case_numbers_are_sequential_per_kind() {
+    let (_d, s) = open();
+    let a = ingest(&s, msg(Some("1@x"), b"one", ticket(3)));
+    let b = ingest(&s, msg(Some("2@x"), b"two", privacy()));
+    let c = ingest(&s, msg(Some("3@x"), b"three", ticket(1)));
+    let ids: Vec<String> = [a, b, c]
+        .into_iter()
+        .filter_map(|o| match o {
+            IngestOutcome::NewCase { case, .. } => Some(case),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids, vec!["SUP-000001", "PRV-000001", "SUP-000002"]);
+    assert_eq!(s.schema_version().ok(), Some(SCHEMA_VERSION));
+    assert_eq!(
+        s.cursor("support").ok().flatten().as_deref(),
+        Some(&b"cursor-1"[..])
+    );
+}
+
+#[test]
+fn dedupe_by_message_id_and_by_content_hash() {
+    let (_d, s) = open();
+    ingest(&s, msg(Some("same@x"), b"first bytes", ticket(3)));
+    let dup = ingest(&s, msg(Some("same@x"), b"other bytes", ticket(3)));
+    assert!(matches!(dup, IngestOutcome::Duplicate { .. }));
+    ingest(&s, msg(None, b"no id bytes", ticket(3)));
+    let dup = ingest(&s, msg(None, b"no id bytes", ticket(3)));
+    assert!(matches!(dup, IngestOutcome::Duplicate { .. }));
+    let other = ingest(&s, msg(None, b"different no id", ticket(3)));
+    assert!(matches!(other, IngestOutcome::NewCase { .. }));
+    assert_eq!(
+        s.list_cases(&CaseFilter::default()).map(|v| v.len()).ok(),
+        Some(3)
+    );
+    assert_eq!(s.outbox_pending().map(|v| v.len()).ok(), Some(3));
+}
+
+#[test]
+fn reply_to_stored_message_joins_case_without_ack() {
+    let (_d, s) = open();
+    ingest(&s, msg(Some("orig@x"), b"orig", ticket(1)));
+    let mut m = msg(Some("reply@x"), b"reply", ticket(4));
+    m.thread.header_ids = vec!["orig@x".into()];
+    let o = ingest(&s, m);
+    assert_eq!(
+        o,
+        IngestOutcome::FollowUp {
+            case: "SUP-000001".into(),
+            message: 2
+        }
+    );
+    let v = s.case_view("SUP-000001").expect("view");
+    assert_eq!(v.messages.len(), 2);
+    assert_eq!(v.outbox.len(), 1, "no second acknowledgement");
+    let names: Vec<&str> = v.events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        names,
+        vec!["received", "triaged", "ack_queued", "received", "follow_up"]
+    );
+    let seqs: Vec<u64> = v.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    // A reply to our acknowledgement's Message-ID threads too.
+    let mut m = msg(Some("reply2@x"), b"reply2", ticket(4));
+    m.thread.header_ids = vec!["ack.SUP-000001.tok@casehost.example".into()];
+    assert!(matches!(ingest(&s, m), IngestOutcome::FollowUp { .. }));
+}
+
+#[test]
+fn subject_tag_alone_admits_only_the_requester() {
+    let (_d, s) = open();
+    ingest(&s, msg(Some("orig@x"), b"orig", ticket(3)));
+    let reply = |from: &'static str, mid: &'static str, raw: &'static [u8]| {
+        let mut d = ticket(3);
+        d.kind = Kind::Reply;
+        d.case_ref = Some("SUP-000001".into());
+        Msg {
+            mid: Some(mid),
+            raw,
+            from,
+            decision: d,
+            thread: ThreadHint {
+                header_ids: vec![],
+                case_ref: Some("SUP-000001".into()),
+                case_ref_from_header: false,
+            },
+        }
+    };
+    let stranger = ingest(&s, reply("mallory@evil.example", "m1@x", b"m1"));
+    assert!(
+        matches!(stranger, IngestOutcome::NewCase { ref case, .. } if case == "SUP-000002"),
+        "{stranger:?}"
+    );
+    let own = ingest(&s, reply("a@x.example", "m2@x", b"m2"));
+    assert!(
+        matches!(own, IngestOutcome::FollowUp { ref case, .. } if case == "SUP-000001"),
+        "{own:?}"
+    );
+}
+
+#[test]
+fn oversized_raw_is_not_stored_and_the_case_says_so() {
+    let (_d, s) = open();
+    let big = vec![b'x'; 5000];
+    let o = ingest(&s, msg(Some("big@x"), &big, ticket(3)));
+    let IngestOutcome::NewCase { case, message, .. } = o else {
+        panic!("{o:?}")
+    };
+    let m = s.message(message).ok().flatten().expect("record");
+    assert!(!m.raw_stored);
+    assert_eq!(m.size, 5000);
+    assert!(s.raw(message).ok().flatten().is_none());
+    let c = s.case(&case).ok().flatten().expect("case");
+    assert!(
+        c.notes.iter().any(|n| n.contains("stays in its source")),
+        "{:?}",
+        c.notes
+    );
+    let small = ingest(&s, msg(Some("small@x"), b"small", ticket(3)));
+    let IngestOutcome::NewCase { message, .. } = small else {
+        panic!()
+    };
+    assert_eq!(
+        s.raw(message).ok().flatten().as_deref(),
+        Some(&b"small"[..])
+    );
+}
+
+#[test]
+fn ignored_messages_are_recorded_and_promotable() {
+    let (_d, s) = open();
+    let mut d = ticket(3);
+    d.kind = Kind::Ignore;
+    d.ack = false;
+    d.reasons = vec![
+        "header Auto-Submitted: auto-replied".into(),
+        "ignored: auto-reply".into(),
+    ];
+    let o = ingest(&s, msg(Some("ooo@x"), b"ooo", d));
+    let IngestOutcome::Ignored { ignored, .. } = o else {
+        panic!("{o:?}")
+    };
+    let rec = s.ignored(ignored).ok().flatten().expect("record");
+    assert_eq!(rec.category, "auto-reply");
+    assert!(s
+        .list_cases(&CaseFilter::default())
+        .map(|v| v.is_empty())
+        .unwrap_or(false));
+    let (case, outbox) = s
+        .promote_ignored(
+            ignored,
+            &ticket(4),
+            Ok("a@x.example".into()),
+            t0(),
+            "cli:test",
+            &render,
+        )
+        .expect("promote");
+    assert_eq!(case, "SUP-000001");
+    assert!(outbox.is_some());
+    assert_eq!(
+        s.ignored(ignored)
+            .ok()
+            .flatten()
+            .and_then(|r| r.promoted_to),
+        Some(case.clone())
+    );
+    let names: Vec<String> = s
+        .events(&case)
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.kind.name().to_string())
+        .collect();
+    assert!(names.contains(&"promoted".to_string()), "{names:?}");
+    assert!(s
+        .promote_ignored(
+            ignored,
+            &ticket(4),
+            Ok("a@x.example".into()),
+            t0(),
+            "cli:test",
+            &render
+        )
+        .is_err());
+}
+
+#[test]
+fn second_open_is_refused_clearly() {
+    let (dir, _s) = open();
+    match Store::open(dir.path()) {
+        Err(StoreError::Locked(p)) => assert_eq!(p, dir.path()),
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("second open succeeded"),
+    }
+}
+
+#[test]
+fn outbox_states_and_pending_index_move_together() {
+    let (_d, s) = open();
+    ingest(&s, msg(Some("1@x"), b"one", ticket(3)));
+    let mut e = s.outbox_pending().expect("pending").remove(0);
+    crate::outbox::state::begin_send(&mut e);
+    s.update_outbox(&e, None).expect("update");
+    assert_eq!(
+        s.recover_outbox().ok(),
+        Some(1),
+        "sending goes back to queued after a crash"
+    );
+    let mut e = s.outbox_pending().expect("pending").remove(0);
+    assert_eq!(e.state, OutboxState::Queued);
+    crate::outbox::state::begin_send(&mut e);
+    crate::outbox::state::succeeded(&mut e, t0(), "file".into());
+    s.update_outbox(
+        &e,
+        Some((
+            t0(),
+            EventKind::MailSent {
+                outbox: e.id,
+                delivered_as: "file".into(),
+            },
+        )),
+    )
+    .expect("update");
+    assert!(s.outbox_pending().map(|v| v.is_empty()).unwrap_or(false));
+    let names: Vec<String> = s
+        .events("SUP-000001")
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.kind.name().to_string())
+        .collect();
+    assert_eq!(names.last().map(String::as_str), Some("mail_sent"));
+}
+
+#[test]
+fn data_survives_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let s = Store::open(dir.path()).expect("open");
+        ingest(&s, msg(Some("1@x"), b"one", ticket(2)));
+        s.flush_blocking().expect("flush");
+    }
+    let s = Store::open(dir.path()).expect("reopen");
+    assert_eq!(
+        s.case("SUP-000001").ok().flatten().and_then(|c| c.level),
+        Some(2)
+    );
+    let again = ingest(&s, msg(Some("1@x"), b"one", ticket(2)));
+    assert!(matches!(again, IngestOutcome::Duplicate { .. }));
+    let next = ingest(&s, msg(Some("2@x"), b"two", ticket(2)));
+    assert!(matches!(next, IngestOutcome::NewCase { ref case, .. } if case == "SUP-000002"));
+}

@@ -88,7 +88,15 @@ pub fn check(
         note("header X-Auto-Response-Suppress".into(), "auto-reply");
     }
     let subject = mail.subject.to_ascii_lowercase();
-    for prefix in ["automatic reply:", "autoreply:", "auto:", "out of office:", "abwesenheitsnotiz:", "réponse automatique :", "respuesta automática:"] {
+    for prefix in [
+        "automatic reply:",
+        "autoreply:",
+        "auto:",
+        "out of office:",
+        "abwesenheitsnotiz:",
+        "réponse automatique :",
+        "respuesta automática:",
+    ] {
         if subject.starts_with(prefix) {
             note(format!("subject starts with {prefix:?}"), "auto-reply");
         }
@@ -107,11 +115,23 @@ pub fn check(
             note("header List-Unsubscribe".into(), "mailing list");
         }
     }
-    if ["noreply", "no-reply", "no_reply", "donotreply", "do-not-reply"]
-        .iter()
-        .any(|n| lower_local == *n || lower_local.starts_with(&format!("{n}+")) || lower_local.starts_with(&format!("{n}-")))
-    {
-        note(format!("sender is a no-reply address ({local}@…)"), "no-reply sender");
+    if [
+        "noreply",
+        "no-reply",
+        "no_reply",
+        "donotreply",
+        "do-not-reply",
+    ]
+    .iter()
+    .any(|n| {
+        lower_local == *n
+            || lower_local.starts_with(&format!("{n}+"))
+            || lower_local.starts_with(&format!("{n}-"))
+    }) {
+        note(
+            format!("sender is a no-reply address ({local}@…)"),
+            "no-reply sender",
+        );
     }
     reasons.extend(fired);
     reasons.extend(note_plain);

@@ -187,7 +187,9 @@ pub fn find_case_number(s: &str) -> Option<String> {
             && b[i + 4..i + 10].iter().all(u8::is_ascii_digit)
             && (i + 10 == b.len() || !b[i + 10].is_ascii_digit())
         {
-            let prefix = std::str::from_utf8(p).unwrap_or("SUP-").to_ascii_uppercase();
+            let prefix = std::str::from_utf8(p)
+                .unwrap_or("SUP-")
+                .to_ascii_uppercase();
             let digits = std::str::from_utf8(&b[i + 4..i + 10]).unwrap_or("000000");
             return Some(format!("{prefix}{digits}"));
         }
@@ -265,7 +267,10 @@ mod tests {
             Some("SUP-000123")
         );
         assert_eq!(find_case_number("SUP-0001234"), None);
-        assert_eq!(subject_tag("Re: [PRV-000042] my data").as_deref(), Some("PRV-000042"));
+        assert_eq!(
+            subject_tag("Re: [PRV-000042] my data").as_deref(),
+            Some("PRV-000042")
+        );
         assert_eq!(subject_tag("Re: [SUP-12] x"), None);
     }
 
@@ -291,7 +296,11 @@ mod tests {
         let d = triage(&m, &ctx());
         assert_eq!(d.kind, Kind::Privacy);
         assert_eq!(d.rights, Some(vec![Right::Access]));
-        assert!(d.reasons.iter().any(|r| r.contains("support concern")), "{:?}", d.reasons);
+        assert!(
+            d.reasons.iter().any(|r| r.contains("support concern")),
+            "{:?}",
+            d.reasons
+        );
     }
 
     #[test]

@@ -31,14 +31,18 @@ pub fn own_words(body: &str) -> String {
             break;
         }
         // Outlook header block: "From: …" followed within 4 lines by "Sent:"/"Date:".
-        if (lower.starts_with("from:") || lower.starts_with("von:") || lower.starts_with("de :") || lower.starts_with("de:"))
-            && lines[i + 1..]
-                .iter()
-                .take(4)
-                .any(|l| {
-                    let l = l.trim().to_ascii_lowercase();
-                    l.starts_with("sent:") || l.starts_with("gesendet:") || l.starts_with("envoyé :") || l.starts_with("enviado el:") || l.starts_with("date:")
-                })
+        if (lower.starts_with("from:")
+            || lower.starts_with("von:")
+            || lower.starts_with("de :")
+            || lower.starts_with("de:"))
+            && lines[i + 1..].iter().take(4).any(|l| {
+                let l = l.trim().to_ascii_lowercase();
+                l.starts_with("sent:")
+                    || l.starts_with("gesendet:")
+                    || l.starts_with("envoyé :")
+                    || l.starts_with("enviado el:")
+                    || l.starts_with("date:")
+            })
         {
             break;
         }
@@ -52,12 +56,19 @@ pub fn own_words(body: &str) -> String {
 }
 
 fn is_attribution_start(lower: &str) -> bool {
-    lower.starts_with("on ") || lower.starts_with("am ") || lower.starts_with("le ") || lower.starts_with("el ")
+    lower.starts_with("on ")
+        || lower.starts_with("am ")
+        || lower.starts_with("le ")
+        || lower.starts_with("el ")
 }
 
 fn is_attribution(lower: &str) -> bool {
     is_attribution_start(lower)
-        && (lower.ends_with("wrote:") || lower.ends_with("schrieb:") || lower.ends_with("a écrit :") || lower.ends_with("a écrit:") || lower.ends_with("escribió:"))
+        && (lower.ends_with("wrote:")
+            || lower.ends_with("schrieb:")
+            || lower.ends_with("a écrit :")
+            || lower.ends_with("a écrit:")
+            || lower.ends_with("escribió:"))
 }
 
 #[cfg(test)]
