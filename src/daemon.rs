@@ -155,6 +155,8 @@ impl Daemon {
             tasks.spawn(async move {
                 let mut backoff = poll;
                 loop {
+                    // Messages that failed last pass are tried again.
+                    src.reset();
                     let stop_fn = || stop.load(Ordering::SeqCst);
                     match p.drain(&mut src, batch, IngestOptions::default(), &stop_fn).await {
                         Ok(r) => {
@@ -164,7 +166,6 @@ impl Daemon {
                             }
                         }
                         Err(e) => {
-                            src.reset();
                             backoff = (backoff * 2).min(Duration::from_secs(300));
                             tracing::error!(source = %crate::source::Source::name(&src), error = %e, retry_in = ?backoff, "source pass failed");
                         }

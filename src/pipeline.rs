@@ -273,6 +273,12 @@ impl Pipeline {
                     }
                 }
             }
+            if let Some(last) = taken.last() {
+                // Where this source got to (IMAP will keep UIDVALIDITY/UID here).
+                let cursor = serde_json::json!({ "last_key": last.key, "at": self.clock.now() });
+                self.store
+                    .set_cursor(src.name(), cursor.to_string().as_bytes())?;
+            }
             self.store.flush().await?;
             crate::failpoint::hit("after_flush_before_ack");
             src.ack(&taken).await?;

@@ -239,6 +239,51 @@ mod tests {
     }
 
     #[test]
+    fn templates_dir_overrides_a_builtin() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("ack_support.txt"),
+            "Custom {{ case_id }} L{{ level }}",
+        )
+        .expect("write");
+        let t = Templates::load(Some(dir.path())).expect("load");
+        let case = Case {
+            id: "SUP-000007".into(),
+            kind: CaseKind::Support,
+            status: crate::store::CaseStatus::New,
+            level: Some(3),
+            rights: vec![],
+            jurisdiction: None,
+            subject: "s".into(),
+            requester: None,
+            reply_address: None,
+            mailbox: "support".into(),
+            received_at: DateTime::<Utc>::default(),
+            created_at: DateTime::<Utc>::default(),
+            updated_at: DateTime::<Utc>::default(),
+            messages: vec![],
+            outbox: vec![],
+            next_event: 1,
+            notes: vec![],
+        };
+        assert_eq!(
+            t.ack_body(&case, None).expect("render"),
+            "Custom SUP-000007 L3"
+        );
+        let builtin = Templates::load(None).expect("load");
+        let body = builtin.ack_body(&case, Some("Dana")).expect("render");
+        assert!(
+            body.contains("Hello Dana") && body.contains("within 1 hour of support time"),
+            "{body}"
+        );
+        std::fs::write(dir.path().join("ack_support.txt"), "{% if %}").expect("write");
+        assert!(
+            Templates::load(Some(dir.path())).is_err(),
+            "a broken override is an error at load"
+        );
+    }
+
+    #[test]
     fn subject_carries_tag_once() {
         assert_eq!(
             ack_subject("SUP-000001", "Re: down"),

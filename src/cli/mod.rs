@@ -132,6 +132,10 @@ pub async fn run(cli: Cli) -> CliResult {
     })?;
     match cli.command {
         Command::CheckConfig => {
+            Templates::load(config.templates_dir.as_deref()).map_err(|e| CliError {
+                message: e.to_string(),
+                code: 2,
+            })?;
             println!("# configuration OK: {}", config.origin);
             print!("{}", config.to_toml_string());
             Ok(())
