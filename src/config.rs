@@ -258,6 +258,9 @@ struct RawTriage {
     allow_automated: Vec<String>,
     #[serde(default)]
     receive_lists: Vec<String>,
+    trusted_authserv_id: Option<String>,
+    #[serde(default)]
+    rules: crate::triage::rules::RuleFile,
 }
 
 // ---------------------------------------------------------- validated config
@@ -316,6 +319,10 @@ pub struct TriageSettings {
     pub allow_automated: Vec<String>,
     /// List-Ids our own mailboxes receive through (not treated as list traffic).
     pub receive_lists: Vec<String>,
+    /// authserv-id of the `Authentication-Results` header our own server adds.
+    pub trusted_authserv_id: Option<String>,
+    /// Rule overrides merged over the built-in triage rules.
+    pub rules: crate::triage::rules::RuleFile,
 }
 
 impl Config {
@@ -449,6 +456,12 @@ impl Config {
                 .map(|b| b.0)
                 .unwrap_or(2 * 1024 * 1024),
         };
+        if let Err(e) = crate::triage::Rules::with_overrides(&raw.triage.rules) {
+            return Err(ConfigError::General {
+                file: file.into(),
+                message: format!("[triage.rules]: {e}"),
+            });
+        }
         if limits.triage_parse_bytes < 4096 {
             return Err(ConfigError::General {
                 file: file.into(),
@@ -480,6 +493,12 @@ impl Config {
                 block_senders: lower(raw.triage.block_senders),
                 allow_automated: lower(raw.triage.allow_automated),
                 receive_lists: lower(raw.triage.receive_lists),
+                trusted_authserv_id: raw
+                    .triage
+                    .trusted_authserv_id
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .filter(|s| !s.is_empty()),
+                rules: raw.triage.rules,
             },
             domain,
             data_dir,

@@ -139,6 +139,8 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
                 block_senders: &[],
                 allow_automated: &[],
                 receive_lists: &[],
+                trusted_authserv_id: None,
+                rules: p.rules(),
             };
             let mut d = triage::triage_as_new(m, &ctx);
             if d.kind == triage::Kind::Ignore {

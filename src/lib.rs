@@ -17,6 +17,7 @@
 //! - [`triage`]: parsed message + context in, decision + reasons out.
 //! - [`policy`]: the vendor's support levels, targets and privacy rights.
 //! - [`render`]: acknowledgement templates and the building of outgoing mail.
+//! - [`classify`]: `ticketd classify`, triage of files in a stable JSON shape.
 //!
 //! I/O shell (behind small traits so tests can drive time and faults):
 //! - [`source`]: where messages come from (Maildir, import files; IMAP later).
@@ -31,6 +32,7 @@
 //! - [`cli`]: the subcommands behind the thin `main.rs`.
 //! - [`failpoint`]: named crash points that tests switch on by environment variable.
 
+pub mod classify;
 pub mod cli;
 pub mod clock;
 pub mod config;

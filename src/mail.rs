@@ -100,8 +100,19 @@ const MAIL_HEADERS: &[&str] = &[
     "delivered-to",
 ];
 
-/// Parse at most `limit` bytes of `raw`.
+/// HTML bytes handed to the HTML-to-text converter, by default.
+pub const DEFAULT_HTML_LIMIT: usize = 256 * 1024;
+/// Body text kept for triage (the requester's words come first).
+pub const TEXT_LIMIT: usize = 256 * 1024;
+
+/// Parse at most `limit` bytes of `raw` (HTML capped at the default).
 pub fn parse(raw: &[u8], limit: usize) -> Result<ParsedMail, NotMail> {
+    parse_with(raw, limit, DEFAULT_HTML_LIMIT)
+}
+
+/// Parse at most `limit` bytes of `raw`; convert at most `html_limit` bytes
+/// of an HTML-only body to text.
+pub fn parse_with(raw: &[u8], limit: usize, html_limit: usize) -> Result<ParsedMail, NotMail> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(NotMail::Empty);
     }
@@ -160,20 +171,30 @@ pub fn parse(raw: &[u8], limit: usize) -> Result<ParsedMail, NotMail> {
         None => ("text/plain".to_string(), None),
     };
 
-    let (text, text_from_html) =
-        if msg.text_body_count() > 0 && msg.text_bodies().any(|p| !p.is_text_html()) {
-            (
-                msg.body_text(0).map(|c| c.into_owned()).unwrap_or_default(),
-                false,
-            )
-        } else if msg.html_body_count() > 0 {
-            (
-                msg.body_text(0).map(|c| c.into_owned()).unwrap_or_default(),
-                true,
-            )
-        } else {
-            (String::new(), false)
-        };
+    let has_plain = msg.text_bodies().any(|p| !p.is_text_html());
+    let (mut text, text_from_html) = if has_plain {
+        (
+            msg.body_text(0).map(|c| c.into_owned()).unwrap_or_default(),
+            false,
+        )
+    } else if let Some(html) = msg.body_html(0) {
+        let html = html.as_ref();
+        let cut = floor_boundary(html, html_limit);
+        if cut < html.len() {
+            warnings.push(format!(
+                "HTML body is {} bytes; converted only the first {html_limit}",
+                html.len()
+            ));
+        }
+        (html_to_text(&html[..cut]), true)
+    } else {
+        (String::new(), false)
+    };
+    if text.len() > TEXT_LIMIT {
+        let cut = floor_boundary(&text, TEXT_LIMIT);
+        text.truncate(cut);
+        warnings.push(format!("body text cut to {TEXT_LIMIT} bytes for triage"));
+    }
     if text.trim().is_empty() {
         warnings.push("no readable body text".into());
     }
@@ -204,6 +225,25 @@ pub fn parse(raw: &[u8], limit: usize) -> Result<ParsedMail, NotMail> {
         truncated,
         warnings,
     })
+}
+
+/// HTML to plain text with html2text (links kept inline, no wrapping).
+pub fn html_to_text(html: &str) -> String {
+    html2text::config::plain()
+        .no_link_wrapping()
+        .link_footnotes(false)
+        .string_from_read(html.as_bytes(), 10_000)
+        .unwrap_or_default()
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 fn addrs(a: &mail_parser::Address<'_>) -> Vec<Addr> {

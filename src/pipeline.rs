@@ -80,6 +80,7 @@ pub struct Pipeline {
     pub templates: Arc<Templates>,
     pub clock: Arc<dyn Clock>,
     own: Arc<Vec<String>>,
+    rules: Arc<triage::Rules>,
 }
 
 impl Pipeline {
@@ -90,13 +91,23 @@ impl Pipeline {
         clock: Arc<dyn Clock>,
     ) -> Self {
         let own = Arc::new(config.own_addresses());
+        // The overrides were checked when the config was validated.
+        let rules = triage::Rules::with_overrides(&config.triage.rules)
+            .map(Arc::new)
+            .or_else(|_| triage::Rules::builtin())
+            .unwrap_or_else(|_| Arc::new(triage::Rules::none()));
         Pipeline {
             store,
             config,
             templates,
             clock,
             own,
+            rules,
         }
+    }
+
+    pub fn rules(&self) -> &triage::Rules {
+        &self.rules
     }
 
     /// The role of the mailbox a source name belongs to (imports: support).
@@ -115,6 +126,8 @@ impl Pipeline {
             block_senders: &self.config.triage.block_senders,
             allow_automated: &self.config.triage.allow_automated,
             receive_lists: &self.config.triage.receive_lists,
+            trusted_authserv_id: self.config.triage.trusted_authserv_id.as_deref(),
+            rules: &self.rules,
         }
     }
 

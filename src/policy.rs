@@ -109,6 +109,7 @@ impl Right {
             Right::Rectification => Right::CcpaCorrect,
             Right::Objection | Right::ConsentWithdrawal => Right::CcpaOptOut,
             Right::Restriction => Right::CcpaLimit,
+            Right::AutomatedDecision => Right::CcpaOptOut,
             other => other,
         }
     }
@@ -133,7 +134,7 @@ impl fmt::Display for Right {
 }
 
 /// Which law's clock applies to a privacy request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Jurisdiction {
     Gdpr,
@@ -192,7 +193,13 @@ mod tests {
 
     #[test]
     fn ccpa_and_gdpr_names_map_both_ways() {
-        for r in [Right::Access, Right::Erasure, Right::Rectification] {
+        for r in [
+            Right::Access,
+            Right::Erasure,
+            Right::Rectification,
+            Right::Objection,
+            Right::Restriction,
+        ] {
             assert_eq!(r.to_ccpa().to_gdpr(), r);
         }
         assert_eq!(Right::CcpaOptOut.as_str(), "ccpa_opt_out");

@@ -65,6 +65,23 @@ pub enum Command {
     },
     /// Validate the configuration and print the resolved settings.
     CheckConfig,
+    /// Triage message files without storing them (a stable interface).
+    Classify {
+        /// Mailbox the files arrived in (default: from their recipients).
+        #[arg(long)]
+        mailbox: Option<RoleArg>,
+        /// One JSON object per file, per line, in input order.
+        #[arg(long)]
+        json: bool,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum RoleArg {
+    Support,
+    Privacy,
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +158,11 @@ pub async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Run { once } => run_daemon(config, once).await,
+        Command::Classify {
+            mailbox,
+            json,
+            files,
+        } => classify(&config, mailbox, json, &files),
         Command::Import {
             no_ack,
             json,
@@ -353,6 +375,75 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
             code: 1,
         })
     }
+}
+
+fn classify(config: &Config, mailbox: Option<RoleArg>, json: bool, files: &[PathBuf]) -> CliResult {
+    use std::io::Write;
+    let rules = crate::triage::Rules::with_overrides(&config.triage.rules)?;
+    let forced = mailbox.map(|m| match m {
+        RoleArg::Support => crate::config::Role::Support,
+        RoleArg::Privacy => crate::config::Role::Privacy,
+    });
+    let mut unreadable = 0;
+    let mut table = Table::new(&[
+        "FILE",
+        "KIND",
+        "LEVEL/RIGHTS",
+        "JURISDICTION",
+        "CASE",
+        "LANG",
+        "AUTH",
+        "ACK",
+    ]);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for f in files {
+        let name = f.display().to_string();
+        let raw = match std::fs::read(f) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("ticketd: cannot read {name}: {e}");
+                unreadable += 1;
+                continue;
+            }
+        };
+        let c = crate::classify::classify(&name, &raw, config, &rules, forced);
+        if json {
+            if writeln!(out, "{}", serde_json::to_string(&c)?).is_err() {
+                return Ok(()); // closed pipe
+            }
+        } else {
+            let what = match (&c.level, &c.rights) {
+                (Some(l), _) => format!("level {l}"),
+                (_, Some(r)) => r.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(","),
+                _ => c.error.clone().unwrap_or_else(|| "-".into()),
+            };
+            table.row(vec![
+                name,
+                c.kind
+                    .map(|k| k.as_str().to_string())
+                    .unwrap_or_else(|| "-".into()),
+                what,
+                c.jurisdiction
+                    .map(|j| j.as_str().to_string())
+                    .unwrap_or_else(|| "-".into()),
+                c.case_ref.clone().unwrap_or_else(|| "-".into()),
+                c.language.clone().unwrap_or_else(|| "-".into()),
+                format!("{:?}", c.auth).to_lowercase(),
+                if c.ack { "yes".into() } else { "no".into() },
+            ]);
+        }
+    }
+    if !json {
+        table.print();
+    }
+    if unreadable > 0 {
+        return Err(CliError {
+            message: format!("{unreadable} files could not be read"),
+            code: 1,
+        });
+    }
+    Ok(())
 }
 
 fn level_or_rights(c: &Case) -> String {

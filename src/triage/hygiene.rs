@@ -87,19 +87,14 @@ pub fn check(
     if mail.has_header("x-auto-response-suppress") {
         note("header X-Auto-Response-Suppress".into(), "auto-reply");
     }
-    let subject = mail.subject.to_ascii_lowercase();
-    for prefix in [
-        "automatic reply:",
-        "autoreply:",
-        "auto:",
-        "out of office:",
-        "abwesenheitsnotiz:",
-        "réponse automatique :",
-        "respuesta automática:",
-    ] {
-        if subject.starts_with(prefix) {
-            note(format!("subject starts with {prefix:?}"), "auto-reply");
-        }
+    let subject = mail.subject.to_lowercase();
+    if let Some(h) = ctx
+        .rules
+        .scan(&subject)
+        .into_iter()
+        .find(|h| h.cat == super::rules::Cat::AutoreplySubject && h.start == 0)
+    {
+        note(format!("subject starts with {:?}", h.phrase), "auto-reply");
     }
     let list_id = mail.header("list-id").map(|v| v.to_ascii_lowercase());
     let received_list = list_id

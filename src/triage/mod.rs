@@ -7,12 +7,20 @@
 //!
 //! Layout: [`hygiene`] finds mail that must never be answered; [`text`]
 //! isolates the requester's own words (no quotes, no signatures);
-//! [`support`] picks a level; [`privacy`] finds rights and jurisdiction.
+//! [`support`] picks a level; [`privacy`] finds rights and jurisdiction;
+//! [`rules`] holds the phrase tables (data, overridable from config);
+//! [`language`] and [`auth`] fill in the language and the sender
+//! authentication verdict.
 
+pub mod auth;
 pub mod hygiene;
+pub mod language;
 pub mod privacy;
+pub mod rules;
 pub mod support;
 pub mod text;
+
+pub use rules::Rules;
 
 use crate::config::Role;
 use crate::mail::ParsedMail;
@@ -81,100 +89,78 @@ pub struct TriageContext<'a> {
     pub block_senders: &'a [String],
     pub allow_automated: &'a [String],
     pub receive_lists: &'a [String],
+    /// authserv-id of our own server's `Authentication-Results` header.
+    pub trusted_authserv_id: Option<&'a str>,
+    pub rules: &'a Rules,
 }
 
 /// Decide what a message is. See the module docs for the precedence.
 pub fn triage(mail: &ParsedMail, ctx: &TriageContext<'_>) -> Decision {
-    let mut reasons = Vec::new();
-    if let Some(ignore) = hygiene::check(mail, ctx, &mut reasons) {
-        reasons.push(format!("ignored: {ignore}"));
-        return Decision {
-            kind: Kind::Ignore,
-            level: None,
-            rights: None,
-            jurisdiction: None,
-            case_ref: None,
-            language: None,
-            auth: Auth::None,
-            ack: false,
-            reasons,
-        };
-    }
-    if let Some(case_ref) = reply_ref(mail, &mut reasons) {
-        return Decision {
-            kind: Kind::Reply,
-            level: None,
-            rights: None,
-            jurisdiction: None,
-            case_ref: Some(case_ref),
-            language: None,
-            auth: Auth::None,
-            ack: false,
-            reasons,
-        };
-    }
-    new_case(mail, ctx, reasons)
+    decide(mail, ctx, true)
 }
 
 /// Decide as if the message opened a new case, ignoring reply signals (used
 /// when a reply names no case we can join). Hygiene still applies.
 pub fn triage_as_new(mail: &ParsedMail, ctx: &TriageContext<'_>) -> Decision {
-    let mut reasons = Vec::new();
-    if let Some(ignore) = hygiene::check(mail, ctx, &mut reasons) {
-        reasons.push(format!("ignored: {ignore}"));
-        return Decision {
-            kind: Kind::Ignore,
-            level: None,
-            rights: None,
-            jurisdiction: None,
-            case_ref: None,
-            language: None,
-            auth: Auth::None,
-            ack: false,
-            reasons,
-        };
-    }
-    new_case(mail, ctx, reasons)
+    decide(mail, ctx, false)
 }
 
-fn new_case(mail: &ParsedMail, ctx: &TriageContext<'_>, mut reasons: Vec<String>) -> Decision {
-    let own = text::own_words(&mail.text);
-    let texts = [("subject", mail.subject.as_str()), ("body", own.as_str())];
-    if let Some((rights, jurisdiction)) = privacy::detect(&texts, ctx.role, &mut reasons) {
-        // A privacy letter that also reports a problem stays privacy.
-        let mut support_reasons = Vec::new();
-        if let Some(l) = support::level(mail, &texts, &mut support_reasons) {
-            if l <= 3 {
-                reasons.push(format!("also reports a support concern (level {l})"));
-            }
-        }
-        return Decision {
-            kind: Kind::Privacy,
-            level: None,
-            rights: Some(rights),
-            jurisdiction: Some(jurisdiction),
-            case_ref: None,
-            language: None,
-            auth: Auth::None,
-            ack: true,
-            reasons,
-        };
-    }
-    let level = support::level(mail, &texts, &mut reasons).unwrap_or_else(|| {
-        reasons.push("no level signal; default level 4".into());
-        4
-    });
-    Decision {
-        kind: Kind::Ticket,
-        level: Some(level),
+fn decide(mail: &ParsedMail, ctx: &TriageContext<'_>, replies: bool) -> Decision {
+    let mut reasons = Vec::new();
+    let mut d = Decision {
+        kind: Kind::Ignore,
+        level: None,
         rights: None,
         jurisdiction: None,
         case_ref: None,
         language: None,
         auth: Auth::None,
-        ack: true,
-        reasons,
+        ack: false,
+        reasons: Vec::new(),
+    };
+    if let Some(ignore) = hygiene::check(mail, ctx, &mut reasons) {
+        reasons.push(format!("ignored: {ignore}"));
+        d.reasons = reasons;
+        return d;
     }
+    d.auth = auth::verdict(mail, ctx.trusted_authserv_id, &mut reasons);
+    let own = text::own_words(&mail.text);
+    d.language = language::detect(&format!("{}\n{}", mail.subject, own));
+    if replies {
+        if let Some(case_ref) = reply_ref(mail, &mut reasons) {
+            d.kind = Kind::Reply;
+            d.case_ref = Some(case_ref);
+            d.reasons = reasons;
+            return d;
+        }
+    }
+    let texts = [("subject", mail.subject.as_str()), ("body", own.as_str())];
+    if let Some((rights, jurisdiction)) = privacy::detect(&texts, ctx.role, ctx.rules, &mut reasons)
+    {
+        // A privacy letter that also reports a problem stays privacy.
+        let mut support_reasons = Vec::new();
+        if let Some(l) = support::level(mail, &texts, ctx.rules, &mut support_reasons) {
+            if l <= 3 {
+                reasons.push(format!("also reports a support concern (level {l})"));
+            }
+        }
+        d.kind = Kind::Privacy;
+        d.rights = Some(rights);
+        d.jurisdiction = Some(jurisdiction);
+    } else {
+        let level = support::level(mail, &texts, ctx.rules, &mut reasons).unwrap_or_else(|| {
+            reasons.push("no level signal; default level 4".into());
+            4
+        });
+        d.kind = Kind::Ticket;
+        d.level = Some(level);
+    }
+    d.ack = d.auth != Auth::Fail;
+    if d.auth == Auth::Fail {
+        reasons.push("sender authentication failed: no acknowledgement".into());
+    }
+    d.reasons = reasons;
+    d
 }
 
 /// A case number (`SUP-000123`, `PRV-000042`) embedded in a string.
@@ -246,6 +232,7 @@ mod tests {
 
     pub(crate) fn ctx() -> TriageContext<'static> {
         static OWN: &[String] = &[];
+        static RULES: std::sync::OnceLock<std::sync::Arc<Rules>> = std::sync::OnceLock::new();
         TriageContext {
             role: Role::Support,
             own_addresses: OWN,
@@ -253,6 +240,8 @@ mod tests {
             block_senders: OWN,
             allow_automated: OWN,
             receive_lists: OWN,
+            trusted_authserv_id: None,
+            rules: RULES.get_or_init(|| Rules::builtin().expect("built-in rules")),
         }
     }
 

@@ -1,231 +1,194 @@
-//! Support level 1–5 from the requester's own words: the most urgent level
-//! whose phrases match wins; negated error mentions ("no error") do not count;
-//! `Importance: high` / `X-Priority: 1` raise by at most one level, never to 1.
+//! Support level 1–5 from the requester's own words (subject and body
+//! without quotes or signature), with the phrase tables of [`super::rules`]:
+//!
+//! - 1: level-1 phrases add up to 1.0 (site unreachable, timeouts for all);
+//! - 2: a critical feature (intake, case notes, time entry) close to a
+//!   breakage phrase ("cannot", "does nothing");
+//! - 3: an error shown; 4: wrong behaviour; 5: a change request.
+//!
+//! A phrase negated in its clause ("no error", "without an error") does not
+//! count. The most urgent level that fires wins. `Importance: high` or
+//! `X-Priority: 1`/`2` raises by one level at most, never to level 1.
 
+use super::rules::{negated, Cat, Hit, Rules};
 use crate::mail::ParsedMail;
 use crate::policy::Level;
+use std::collections::HashSet;
 
-/// Level 1: the site is unreachable or not responding.
-const L1: &[&str] = &[
-    "site is down",
-    "site down",
-    "is down for",
-    "down for everyone",
-    "whole site",
-    "not loading",
-    "won't load",
-    "wont load",
-    "doesn't load",
-    "does not load",
-    "nothing loads",
-    "cannot reach",
-    "can't reach",
-    "cant reach",
-    "unable to reach",
-    "unreachable",
-    "not responding",
-    "times out",
-    "timed out",
-    "timing out",
-    "gateway timeout",
-    "bad gateway",
-    "service unavailable",
-    "seite ist nicht erreichbar",
-    "nicht erreichbar",
-    "site inaccessible",
-    "ne répond pas",
-    "no responde",
-    "no carga",
-    "sitio caído",
-];
-/// Critical features (level 2 when broken).
-const CRITICAL: &[&str] = &[
-    "intake",
-    "case note",
-    "case-note",
-    "notes",
-    "time entry",
-    "time entries",
-    "enter time",
-    "entering time",
-    "timesheet",
-    "log time",
-    "logging time",
-    "fallnotiz",
-    "zeiterfassung",
-    "aufnahme",
-    "notes de dossier",
-    "notas del caso",
-];
-/// Words saying a feature cannot be used.
-const BROKEN: &[&str] = &[
-    "cannot",
-    "can't",
-    "cant ",
-    "can not",
-    "unable",
-    "won't",
-    "wont",
-    "doesn't save",
-    "does not save",
-    "not saving",
-    "fails",
-    "failing",
-    "broken",
-    "does nothing",
-    "stuck",
-    "kann nicht",
-    "können nicht",
-    "impossible",
-    "no podemos",
-    "no puedo",
-];
-/// An error shown (level 3).
-const ERROR: &[&str] = &[
-    "error",
-    "exception",
-    "went wrong",
-    "500",
-    "stack trace",
-    "fehler",
-    "erreur",
-    "crash",
-    "fehlermeldung",
-];
-/// Negations that cancel a following error mention.
-const NO_ERROR: &[&str] = &[
-    "no error",
-    "without an error",
-    "without any error",
-    "without error",
-    "not an error",
-    "no errors",
-    "kein fehler",
-    "keine fehlermeldung",
-    "sans erreur",
-    "sin error",
-    "sin ningún error",
-];
-/// Wrong behaviour without an error (level 4).
-const WRONG: &[&str] = &[
-    "wrong",
-    "incorrect",
-    "not working",
-    "doesn't work",
-    "does not work",
-    "doubled",
-    "duplicate",
-    "missing",
-    "should be",
-    "unexpected",
-    "falsch",
-    "incorrecte",
-    "incorrecto",
-];
-/// A change or new-feature request (level 5).
-const FEATURE: &[&str] = &[
-    "feature request",
-    "new feature",
-    "would it be possible",
-    "could you add",
-    "can you add",
-    "would be nice",
-    "would be great",
-    "suggestion",
-    "enhancement",
-    "request a change",
-    "please add",
-    "wish list",
-    "wishlist",
-    "möglich wäre",
-    "wunsch",
-    "serait-il possible",
-    "sería posible",
-    "nueva función",
-];
+/// How far (bytes) a critical feature and a breakage phrase may be apart.
+const PAIR_DISTANCE: usize = 90;
+/// How far back (bytes) a negation word reaches.
+const NEGATION_WINDOW: usize = 28;
 
-/// The level the text asks for, or `None` when no signal fired.
+#[derive(Default)]
+struct Scores {
+    l1: f32,
+    l2: bool,
+    error: f32,
+    wrong: f32,
+    feature: f32,
+}
+
+/// The level the texts ask for, or `None` when no signal fired.
 pub fn level(
     mail: &ParsedMail,
     texts: &[(&str, &str)],
+    rules: &Rules,
     reasons: &mut Vec<String>,
 ) -> Option<Level> {
-    let mut found: Option<Level> = None;
-    let fire = |lvl: Level, why: String, found: &mut Option<Level>, reasons: &mut Vec<String>| {
-        reasons.push(why);
-        *found = Some(found.map_or(lvl, |f: Level| f.min(lvl)));
-    };
+    let mut s = Scores::default();
+    let mut counted: HashSet<(u8, String)> = HashSet::new();
+    let mut not_l1 = None;
+    let mut no_error = None;
     for (part, text) in texts {
+        if *part == "subject" && is_reply_subject(text) {
+            // A "Re:" subject is the old thread's, not this message's concern.
+            continue;
+        }
         let lower = text.to_lowercase();
-        if let Some(p) = first(&lower, L1) {
-            fire(
-                1,
-                format!("level 1: {part} says {p:?}"),
-                &mut found,
-                reasons,
-            );
+        let hits = rules.scan(&lower);
+        for h in &hits {
+            match h.cat {
+                Cat::NotLevel1 if h.weight >= 1.0 && not_l1.is_none() => {
+                    not_l1 = Some(format!("{part} says {:?}", h.phrase));
+                }
+                Cat::NoError if h.weight >= 1.0 && no_error.is_none() => {
+                    no_error = Some(format!("{part} says {:?}", h.phrase));
+                }
+                _ => {}
+            }
         }
-        if let (Some(c), Some(b)) = (first(&lower, CRITICAL), first(&lower, BROKEN)) {
-            fire(
-                2,
-                format!("level 2: {part} says {c:?} with {b:?}"),
-                &mut found,
-                reasons,
-            );
-        }
-        let negated = first(&lower, NO_ERROR);
-        let stripped = NO_ERROR
+        let live: Vec<&Hit<'_>> = hits
             .iter()
-            .fold(lower.clone(), |acc, n| acc.replace(n, " "));
-        if let Some(e) = first(&stripped, ERROR) {
-            fire(
-                3,
-                format!("level 3: {part} says {e:?}"),
-                &mut found,
-                reasons,
-            );
+            .filter(|h| {
+                matches!(
+                    h.cat,
+                    Cat::Level1
+                        | Cat::Error
+                        | Cat::Wrong
+                        | Cat::Feature
+                        | Cat::Critical
+                        | Cat::Broken
+                )
+            })
+            .filter(|h| {
+                if matches!(h.cat, Cat::Broken | Cat::Feature) {
+                    return true; // "cannot" is itself a negation; requests are not negated
+                }
+                match negated(&lower, &hits, h.start, NEGATION_WINDOW) {
+                    Some(n) => {
+                        reasons.push(format!("{part}: {:?} negated by {n:?}", h.phrase));
+                        false
+                    }
+                    None => true,
+                }
+            })
+            .collect();
+        let mut fired: Vec<String> = Vec::new();
+        for h in &live {
+            let (score, lvl) = match h.cat {
+                Cat::Level1 => (&mut s.l1, 1u8),
+                Cat::Error => (&mut s.error, 3),
+                Cat::Wrong => (&mut s.wrong, 4),
+                Cat::Feature => (&mut s.feature, 5),
+                _ => continue,
+            };
+            // Each phrase counts once, however often it is repeated.
+            if counted.insert((lvl, h.phrase.to_string())) {
+                *score += h.weight;
+                fired.push(format!("level {lvl}: {part} says {:?}", h.phrase));
+            }
         }
-        if let Some(n) = negated {
-            reasons.push(format!("{part} says {n:?}: not an error"));
+        for c in live.iter().filter(|h| h.cat == Cat::Critical) {
+            for b in live.iter().filter(|h| h.cat == Cat::Broken) {
+                let dist = if b.start >= c.end {
+                    b.start - c.end
+                } else {
+                    c.start.saturating_sub(b.end)
+                };
+                if dist <= PAIR_DISTANCE
+                    && c.weight >= 0.5
+                    && b.weight >= 0.5
+                    && c.weight + b.weight >= 1.5
+                    && !s.l2
+                {
+                    s.l2 = true;
+                    fired.push(format!(
+                        "level 2: {part} says {:?} with {:?}",
+                        c.phrase, b.phrase
+                    ));
+                }
+            }
         }
-        if let Some(w) = first(&lower, WRONG) {
-            fire(
-                4,
-                format!("level 4: {part} says {w:?}"),
-                &mut found,
-                reasons,
-            );
-        }
-        if let Some(f) = first(&lower, FEATURE) {
-            fire(
-                5,
-                format!("level 5: {part} says {f:?}"),
-                &mut found,
-                reasons,
-            );
-        }
+        reasons.extend(fired);
     }
-    // A feature request that merely mentions wrong behaviour stays a request
-    // only when nothing more urgent than 4 fired; the most urgent wins.
-    let mut lvl = found?;
+    if let Some(why) = &not_l1 {
+        if s.l1 > 0.0 {
+            reasons.push(format!("not level 1: {why}"));
+        }
+        s.l1 = 0.0;
+    }
+    if let Some(why) = &no_error {
+        if s.error > 0.0 {
+            reasons.push(format!("not level 3: {why}"));
+        }
+        s.error = 0.0;
+    }
+    let mut lvl = if s.l1 >= 1.0 {
+        1
+    } else if s.l2 {
+        2
+    } else if s.error >= 1.0 {
+        3
+    } else if s.wrong >= 1.0 {
+        4
+    } else if s.feature >= 1.0 {
+        5
+    } else if s.error > 0.0 && s.error >= s.wrong && s.error >= s.feature {
+        3
+    } else if s.wrong > 0.0 && s.wrong >= s.feature {
+        4
+    } else if s.feature > 0.0 {
+        5
+    } else {
+        return None;
+    };
+    if lvl == 4 && s.feature >= 1.0 && s.wrong < 1.5 && s.error < 1.0 {
+        // A change request that mentions what is "missing" or "should be"
+        // is still a change request.
+        reasons.push("level 5: a change request; its wrong-behaviour words are weak".into());
+        lvl = 5;
+    }
     let high = mail
         .header("importance")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("high"))
+        || mail.header("x-priority").is_some_and(|v| {
+            let t = v.trim();
+            t.starts_with('1') || t.starts_with('2')
+        })
         || mail
-            .header("x-priority")
-            .is_some_and(|v| v.trim().starts_with('1'));
+            .header("priority")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("urgent"));
     if high && lvl > 2 {
         reasons.push(format!(
-            "Importance/X-Priority high: raised from {lvl} to {}",
+            "header Importance/X-Priority high: raised from level {lvl} to {}",
             lvl - 1
         ));
         lvl -= 1;
     } else if high {
-        reasons.push("Importance/X-Priority high: not raised (never to level 1)".into());
+        reasons.push(format!(
+            "header Importance/X-Priority high: stays level {lvl} (never raised to 1)"
+        ));
     }
     Some(lvl)
 }
 
-fn first<'a>(hay: &str, needles: &[&'a str]) -> Option<&'a str> {
-    needles.iter().find(|n| hay.contains(*n)).copied()
+/// `Re:`, `AW:`, `Fwd:` … subjects.
+pub fn is_reply_subject(subject: &str) -> bool {
+    let l = subject.trim_start().to_lowercase();
+    [
+        "re:", "re :", "aw:", "fw:", "fwd:", "wg:", "tr:", "rv:", "sv:", "antw:", "réf:",
+    ]
+    .iter()
+    .any(|p| l.starts_with(p))
 }

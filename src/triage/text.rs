@@ -13,7 +13,10 @@ pub fn own_words(body: &str) -> String {
         if t == "--" || line == "-- " {
             break; // signature separator
         }
-        let lower = t.to_ascii_lowercase();
+        let lower = t.to_lowercase();
+        if is_closing(&lower) || is_disclaimer(&lower) {
+            break;
+        }
         if lower.starts_with("-----original message")
             || lower.starts_with("-----ursprüngliche nachricht")
             || lower.starts_with("-----message d'origine")
@@ -53,6 +56,61 @@ pub fn own_words(body: &str) -> String {
         i += 1;
     }
     out
+}
+
+/// A line that is only a closing formula ("Thanks,", "Mit freundlichen
+/// Grüßen"): what follows is the signature.
+fn is_closing(lower: &str) -> bool {
+    const CLOSINGS: &[&str] = &[
+        "thanks",
+        "thank you",
+        "thanks so much",
+        "thanks again",
+        "many thanks",
+        "regards",
+        "best regards",
+        "kind regards",
+        "warm regards",
+        "best",
+        "cheers",
+        "sincerely",
+        "yours sincerely",
+        "yours faithfully",
+        "respectfully",
+        "mit freundlichen grüßen",
+        "mit freundlichen grüssen",
+        "viele grüße",
+        "beste grüße",
+        "liebe grüße",
+        "gruß",
+        "grüße",
+        "cordialement",
+        "bien cordialement",
+        "bien à vous",
+        "merci",
+        "merci d'avance",
+        "salutations",
+        "saludos",
+        "un saludo",
+        "atentamente",
+        "cordiales saludos",
+        "gracias",
+        "muchas gracias",
+        "よろしくお願いいたします。",
+        "よろしくお願いします。",
+    ];
+    let t = lower.trim().trim_end_matches([',', '!', '.', ' ']);
+    CLOSINGS.contains(&t)
+}
+
+/// The start of a legal footer ("CONFIDENTIALITY NOTICE: …").
+fn is_disclaimer(lower: &str) -> bool {
+    lower.starts_with("confidentiality notice")
+        || lower.starts_with("disclaimer")
+        || lower.starts_with("this e-mail and any attachments")
+        || lower.starts_with("this email and any attachments")
+        || lower.starts_with("this message and any attachments")
+        || lower.starts_with("diese e-mail enthält vertrauliche")
 }
 
 fn is_attribution_start(lower: &str) -> bool {

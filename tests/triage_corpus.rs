@@ -1,0 +1,255 @@
+//! Triage accuracy over the labelled corpus in `fixtures/corpus` (labels in
+//! `labels.jsonl`). Fails below: kind accuracy 97 %, level exact 90 %,
+//! rights F1 0.95, and any acknowledgement for ignore-class mail. Prints the
+//! confusion matrices and every miss (`cargo test --test triage_corpus -- --nocapture`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use ticketd::classify::classify;
+use ticketd::config::{Config, Role};
+use ticketd::triage::Rules;
+
+const CONFIG: &str = r#"
+data_dir = "unused"
+domain = "casehost.example"
+[[mailboxes]]
+name = "support"
+role = "support"
+address = "support@casehost.example"
+source = "maildir"
+path = "support"
+[[mailboxes]]
+name = "privacy"
+role = "privacy"
+address = "privacy@casehost.example"
+source = "maildir"
+path = "privacy"
+[outbound]
+from_support = "CaseHost Support <support@casehost.example>"
+from_privacy = "CaseHost Privacy <privacy@casehost.example>"
+transport = "file"
+"#;
+
+fn kind_of(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or("none").to_string()
+}
+
+#[test]
+fn corpus_accuracy_meets_the_bar() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus");
+    let labels = std::fs::read_to_string(dir.join("labels.jsonl")).expect("labels.jsonl");
+    let config = Config::from_toml(CONFIG, "test", &dir).expect("config");
+    let rules = Rules::with_overrides(&config.triage.rules).expect("rules");
+
+    let kinds = ["ticket", "privacy", "reply", "ignore", "none"];
+    let mut kind_matrix: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let mut level_matrix: BTreeMap<(u64, String), usize> = BTreeMap::new();
+    let (mut total, mut kind_ok, mut tickets, mut level_ok) = (0usize, 0usize, 0usize, 0usize);
+    let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
+    let (mut jur_total, mut jur_ok, mut ref_total, mut ref_ok, mut lang_total, mut lang_ok) =
+        (0, 0, 0, 0, 0, 0);
+    let mut ignore_acks = Vec::new();
+    let mut misses = Vec::new();
+
+    for line in labels.lines().filter(|l| !l.trim().is_empty()) {
+        let label: serde_json::Value = serde_json::from_str(line).expect("label json");
+        let file = label["file"].as_str().expect("file");
+        let raw = std::fs::read(dir.join(file)).expect("corpus file");
+        let role = if label["mailbox"] == "privacy" {
+            Role::Privacy
+        } else {
+            Role::Support
+        };
+        let got =
+            serde_json::to_value(classify(file, &raw, &config, &rules, Some(role))).expect("json");
+        total += 1;
+        let (want_kind, got_kind) = (kind_of(&label["kind"]), kind_of(&got["kind"]));
+        *kind_matrix
+            .entry((want_kind.clone(), got_kind.clone()))
+            .or_default() += 1;
+        let mut miss = Vec::new();
+        if want_kind == got_kind {
+            kind_ok += 1;
+        } else {
+            miss.push(format!("kind {want_kind} → {got_kind}"));
+        }
+        if want_kind == "ticket" {
+            tickets += 1;
+            let want = label["level"].as_u64().unwrap_or(0);
+            let g = if got_kind == "ticket" {
+                got["level"].to_string()
+            } else {
+                got_kind.clone()
+            };
+            *level_matrix.entry((want, g.clone())).or_default() += 1;
+            if got_kind == "ticket" && got["level"].as_u64() == Some(want) {
+                level_ok += 1;
+            } else {
+                miss.push(format!("level {want} → {g}"));
+            }
+        }
+        let set = |v: &serde_json::Value| -> BTreeSet<String> {
+            v.as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(String::from))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (want_r, got_r) = (set(&label["rights"]), set(&got["rights"]));
+        tp += want_r.intersection(&got_r).count();
+        fp += got_r.difference(&want_r).count();
+        fn_ += want_r.difference(&got_r).count();
+        if want_r != got_r {
+            miss.push(format!("rights {want_r:?} → {got_r:?}"));
+        }
+        if want_kind == "privacy" {
+            jur_total += 1;
+            if label["jurisdiction"] == got["jurisdiction"] {
+                jur_ok += 1;
+            } else {
+                miss.push(format!(
+                    "jurisdiction {} → {}",
+                    label["jurisdiction"], got["jurisdiction"]
+                ));
+            }
+        }
+        if want_kind == "reply" {
+            ref_total += 1;
+            if label["case_ref"] == got["case_ref"] {
+                ref_ok += 1;
+            } else {
+                miss.push(format!(
+                    "case_ref {} → {}",
+                    label["case_ref"], got["case_ref"]
+                ));
+            }
+        }
+        if !label["language"].is_null() {
+            lang_total += 1;
+            if label["language"] == got["language"] {
+                lang_ok += 1;
+            } else {
+                miss.push(format!(
+                    "language {} → {}",
+                    label["language"], got["language"]
+                ));
+            }
+        }
+        if want_kind == "ignore" && got["ack"] == true {
+            ignore_acks.push(file.to_string());
+        }
+        if !miss.is_empty() {
+            misses.push(format!(
+                "{file}: {}\n      reasons: {}",
+                miss.join("; "),
+                got["reasons"]
+            ));
+        }
+    }
+
+    let pct = |a: usize, b: usize| {
+        if b == 0 {
+            100.0
+        } else {
+            100.0 * a as f64 / b as f64
+        }
+    };
+    let precision = if tp + fp == 0 {
+        1.0
+    } else {
+        tp as f64 / (tp + fp) as f64
+    };
+    let recall = if tp + fn_ == 0 {
+        1.0
+    } else {
+        tp as f64 / (tp + fn_) as f64
+    };
+    let f1 = if precision + recall == 0.0 {
+        0.0
+    } else {
+        2.0 * precision * recall / (precision + recall)
+    };
+
+    println!("\nkind confusion (rows: label, columns: triage)");
+    print!("{:>9}", "");
+    for k in kinds {
+        print!("{k:>9}");
+    }
+    println!();
+    for w in &kinds[..4] {
+        print!("{w:>9}");
+        for g in kinds {
+            print!(
+                "{:>9}",
+                kind_matrix
+                    .get(&(w.to_string(), g.to_string()))
+                    .copied()
+                    .unwrap_or(0)
+            );
+        }
+        println!();
+    }
+    println!("\nlevel confusion (rows: label level, columns: triage level or kind)");
+    let cols = ["1", "2", "3", "4", "5", "privacy", "reply", "ignore"];
+    print!("{:>9}", "");
+    for c in cols {
+        print!("{c:>9}");
+    }
+    println!();
+    for l in 1..=5u64 {
+        print!("{l:>9}");
+        for c in cols {
+            print!(
+                "{:>9}",
+                level_matrix.get(&(l, c.to_string())).copied().unwrap_or(0)
+            );
+        }
+        println!();
+    }
+    println!("\nmessages {total}");
+    println!(
+        "kind accuracy     {:.1} % ({kind_ok}/{total})",
+        pct(kind_ok, total)
+    );
+    println!(
+        "level exact       {:.1} % ({level_ok}/{tickets})",
+        pct(level_ok, tickets)
+    );
+    println!("rights F1         {f1:.3} (precision {precision:.3}, recall {recall:.3})");
+    println!(
+        "jurisdiction      {:.1} % ({jur_ok}/{jur_total})",
+        pct(jur_ok, jur_total)
+    );
+    println!(
+        "case_ref          {:.1} % ({ref_ok}/{ref_total})",
+        pct(ref_ok, ref_total)
+    );
+    println!(
+        "language          {:.1} % ({lang_ok}/{lang_total})",
+        pct(lang_ok, lang_total)
+    );
+    println!("acks for ignore   {}", ignore_acks.len());
+    println!("\nmisses:");
+    for m in &misses {
+        println!("  {m}");
+    }
+
+    assert!(total >= 80, "corpus has at least 80 messages");
+    assert!(
+        ignore_acks.is_empty(),
+        "ignore-class mail acknowledged: {ignore_acks:?}"
+    );
+    assert!(
+        pct(kind_ok, total) >= 97.0,
+        "kind accuracy {:.1} % < 97 %",
+        pct(kind_ok, total)
+    );
+    assert!(
+        pct(level_ok, tickets) >= 90.0,
+        "level exact {:.1} % < 90 %",
+        pct(level_ok, tickets)
+    );
+    assert!(f1 >= 0.95, "rights F1 {f1:.3} < 0.95");
+}
