@@ -17,6 +17,21 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 
+    // mail-parser's debug assertions can be reached by crafted MIME; the
+    // library catches them (see mail::parse_with) and records the message as
+    // unparseable. Say so in the log instead of printing a panic.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info
+            .location()
+            .is_some_and(|l| l.file().contains("mail-parser"))
+        {
+            tracing::warn!("the MIME parser failed on a message; it is recorded as unparseable");
+            return;
+        }
+        default_hook(info);
+    }));
+
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

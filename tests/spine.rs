@@ -387,11 +387,13 @@ fn bad_input_is_recorded_never_lost_never_a_panic() {
         .iter()
         .filter(|r| r["category"] == "unparseable")
         .collect();
-    assert_eq!(
-        unparseable.len(),
-        2,
+    // The empty file and the PNG; in debug builds also the MIME that trips
+    // mail-parser's assertion (in release builds it parses as a bounce).
+    assert!(
+        unparseable.len() >= 2,
         "empty file and PNG are recorded: {ignored:?}"
     );
+    assert_eq!(ignored.len(), 3, "{ignored:?}");
     assert!(unparseable.iter().any(|r| r["reasons"][0]
         .as_str()
         .is_some_and(|s| s.contains("empty"))));

@@ -34,9 +34,45 @@ fn kind_of(v: &serde_json::Value) -> String {
     v.as_str().unwrap_or("none").to_string()
 }
 
+struct Metrics {
+    total: usize,
+    kind: f64,
+    level: f64,
+    f1: f64,
+    ignore_acks: Vec<String>,
+}
+
 #[test]
 fn corpus_accuracy_meets_the_bar() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus");
+    let m = evaluate("fixtures/corpus");
+    assert!(m.total >= 80, "corpus has at least 80 messages");
+    assert!(
+        m.ignore_acks.is_empty(),
+        "ignore-class mail acknowledged: {:?}",
+        m.ignore_acks
+    );
+    assert!(m.kind >= 97.0, "kind accuracy {:.1} % < 97 %", m.kind);
+    assert!(m.level >= 90.0, "level exact {:.1} % < 90 %", m.level);
+    assert!(m.f1 >= 0.95, "rights F1 {:.3} < 0.95", m.f1);
+}
+
+/// The held-out set was written separately and is never used to tune the
+/// rules: its figures are reported, and only the safety property (no
+/// acknowledgement for ignore-class mail) and a loose floor are asserted.
+#[test]
+fn holdout_generalises() {
+    let m = evaluate("fixtures/holdout");
+    assert!(
+        m.ignore_acks.is_empty(),
+        "ignore-class mail acknowledged: {:?}",
+        m.ignore_acks
+    );
+    assert!(m.kind >= 85.0, "held-out kind accuracy {:.1} %", m.kind);
+}
+
+fn evaluate(rel: &str) -> Metrics {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(rel);
+    println!("\n==== {rel}");
     let labels = std::fs::read_to_string(dir.join("labels.jsonl")).expect("labels.jsonl");
     let config = Config::from_toml(CONFIG, "test", &dir).expect("config");
     let rules = Rules::with_overrides(&config.triage.rules).expect("rules");
@@ -236,20 +272,11 @@ fn corpus_accuracy_meets_the_bar() {
         println!("  {m}");
     }
 
-    assert!(total >= 80, "corpus has at least 80 messages");
-    assert!(
-        ignore_acks.is_empty(),
-        "ignore-class mail acknowledged: {ignore_acks:?}"
-    );
-    assert!(
-        pct(kind_ok, total) >= 97.0,
-        "kind accuracy {:.1} % < 97 %",
-        pct(kind_ok, total)
-    );
-    assert!(
-        pct(level_ok, tickets) >= 90.0,
-        "level exact {:.1} % < 90 %",
-        pct(level_ok, tickets)
-    );
-    assert!(f1 >= 0.95, "rights F1 {f1:.3} < 0.95");
+    Metrics {
+        total,
+        kind: pct(kind_ok, total),
+        level: pct(level_ok, tickets),
+        f1,
+        ignore_acks,
+    }
 }

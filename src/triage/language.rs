@@ -5,7 +5,7 @@
 use whatlang::{Detector, Lang};
 
 /// Bytes of text examined.
-const SAMPLE: usize = 1500;
+const SAMPLE: usize = 600;
 
 const ALLOW: &[Lang] = &[
     Lang::Eng,
@@ -45,7 +45,8 @@ pub fn detect(text: &str) -> Option<String> {
     if sample.chars().filter(|c| c.is_alphabetic()).count() < 8 {
         return None;
     }
-    let detector = Detector::with_allowlist(ALLOW.to_vec());
+    static DETECTOR: std::sync::OnceLock<Detector> = std::sync::OnceLock::new();
+    let detector = DETECTOR.get_or_init(|| Detector::with_allowlist(ALLOW.to_vec()));
     let info = detector.detect(sample)?;
     Some(iso639_1(info.lang()).to_string())
 }

@@ -125,7 +125,11 @@ fn decide(mail: &ParsedMail, ctx: &TriageContext<'_>, replies: bool) -> Decision
     }
     d.auth = auth::verdict(mail, ctx.trusted_authserv_id, &mut reasons);
     let own = text::own_words(&mail.text);
-    d.language = language::detect(&format!("{}\n{}", mail.subject, own));
+    d.language = if own.trim().len() >= 60 {
+        language::detect(&own)
+    } else {
+        language::detect(&format!("{}\n{}", mail.subject, own))
+    };
     if replies {
         if let Some(case_ref) = reply_ref(mail, &mut reasons) {
             d.kind = Kind::Reply;
@@ -134,12 +138,14 @@ fn decide(mail: &ParsedMail, ctx: &TriageContext<'_>, replies: bool) -> Decision
             return d;
         }
     }
-    let texts = [("subject", mail.subject.as_str()), ("body", own.as_str())];
-    if let Some((rights, jurisdiction)) = privacy::detect(&texts, ctx.role, ctx.rules, &mut reasons)
-    {
+    let parts = rules::scan_parts(
+        ctx.rules,
+        &[("subject", mail.subject.as_str()), ("body", own.as_str())],
+    );
+    if let Some((rights, jurisdiction)) = privacy::detect(&parts, ctx.role, &mut reasons) {
         // A privacy letter that also reports a problem stays privacy.
         let mut support_reasons = Vec::new();
-        if let Some(l) = support::level(mail, &texts, ctx.rules, &mut support_reasons) {
+        if let Some(l) = support::level(mail, &parts, &mut support_reasons) {
             if l <= 3 {
                 reasons.push(format!("also reports a support concern (level {l})"));
             }
@@ -148,7 +154,7 @@ fn decide(mail: &ParsedMail, ctx: &TriageContext<'_>, replies: bool) -> Decision
         d.rights = Some(rights);
         d.jurisdiction = Some(jurisdiction);
     } else {
-        let level = support::level(mail, &texts, ctx.rules, &mut reasons).unwrap_or_else(|| {
+        let level = support::level(mail, &parts, &mut reasons).unwrap_or_else(|| {
             reasons.push("no level signal; default level 4".into());
             4
         });

@@ -4,7 +4,7 @@
 //! mentioned only in the negative ("please do not delete my account") is not
 //! requested. GDPR names are used unless the law is CCPA.
 
-use super::rules::{negated, Cat, Rules};
+use super::rules::{negated, Cat, Scanned};
 use crate::config::Role;
 use crate::policy::{Jurisdiction, Right};
 use std::collections::BTreeMap;
@@ -13,9 +13,8 @@ const NEGATION_WINDOW: usize = 40;
 
 /// `Some((rights, jurisdiction))` when the texts make a privacy request.
 pub fn detect(
-    texts: &[(&str, &str)],
+    parts: &[Scanned<'_>],
     role: Role,
-    rules: &Rules,
     reasons: &mut Vec<String>,
 ) -> Option<(Vec<Right>, Jurisdiction)> {
     let mut right_score: BTreeMap<Right, f32> = BTreeMap::new();
@@ -23,10 +22,9 @@ pub fn detect(
     let mut context = 0.0f32;
     let mut counted: std::collections::HashSet<(Right, String)> = std::collections::HashSet::new();
     let mut local = Vec::new();
-    for (part, text) in texts {
-        let lower = text.to_lowercase();
-        let hits = rules.scan(&lower);
-        for h in &hits {
+    for Scanned { part, lower, hits } in parts {
+        let (lower, hits) = (lower.as_str(), hits.as_slice());
+        for h in hits {
             match h.cat {
                 Cat::PrivacyContext => {
                     if context < 1.0 {
@@ -38,7 +36,7 @@ pub fn detect(
                     if !counted.insert((r, h.phrase.to_string())) {
                         continue;
                     }
-                    if let Some(n) = negated(&lower, &hits, h.start, NEGATION_WINDOW) {
+                    if let Some(n) = negated(lower, hits, h.start, NEGATION_WINDOW) {
                         local.push(format!(
                             "{part}: {:?} negated by {n:?}; {} not requested",
                             h.phrase,

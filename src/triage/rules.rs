@@ -88,6 +88,26 @@ pub struct Hit<'r> {
     pub end: usize,
 }
 
+/// A part of the message (subject, body), lower-cased and scanned once.
+#[derive(Debug)]
+pub struct Scanned<'r> {
+    pub part: &'static str,
+    pub lower: String,
+    pub hits: Vec<Hit<'r>>,
+}
+
+/// Lower-case and scan each (part, text) once; every signal reads these.
+pub fn scan_parts<'r>(rules: &'r Rules, texts: &[(&'static str, &str)]) -> Vec<Scanned<'r>> {
+    texts
+        .iter()
+        .map(|(part, text)| {
+            let lower = text.to_lowercase();
+            let hits = rules.scan(&lower);
+            Scanned { part, lower, hits }
+        })
+        .collect()
+}
+
 /// Compiled rules.
 #[derive(Debug)]
 pub struct Rules {

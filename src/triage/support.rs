@@ -10,7 +10,7 @@
 //! count. The most urgent level that fires wins. `Importance: high` or
 //! `X-Priority: 1`/`2` raises by one level at most, never to level 1.
 
-use super::rules::{negated, Cat, Hit, Rules};
+use super::rules::{negated, Cat, Hit, Scanned};
 use crate::mail::ParsedMail;
 use crate::policy::Level;
 use std::collections::HashSet;
@@ -30,24 +30,18 @@ struct Scores {
 }
 
 /// The level the texts ask for, or `None` when no signal fired.
-pub fn level(
-    mail: &ParsedMail,
-    texts: &[(&str, &str)],
-    rules: &Rules,
-    reasons: &mut Vec<String>,
-) -> Option<Level> {
+pub fn level(mail: &ParsedMail, parts: &[Scanned<'_>], reasons: &mut Vec<String>) -> Option<Level> {
     let mut s = Scores::default();
     let mut counted: HashSet<(u8, String)> = HashSet::new();
     let mut not_l1 = None;
     let mut no_error = None;
-    for (part, text) in texts {
-        if *part == "subject" && is_reply_subject(text) {
+    for Scanned { part, lower, hits } in parts {
+        if *part == "subject" && is_reply_subject(lower) {
             // A "Re:" subject is the old thread's, not this message's concern.
             continue;
         }
-        let lower = text.to_lowercase();
-        let hits = rules.scan(&lower);
-        for h in &hits {
+        let (lower, hits) = (lower.as_str(), hits.as_slice());
+        for h in hits {
             match h.cat {
                 Cat::NotLevel1 if h.weight >= 1.0 && not_l1.is_none() => {
                     not_l1 = Some(format!("{part} says {:?}", h.phrase));
@@ -72,10 +66,12 @@ pub fn level(
                 )
             })
             .filter(|h| {
-                if matches!(h.cat, Cat::Broken | Cat::Feature) {
-                    return true; // "cannot" is itself a negation; requests are not negated
+                if matches!(h.cat, Cat::Critical | Cat::Feature) {
+                    // A feature named is not negated ("no podemos añadir notas": the
+                    // negation belongs to the breakage); requests are not negated.
+                    return true;
                 }
-                match negated(&lower, &hits, h.start, NEGATION_WINDOW) {
+                match negated(lower, hits, h.start, NEGATION_WINDOW) {
                     Some(n) => {
                         reasons.push(format!("{part}: {:?} negated by {n:?}", h.phrase));
                         false

@@ -1,0 +1,31 @@
+//! Fuzz target: any bytes through the parse + triage + classify path must
+//! never panic, and decisions must keep their invariants.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+use ticketd::config::{Config, Role};
+use ticketd::triage::{Kind, Rules};
+
+fn setup() -> &'static (Config, Rules) {
+    static S: OnceLock<(Config, Rules)> = OnceLock::new();
+    S.get_or_init(|| {
+        let config = Config::from_toml(ticketd::config::EMBEDDED_DEFAULT, "default", std::path::Path::new("/tmp"))
+            .expect("embedded default");
+        let rules = Rules::with_overrides(&config.triage.rules).expect("rules");
+        (config, rules)
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let (config, rules) = setup();
+    for role in [Role::Support, Role::Privacy] {
+        let c = ticketd::classify::classify("fuzz", data, config, rules, Some(role));
+        match c.kind {
+            Some(Kind::Ticket) => assert!(c.level.is_some_and(|l| (1..=5).contains(&l))),
+            Some(Kind::Privacy) => assert!(c.rights.as_ref().is_some_and(|r| !r.is_empty())),
+            Some(Kind::Ignore) | Some(Kind::Reply) => assert!(!c.ack),
+            None => assert!(c.error.is_some() && !c.ack),
+        }
+    }
+});
