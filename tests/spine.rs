@@ -602,3 +602,26 @@ fn daemon_serves_the_cli_refuses_a_second_daemon_and_stops_on_sigterm() {
     assert_eq!(env.cases().len(), 1);
     let _ = Path::new("");
 }
+
+#[test]
+fn failed_sender_authentication_gets_a_case_but_no_acknowledgement() {
+    let env = Env::new();
+    let mut cfg = std::fs::read_to_string(env.config()).expect("read");
+    cfg.push_str("\n[triage]\ntrusted_authserv_id = \"mx.casehost.example\"\n");
+    std::fs::write(env.config(), cfg).expect("write");
+    let spoof = b"Authentication-Results: mx.casehost.example; spf=fail smtp.mailfrom=legalaid-north.example.org; dkim=none; dmarc=fail header.from=legalaid-north.example.org\r\nFrom: Dana Ruiz <dana.ruiz@legalaid-north.example.org>\r\nTo: support@casehost.example\r\nSubject: Error when exporting\r\nMessage-ID: <spoof-1@elsewhere.example>\r\n\r\nThe export shows an error.\r\n";
+    env.deliver("1.spoof.test", spoof);
+    ok(&env.run(&["run", "--once"]));
+    let cases = env.cases();
+    assert_eq!(cases.len(), 1);
+    assert!(
+        env.ack_files().is_empty(),
+        "no acknowledgement to a spoofed sender"
+    );
+    let view: serde_json::Value =
+        serde_json::from_str(&ok(&env.run(&["cases", "show", "SUP-000001", "--json"])))
+            .expect("json");
+    let events = view["events"].to_string();
+    assert!(events.contains("ack_skipped"), "{events}");
+    assert!(events.contains("\"auth\":\"fail\""), "{events}");
+}

@@ -22,7 +22,13 @@ pub fn detect(
     let mut context = 0.0f32;
     let mut counted: std::collections::HashSet<(Right, String)> = std::collections::HashSet::new();
     let mut local = Vec::new();
-    for Scanned { part, lower, hits } in parts {
+    for Scanned {
+        part,
+        lower,
+        hits,
+        neg,
+    } in parts
+    {
         let (lower, hits) = (lower.as_str(), hits.as_slice());
         for h in hits {
             match h.cat {
@@ -36,7 +42,7 @@ pub fn detect(
                     if !counted.insert((r, h.phrase.to_string())) {
                         continue;
                     }
-                    if let Some(n) = negated(lower, hits, h.start, NEGATION_WINDOW) {
+                    if let Some(n) = negated(lower, neg, h.start, NEGATION_WINDOW) {
                         local.push(format!(
                             "{part}: {:?} negated by {n:?}; {} not requested",
                             h.phrase,

@@ -94,6 +94,8 @@ pub struct Scanned<'r> {
     pub part: &'static str,
     pub lower: String,
     pub hits: Vec<Hit<'r>>,
+    /// The negation and clause-break hits only, for [`negated`].
+    pub neg: Vec<Hit<'r>>,
 }
 
 /// Lower-case and scan each (part, text) once; every signal reads these.
@@ -103,7 +105,17 @@ pub fn scan_parts<'r>(rules: &'r Rules, texts: &[(&'static str, &str)]) -> Vec<S
         .map(|(part, text)| {
             let lower = text.to_lowercase();
             let hits = rules.scan(&lower);
-            Scanned { part, lower, hits }
+            let neg = hits
+                .iter()
+                .filter(|h| matches!(h.cat, Cat::Negation | Cat::ClauseBreak))
+                .copied()
+                .collect();
+            Scanned {
+                part,
+                lower,
+                hits,
+                neg,
+            }
         })
         .collect()
 }

@@ -35,7 +35,13 @@ pub fn level(mail: &ParsedMail, parts: &[Scanned<'_>], reasons: &mut Vec<String>
     let mut counted: HashSet<(u8, String)> = HashSet::new();
     let mut not_l1 = None;
     let mut no_error = None;
-    for Scanned { part, lower, hits } in parts {
+    for Scanned {
+        part,
+        lower,
+        hits,
+        neg,
+    } in parts
+    {
         if *part == "subject" && is_reply_subject(lower) {
             // A "Re:" subject is the old thread's, not this message's concern.
             continue;
@@ -71,7 +77,7 @@ pub fn level(mail: &ParsedMail, parts: &[Scanned<'_>], reasons: &mut Vec<String>
                     // negation belongs to the breakage); requests are not negated.
                     return true;
                 }
-                match negated(lower, hits, h.start, NEGATION_WINDOW) {
+                match negated(lower, neg, h.start, NEGATION_WINDOW) {
                     Some(n) => {
                         reasons.push(format!("{part}: {:?} negated by {n:?}", h.phrase));
                         false
