@@ -145,3 +145,78 @@ fn matches_any(from: &str, domain: &str, list: &[String]) -> bool {
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Role;
+    use crate::triage::Rules;
+
+    fn check_with(
+        raw: &str,
+        allow: &[String],
+        block: &[String],
+        lists: &[String],
+    ) -> Option<String> {
+        let rules = Rules::builtin().expect("rules");
+        let own = vec!["support@casehost.example".to_string()];
+        let ctx = TriageContext {
+            role: Role::Support,
+            own_addresses: &own,
+            own_domain: "casehost.example",
+            block_senders: block,
+            allow_automated: allow,
+            receive_lists: lists,
+            trusted_authserv_id: None,
+            rules: &rules,
+        };
+        let m = crate::mail::parse(raw.as_bytes(), 1 << 20).expect("mail");
+        check(&m, &ctx, &mut Vec::new())
+    }
+
+    const MONITOR: &str = "From: monitor@status.casehost.example\r\nAuto-Submitted: auto-generated\r\nSubject: site down\r\n\r\nThe site is down\r\n";
+
+    #[test]
+    fn allow_list_overrides_automation_but_not_bounces() {
+        assert_eq!(
+            check_with(MONITOR, &[], &[], &[]).as_deref(),
+            Some("auto-reply")
+        );
+        let allow = vec!["monitor@status.casehost.example".to_string()];
+        assert_eq!(check_with(MONITOR, &allow, &[], &[]), None);
+        let allow = vec!["@status.casehost.example".to_string()];
+        assert_eq!(check_with(MONITOR, &allow, &[], &[]), None);
+        let bounce = "From: MAILER-DAEMON@status.casehost.example\r\nSubject: failure\r\n\r\nx\r\n";
+        let allow = vec!["@status.casehost.example".to_string()];
+        assert!(check_with(bounce, &allow, &[], &[]).is_some());
+    }
+
+    #[test]
+    fn block_list_own_mail_and_lists() {
+        let m = "From: x@spam.example\r\nSubject: hi\r\n\r\nhello\r\n";
+        assert_eq!(
+            check_with(m, &[], &["@spam.example".into()], &[]).as_deref(),
+            Some("blocked sender")
+        );
+        let own = "From: support@casehost.example\r\nSubject: [SUP-000001]\r\n\r\nx\r\n";
+        assert_eq!(
+            check_with(own, &[], &[], &[]).as_deref(),
+            Some("our own mail")
+        );
+        let list = "From: a@x.example\r\nList-Id: Support group <support.casehost.example>\r\nSubject: help\r\n\r\nx\r\n";
+        assert_eq!(
+            check_with(list, &[], &[], &[]).as_deref(),
+            Some("mailing list")
+        );
+        assert_eq!(
+            check_with(list, &[], &[], &["support.casehost.example".into()]),
+            None
+        );
+        let no = "From: a@x.example\r\nAuto-Submitted: no\r\nSubject: help\r\n\r\nx\r\n";
+        assert_eq!(
+            check_with(no, &[], &[], &[]),
+            None,
+            "Auto-Submitted: no is a person"
+        );
+    }
+}

@@ -18,7 +18,6 @@ const ALLOW: &[Lang] = &[
     Lang::Ita,
     Lang::Por,
     Lang::Nld,
-    Lang::Pol,
     Lang::Rus,
     Lang::Ukr,
     Lang::Ell,
