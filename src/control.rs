@@ -13,7 +13,7 @@
 //! same code when no daemon runs and it opens the store itself.
 
 use crate::pipeline::{IngestOptions, Pipeline, Report};
-use crate::render::{self, AckParts};
+use crate::render;
 use crate::store::{Case, CaseFilter, CaseKind, CaseStatus, NewMail, StoreError};
 use crate::triage;
 use serde::{Deserialize, Serialize};
@@ -173,27 +173,9 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
         .map(|m| m.references.clone())
         .unwrap_or_default();
     let in_reply_to = parsed.as_ref().and_then(|m| m.message_id.clone());
-    let cfg = &p.config;
-    let templates = &p.templates;
     let render_fn = |case: &Case| -> Result<NewMail, String> {
         let to = ack_to.as_ref().map_err(Clone::clone)?;
-        let from = match case.kind {
-            CaseKind::Support => cfg.outbound.from_support.mailbox(),
-            CaseKind::Privacy => cfg.outbound.from_privacy.mailbox(),
-        };
-        render::build_ack(
-            templates,
-            case,
-            &AckParts {
-                from,
-                to,
-                domain: &cfg.domain,
-                token: &token,
-                now,
-                in_reply_to: in_reply_to.as_deref(),
-                references: &references,
-            },
-        )
+        p.build_ack(case, to, &token, now, in_reply_to.as_deref(), &references)
     };
     let reply_address = ack_to
         .as_ref()

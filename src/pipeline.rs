@@ -110,6 +110,36 @@ impl Pipeline {
         &self.rules
     }
 
+    /// The acknowledgement for `case`, from the sender that matches its kind
+    /// (pure; used inside the store transaction).
+    pub fn build_ack(
+        &self,
+        case: &Case,
+        to: &crate::mail::Addr,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+        in_reply_to: Option<&str>,
+        references: &[String],
+    ) -> Result<NewMail, String> {
+        let from = match case.kind {
+            CaseKind::Support => self.config.outbound.from_support.mailbox(),
+            CaseKind::Privacy => self.config.outbound.from_privacy.mailbox(),
+        };
+        render::build_ack(
+            &self.templates,
+            case,
+            &AckParts {
+                from,
+                to,
+                domain: &self.config.domain,
+                token,
+                now,
+                in_reply_to,
+                references,
+            },
+        )
+    }
+
     /// The role of the mailbox a source name belongs to (imports: support).
     pub fn role_of(&self, source: &str) -> Role {
         self.config
@@ -185,26 +215,15 @@ impl Pipeline {
                         .map_err(Clone::clone)
                 };
                 let token = render::token();
-                let templates = &self.templates;
-                let config = &self.config;
                 let render_ack = |case: &Case| -> Result<NewMail, String> {
                     let to = ack_to.as_ref().map_err(Clone::clone)?;
-                    let from = match case.kind {
-                        CaseKind::Support => config.outbound.from_support.mailbox(),
-                        CaseKind::Privacy => config.outbound.from_privacy.mailbox(),
-                    };
-                    render::build_ack(
-                        templates,
+                    self.build_ack(
                         case,
-                        &AckParts {
-                            from,
-                            to,
-                            domain: &config.domain,
-                            token: &token,
-                            now,
-                            in_reply_to: m.message_id.as_deref(),
-                            references: &m.references,
-                        },
+                        to,
+                        &token,
+                        now,
+                        m.message_id.as_deref(),
+                        &m.references,
                     )
                 };
                 let mut header_ids = m.in_reply_to.clone();

@@ -247,18 +247,23 @@ pub async fn run(cli: Cli) -> CliResult {
     }
 }
 
+/// A pipeline on the store opened by this process (no daemon runs).
+fn direct_pipeline(config: &Config) -> Result<Pipeline, CliError> {
+    let store = Store::open(&config.data_dir)?;
+    Ok(Pipeline::new(
+        Arc::new(store),
+        Arc::new(config.clone()),
+        Arc::new(Templates::load(config.templates_dir.as_deref())?),
+        Arc::new(SystemClock),
+    ))
+}
+
 /// Ask the running daemon, or answer from the store when none runs.
 async fn ask<T: serde::de::DeserializeOwned>(config: &Config, req: Request) -> Result<T, CliError> {
     let resp = match control::call(&config.data_dir, &req).await? {
         Some(r) => r,
         None => {
-            let store = Store::open(&config.data_dir)?;
-            let p = Pipeline::new(
-                Arc::new(store),
-                Arc::new(config.clone()),
-                Arc::new(Templates::load(config.templates_dir.as_deref())?),
-                Arc::new(SystemClock),
-            );
+            let p = direct_pipeline(config)?;
             control::handle(&p, req).await
         }
     };
@@ -330,13 +335,7 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
     {
         Some(resp) => unwrap_response(resp)?,
         None => {
-            let store = Store::open(&config.data_dir)?;
-            let p = Pipeline::new(
-                Arc::new(store),
-                Arc::new(config.clone()),
-                Arc::new(Templates::load(config.templates_dir.as_deref())?),
-                Arc::new(SystemClock),
-            );
+            let p = direct_pipeline(&config)?;
             let (inputs, _) = crate::source::files::discover(&paths);
             let total = crate::source::files::total_bytes(&inputs);
             // A progress bar only when the input is large (and stderr is a terminal).

@@ -273,9 +273,8 @@ impl Tx<'_> {
 }
 
 impl Store {
-    /// Take one message in (see the module docs). Not durable until
-    /// [`Store::flush`] returns.
-    pub fn ingest(&self, input: &IngestInput<'_>) -> Result<IngestOutcome> {
+    /// Run `f` as one transaction over every tree.
+    fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T> {
         let t = &self.t;
         let res = (
             &t.meta,
@@ -304,7 +303,7 @@ impl Store {
                     ignored,
                     cursors,
                 )| {
-                    let tx = Tx {
+                    f(&Tx {
                         meta,
                         cases,
                         events,
@@ -316,11 +315,16 @@ impl Store {
                         msgids,
                         ignored,
                         cursors,
-                    };
-                    ingest_tx(&tx, input)
+                    })
                 },
             );
         res.map_err(tx_err)
+    }
+
+    /// Take one message in (see the module docs). Not durable until
+    /// [`Store::flush`] returns.
+    pub fn ingest(&self, input: &IngestInput<'_>) -> Result<IngestOutcome> {
+        self.transact(|tx| ingest_tx(tx, input))
     }
 
     /// Make a case from an ignored message, with `decision` (triage as a new
@@ -334,104 +338,60 @@ impl Store {
         actor: &str,
         render: &(dyn Fn(&Case) -> std::result::Result<NewMail, String> + Sync),
     ) -> Result<(String, Option<u64>)> {
-        let t = &self.t;
-        let res = (
-            &t.meta,
-            &t.cases,
-            &t.events,
-            &t.messages,
-            &t.raw,
-            &t.outbox,
-            &t.outbox_pending,
-            &t.dedupe,
-            &t.msgids,
-            &t.ignored,
-            &t.cursors,
-        )
-            .transaction(
-                |(
-                    meta,
-                    cases,
-                    events,
-                    messages,
-                    raw,
-                    outbox,
-                    pending,
-                    dedupe,
-                    msgids,
-                    ignored,
-                    cursors,
-                )| {
-                    let tx = Tx {
-                        meta,
-                        cases,
-                        events,
-                        messages,
-                        raw,
-                        outbox,
-                        pending,
-                        dedupe,
-                        msgids,
-                        ignored,
-                        cursors,
-                    };
-                    let v = tx
-                        .ignored
-                        .get(be(ignored_id))?
-                        .ok_or(Cte::Abort(StoreError::NoIgnored(ignored_id)))?;
-                    let mut rec: IgnoredRecord = from_json("ignored", &v).map_err(Cte::Abort)?;
-                    if let Some(c) = &rec.promoted_to {
-                        return Err(Cte::Abort(StoreError::Invalid(format!(
-                            "ignored message {ignored_id} was already promoted to {c}"
-                        ))));
-                    }
-                    let mv = tx.messages.get(be(rec.message))?.ok_or(Cte::Abort(
-                        StoreError::Corrupt {
-                            tree: "messages",
-                            detail: format!(
-                                "ignored {ignored_id} names missing message {}",
-                                rec.message
-                            ),
-                        },
-                    ))?;
-                    let mut msg: MessageRecord = from_json("messages", &mv).map_err(Cte::Abort)?;
-                    let (case_id, outbox) = tx.create_case(
-                        decision,
-                        msg.id,
-                        &msg.subject,
-                        msg.from.as_ref(),
-                        &reply_address,
-                        &msg.source,
-                        msg.received_at,
-                        now,
-                        actor,
-                        Vec::new(),
-                        render,
-                    )?;
-                    if let Some(mut case) = tx.get_case(&case_id)? {
-                        tx.event(
-                            &mut case,
-                            now,
-                            actor,
-                            EventKind::Promoted {
-                                ignored: ignored_id,
-                            },
-                        )?;
-                        tx.put_case(&case)?;
-                    }
-                    if let Some(mid) = &msg.message_id {
-                        tx.msgids.insert(mid.as_bytes(), case_id.as_bytes())?;
-                    }
-                    msg.disposition = Disposition::NewCase {
-                        case: case_id.clone(),
-                    };
-                    tx.messages.insert(&be(msg.id), to_json(&msg))?;
-                    rec.promoted_to = Some(case_id.clone());
-                    tx.ignored.insert(&be(ignored_id), to_json(&rec))?;
-                    Ok((case_id, outbox))
-                },
-            );
-        res.map_err(tx_err)
+        self.transact(|tx| {
+            let v = tx
+                .ignored
+                .get(be(ignored_id))?
+                .ok_or(Cte::Abort(StoreError::NoIgnored(ignored_id)))?;
+            let mut rec: IgnoredRecord = from_json("ignored", &v).map_err(Cte::Abort)?;
+            if let Some(c) = &rec.promoted_to {
+                return Err(Cte::Abort(StoreError::Invalid(format!(
+                    "ignored message {ignored_id} was already promoted to {c}"
+                ))));
+            }
+            let mv = tx
+                .messages
+                .get(be(rec.message))?
+                .ok_or(Cte::Abort(StoreError::Corrupt {
+                    tree: "messages",
+                    detail: format!("ignored {ignored_id} names missing message {}", rec.message),
+                }))?;
+            let mut msg: MessageRecord = from_json("messages", &mv).map_err(Cte::Abort)?;
+            let (case_id, outbox) = tx.create_case(
+                decision,
+                msg.id,
+                &msg.subject,
+                msg.from.as_ref(),
+                &reply_address,
+                &msg.source,
+                msg.received_at,
+                now,
+                actor,
+                Vec::new(),
+                render,
+            )?;
+            if let Some(mut case) = tx.get_case(&case_id)? {
+                tx.event(
+                    &mut case,
+                    now,
+                    actor,
+                    EventKind::Promoted {
+                        ignored: ignored_id,
+                    },
+                )?;
+                tx.put_case(&case)?;
+            }
+            if let Some(mid) = &msg.message_id {
+                tx.msgids.insert(mid.as_bytes(), case_id.as_bytes())?;
+            }
+            msg.disposition = Disposition::NewCase {
+                case: case_id.clone(),
+            };
+            tx.messages.insert(&be(msg.id), to_json(&msg))?;
+            rec.promoted_to = Some(case_id.clone());
+            tx.ignored.insert(&be(ignored_id), to_json(&rec))?;
+            Ok((case_id, outbox))
+        })
     }
 }
 
