@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use ticketd::classify::classify;
+use ticketd::classify::Classifier;
 use ticketd::config::{Config, Role};
 use ticketd::triage::Rules;
 
@@ -30,6 +30,10 @@ fn main() {
             eprintln!("rules: {e}");
             std::process::exit(1);
         }
+    };
+    let classifier = Classifier::new(&config, &rules);
+    let classify = |name: &str, raw: &[u8], _c: &Config, _r: &Rules, role| {
+        classifier.classify(name, raw, role)
     };
     let mut corpus: Vec<(String, Vec<u8>)> = Vec::new();
     for dir in ["fixtures/corpus", "fixtures/demo"] {

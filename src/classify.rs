@@ -52,7 +52,73 @@ pub fn role_for(mail: &ParsedMail, config: &Config, forced: Option<Role>) -> Rol
     Role::Support
 }
 
-/// Classify one raw message.
+/// Classifies many messages with one configuration (own addresses and
+/// rules prepared once).
+pub struct Classifier<'c> {
+    config: &'c Config,
+    rules: &'c Rules,
+    own: Vec<String>,
+}
+
+impl<'c> Classifier<'c> {
+    pub fn new(config: &'c Config, rules: &'c Rules) -> Self {
+        Classifier {
+            config,
+            rules,
+            own: config.own_addresses(),
+        }
+    }
+
+    /// Classify one raw message.
+    pub fn classify(&self, file: &str, raw: &[u8], forced: Option<Role>) -> Classified {
+        let config = self.config;
+        let limit = usize::try_from(config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
+        match mail::parse(raw, limit) {
+            Err(e) => Classified {
+                file: file.to_string(),
+                kind: None,
+                level: None,
+                rights: None,
+                jurisdiction: None,
+                case_ref: None,
+                language: None,
+                auth: Auth::None,
+                ack: false,
+                reasons: Vec::new(),
+                error: Some(format!("not a mail message: {e}")),
+            },
+            Ok(m) => {
+                let role = role_for(&m, config, forced);
+                let ctx = TriageContext {
+                    role,
+                    own_addresses: &self.own,
+                    own_domain: &config.domain,
+                    block_senders: &config.triage.block_senders,
+                    allow_automated: &config.triage.allow_automated,
+                    receive_lists: &config.triage.receive_lists,
+                    trusted_authserv_id: config.triage.trusted_authserv_id.as_deref(),
+                    rules: self.rules,
+                };
+                let d = triage::triage(&m, &ctx);
+                Classified {
+                    file: file.to_string(),
+                    kind: Some(d.kind),
+                    level: d.level,
+                    rights: d.rights,
+                    jurisdiction: d.jurisdiction,
+                    case_ref: d.case_ref,
+                    language: d.language,
+                    auth: d.auth,
+                    ack: d.ack && matches!(d.kind, Kind::Ticket | Kind::Privacy),
+                    reasons: d.reasons,
+                    error: None,
+                }
+            }
+        }
+    }
+}
+
+/// Classify one raw message (see [`Classifier`] for many).
 pub fn classify(
     file: &str,
     raw: &[u8],
@@ -60,48 +126,5 @@ pub fn classify(
     rules: &Rules,
     forced: Option<Role>,
 ) -> Classified {
-    let limit = usize::try_from(config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
-    match mail::parse(raw, limit) {
-        Err(e) => Classified {
-            file: file.to_string(),
-            kind: None,
-            level: None,
-            rights: None,
-            jurisdiction: None,
-            case_ref: None,
-            language: None,
-            auth: Auth::None,
-            ack: false,
-            reasons: Vec::new(),
-            error: Some(format!("not a mail message: {e}")),
-        },
-        Ok(m) => {
-            let role = role_for(&m, config, forced);
-            let own = config.own_addresses();
-            let ctx = TriageContext {
-                role,
-                own_addresses: &own,
-                own_domain: &config.domain,
-                block_senders: &config.triage.block_senders,
-                allow_automated: &config.triage.allow_automated,
-                receive_lists: &config.triage.receive_lists,
-                trusted_authserv_id: config.triage.trusted_authserv_id.as_deref(),
-                rules,
-            };
-            let d = triage::triage(&m, &ctx);
-            Classified {
-                file: file.to_string(),
-                kind: Some(d.kind),
-                level: d.level,
-                rights: d.rights,
-                jurisdiction: d.jurisdiction,
-                case_ref: d.case_ref,
-                language: d.language,
-                auth: d.auth,
-                ack: d.ack && matches!(d.kind, Kind::Ticket | Kind::Privacy),
-                reasons: d.reasons,
-                error: None,
-            }
-        }
-    }
+    Classifier::new(config, rules).classify(file, raw, forced)
 }

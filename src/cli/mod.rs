@@ -383,6 +383,7 @@ fn classify(config: &Config, mailbox: Option<RoleArg>, json: bool, files: &[Path
         RoleArg::Support => crate::config::Role::Support,
         RoleArg::Privacy => crate::config::Role::Privacy,
     });
+    let classifier = crate::classify::Classifier::new(config, &rules);
     let mut unreadable = 0;
     let mut table = Table::new(&[
         "FILE",
@@ -406,7 +407,7 @@ fn classify(config: &Config, mailbox: Option<RoleArg>, json: bool, files: &[Path
                 continue;
             }
         };
-        let c = crate::classify::classify(&name, &raw, config, &rules, forced);
+        let c = classifier.classify(&name, &raw, forced);
         if json {
             if writeln!(out, "{}", serde_json::to_string(&c)?).is_err() {
                 return Ok(()); // closed pipe
