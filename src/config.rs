@@ -65,6 +65,33 @@ impl fmt::Display for Role {
 pub enum SourceKind {
     /// A local Maildir (`new/`, `cur/`, `tmp/`).
     Maildir,
+    /// An IMAP mailbox (IDLE where the server has it, else polling).
+    Imap,
+}
+
+/// How a connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// TLS from the first byte (IMAPS 993, SMTPS 465).
+    Implicit,
+    /// Plain connection upgraded with STARTTLS before authenticating.
+    Starttls,
+    /// No TLS: refused unless the host is a loopback address.
+    None,
+}
+
+/// How we authenticate to a mail server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthKind {
+    /// No authentication (SMTP only).
+    None,
+    /// Username and password (`password_env` / `password_file`).
+    Password,
+    /// OAuth 2.0 access token (Google Workspace, Microsoft 365):
+    /// `token_command` or `token_file`.
+    Xoauth2,
 }
 
 /// Outgoing mail transport.
@@ -73,6 +100,8 @@ pub enum SourceKind {
 pub enum TransportKind {
     /// One `.eml` file per outbox entry in a directory.
     File,
+    /// An SMTP server (lettre, pooled connections).
+    Smtp,
 }
 
 /// An e-mail address checked when the config is read (`user@domain`).
@@ -212,6 +241,8 @@ struct RawConfig {
     daemon: RawDaemon,
     #[serde(default)]
     triage: RawTriage,
+    #[serde(default)]
+    people: RawPeople,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -231,6 +262,28 @@ struct RawMailbox {
     path: Option<toml::Spanned<String>>,
     #[serde(default)]
     demo_seed: bool,
+    host: Option<toml::Spanned<String>>,
+    port: Option<u16>,
+    tls: Option<TlsMode>,
+    ca_file: Option<String>,
+    username: Option<String>,
+    auth: Option<AuthKind>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+    token_command: Option<String>,
+    token_file: Option<String>,
+    folder: Option<String>,
+    #[serde(rename = "move")]
+    move_to: Option<String>,
+    #[serde(default)]
+    flag: bool,
+    keyword: Option<String>,
+    idle: Option<bool>,
+    poll_interval: Option<HumanDuration>,
+    reconcile_interval: Option<HumanDuration>,
+    max_message_bytes: Option<ByteSize>,
+    fetch_batch: Option<usize>,
+    timeout: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -240,6 +293,27 @@ struct RawOutbound {
     from_privacy: NamedAddress,
     transport: TransportKind,
     dir: Option<String>,
+    host: Option<toml::Spanned<String>>,
+    port: Option<u16>,
+    tls: Option<TlsMode>,
+    ca_file: Option<String>,
+    auth: Option<AuthKind>,
+    username: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<String>,
+    token_command: Option<String>,
+    token_file: Option<String>,
+    pool_size: Option<u32>,
+    timeout: Option<HumanDuration>,
+    max_age: Option<HumanDuration>,
+    rate_limit_per_hour: Option<u32>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPeople {
+    #[serde(default)]
+    alerts_to: Vec<EmailAddress>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -279,6 +353,7 @@ pub struct Config {
     pub outbound: Outbound,
     pub daemon: DaemonSettings,
     pub triage: TriageSettings,
+    pub people: People,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -293,8 +368,67 @@ pub struct Mailbox {
     pub role: Role,
     pub address: EmailAddress,
     pub source: SourceKind,
+    /// Maildir directory (Maildir sources only; empty otherwise).
     pub path: PathBuf,
     pub demo_seed: bool,
+    /// Connection and behaviour of an IMAP source.
+    pub imap: Option<ImapSettings>,
+}
+
+/// Where a secret or token comes from (never the config file itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Credentials {
+    None,
+    Password {
+        username: String,
+        secret: SecretRef,
+    },
+    Xoauth2 {
+        username: String,
+        token_command: Option<String>,
+        token_file: Option<PathBuf>,
+    },
+}
+
+/// A server endpoint.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    /// Extra CA certificates (PEM) for a private CA; the public web roots
+    /// are used when absent.
+    pub ca_file: Option<PathBuf>,
+    pub credentials: Credentials,
+    pub timeout: HumanDuration,
+}
+
+/// What happens to a message on the server once it is taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum AfterTake {
+    /// Move it to this folder (created when missing).
+    Move(String),
+    /// Set \Seen and this keyword.
+    Flag(String),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImapSettings {
+    pub endpoint: Endpoint,
+    pub folder: String,
+    pub after: AfterTake,
+    /// Use IDLE when the server offers it.
+    pub idle: bool,
+    /// Polling interval when there is no IDLE.
+    pub poll_interval: HumanDuration,
+    /// A reconciliation search runs at least this often, IDLE or not.
+    pub reconcile_interval: HumanDuration,
+    /// Larger messages are not fetched whole: their case records the size
+    /// and an alert goes to `people.alerts_to`.
+    pub max_message_bytes: u64,
+    pub fetch_batch: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -303,6 +437,21 @@ pub struct Outbound {
     pub from_privacy: NamedAddress,
     pub transport: TransportKind,
     pub dir: PathBuf,
+    /// The SMTP server (transport = "smtp").
+    pub smtp: Option<Endpoint>,
+    pub pool_size: u32,
+    /// Transient failures are retried until an entry is this old.
+    pub max_age: HumanDuration,
+    /// Automatic mail to one requester address per hour (staff mail is
+    /// never limited).
+    pub rate_limit_per_hour: u32,
+}
+
+/// People ticketd writes to.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct People {
+    /// Operator alerts: permanent delivery failures, oversize messages.
+    pub alerts_to: Vec<EmailAddress>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -425,13 +574,90 @@ impl Config {
                     format!("duplicate mailbox name {name:?}"),
                 ));
             }
-            let path = match (m.source, m.path) {
-                (SourceKind::Maildir, Some(p)) => data_dir.join(p.get_ref()),
-                (SourceKind::Maildir, None) => {
-                    return Err(at(
-                        m.name.span(),
-                        format!("mailbox {name:?} has source = \"maildir\" but no `path`"),
-                    ))
+            let name_span = m.name.span();
+            let (path, imap) = match m.source {
+                SourceKind::Maildir => match &m.path {
+                    Some(p) => (data_dir.join(p.get_ref()), None),
+                    None => {
+                        return Err(at(
+                            name_span,
+                            format!("mailbox {name:?} has source = \"maildir\" but no `path`"),
+                        ))
+                    }
+                },
+                SourceKind::Imap => {
+                    let host = m.host.as_ref().ok_or_else(|| {
+                        at(
+                            name_span.clone(),
+                            format!("mailbox {name:?} has source = \"imap\" but no `host`"),
+                        )
+                    })?;
+                    let tls = m.tls.unwrap_or(TlsMode::Implicit);
+                    check_tls(host, tls).map_err(|e| at(host.span(), e))?;
+                    let username = m
+                        .username
+                        .clone()
+                        .unwrap_or_else(|| m.address.as_str().to_string());
+                    let credentials = credentials(
+                        m.auth.unwrap_or(AuthKind::Password),
+                        username,
+                        &m.password_env,
+                        &m.password_file,
+                        &m.token_command,
+                        &m.token_file,
+                        base,
+                    )
+                    .map_err(|e| at(name_span.clone(), format!("mailbox {name:?}: {e}")))?;
+                    if credentials == Credentials::None {
+                        return Err(at(
+                            name_span,
+                            format!(
+                                "mailbox {name:?}: IMAP needs auth = \"password\" or \"xoauth2\""
+                            ),
+                        ));
+                    }
+                    if m.flag && m.move_to.is_some() {
+                        return Err(at(
+                            name_span,
+                            format!(
+                                "mailbox {name:?}: give either `move` or `flag = true`, not both"
+                            ),
+                        ));
+                    }
+                    let after = if m.flag {
+                        AfterTake::Flag(m.keyword.clone().unwrap_or_else(|| "$TicketdTaken".into()))
+                    } else {
+                        AfterTake::Move(m.move_to.clone().unwrap_or_else(|| "Processed".into()))
+                    };
+                    let endpoint = Endpoint {
+                        host: host.get_ref().trim().to_string(),
+                        port: m.port.unwrap_or(match tls {
+                            TlsMode::Implicit => 993,
+                            _ => 143,
+                        }),
+                        tls,
+                        ca_file: m.ca_file.as_ref().map(|f| base.join(f)),
+                        credentials,
+                        timeout: m.timeout.unwrap_or(HumanDuration(Duration::from_secs(30))),
+                    };
+                    let imap = ImapSettings {
+                        endpoint,
+                        folder: m.folder.clone().unwrap_or_else(|| "INBOX".into()),
+                        after,
+                        idle: m.idle.unwrap_or(true),
+                        poll_interval: m
+                            .poll_interval
+                            .unwrap_or(HumanDuration(Duration::from_secs(60))),
+                        reconcile_interval: m
+                            .reconcile_interval
+                            .unwrap_or(HumanDuration(Duration::from_secs(300))),
+                        max_message_bytes: m
+                            .max_message_bytes
+                            .map(|b| b.0)
+                            .unwrap_or(50 * 1024 * 1024),
+                        fetch_batch: m.fetch_batch.unwrap_or(200).clamp(1, 5000),
+                    };
+                    (PathBuf::new(), Some(imap))
                 }
             };
             mailboxes.push(Mailbox {
@@ -441,6 +667,7 @@ impl Config {
                 source: m.source,
                 path,
                 demo_seed: m.demo_seed,
+                imap,
             });
         }
 
@@ -477,6 +704,46 @@ impl Config {
             batch_size: raw.daemon.batch_size.unwrap_or(200).clamp(1, 10_000),
         };
 
+        let o = &raw.outbound;
+        let smtp = match o.transport {
+            TransportKind::File => None,
+            TransportKind::Smtp => {
+                let host = o.host.as_ref().ok_or_else(|| ConfigError::General {
+                    file: file.into(),
+                    message: "[outbound] transport = \"smtp\" needs `host`".into(),
+                })?;
+                let tls = o.tls.unwrap_or(TlsMode::Starttls);
+                check_tls(host, tls).map_err(|e| at(host.span(), e))?;
+                let username = o.username.clone().unwrap_or_else(|| from_support.address());
+                let credentials = credentials(
+                    o.auth.unwrap_or(AuthKind::None),
+                    username,
+                    &o.password_env,
+                    &o.password_file,
+                    &o.token_command,
+                    &o.token_file,
+                    base,
+                )
+                .map_err(|e| at(host.span(), format!("[outbound]: {e}")))?;
+                Some(Endpoint {
+                    host: host.get_ref().trim().to_string(),
+                    port: o.port.unwrap_or(match tls {
+                        TlsMode::Implicit => 465,
+                        _ => 587,
+                    }),
+                    tls,
+                    ca_file: o.ca_file.as_ref().map(|f| base.join(f)),
+                    credentials,
+                    timeout: o.timeout.unwrap_or(HumanDuration(Duration::from_secs(30))),
+                })
+            }
+        };
+        let pool_size = o.pool_size.unwrap_or(4).clamp(1, 64);
+        let max_age = o
+            .max_age
+            .unwrap_or(HumanDuration(Duration::from_secs(3 * 24 * 3600)));
+        let rate_limit_per_hour = o.rate_limit_per_hour.unwrap_or(5);
+
         Ok(Config {
             origin: file.to_string(),
             templates_dir: raw.templates_dir.map(|t| base.join(t)),
@@ -487,6 +754,13 @@ impl Config {
                 from_privacy: raw.outbound.from_privacy,
                 transport: raw.outbound.transport,
                 dir: data_dir.join(raw.outbound.dir.as_deref().unwrap_or("outbox-mail")),
+                smtp,
+                pool_size,
+                max_age,
+                rate_limit_per_hour,
+            },
+            people: People {
+                alerts_to: raw.people.alerts_to,
             },
             daemon,
             triage: TriageSettings {
@@ -527,6 +801,81 @@ impl Config {
     /// The resolved settings as TOML, for `check-config`.
     pub fn to_toml_string(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+/// `tls = "none"` only for loopback hosts.
+fn check_tls(host: &toml::Spanned<String>, tls: TlsMode) -> Result<(), String> {
+    if tls != TlsMode::None {
+        return Ok(());
+    }
+    let h = host.get_ref().trim();
+    let loopback = h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "tls = \"none\" is refused for {h:?}: plaintext is allowed only to a loopback address; use \"implicit\" or \"starttls\""
+        ))
+    }
+}
+
+/// Credentials from the `auth`, `*_env`, `*_file` and `token_*` keys.
+fn credentials(
+    auth: AuthKind,
+    username: String,
+    password_env: &Option<String>,
+    password_file: &Option<String>,
+    token_command: &Option<String>,
+    token_file: &Option<String>,
+    base: &Path,
+) -> Result<Credentials, String> {
+    match auth {
+        AuthKind::None => {
+            if password_env.is_some()
+                || password_file.is_some()
+                || token_command.is_some()
+                || token_file.is_some()
+            {
+                return Err("secrets are given but auth = \"none\"".into());
+            }
+            Ok(Credentials::None)
+        }
+        AuthKind::Password => {
+            if token_command.is_some() || token_file.is_some() {
+                return Err("token_command/token_file need auth = \"xoauth2\"".into());
+            }
+            match (password_env, password_file) {
+                (Some(_), Some(_)) => {
+                    Err("give either password_env or password_file, not both".into())
+                }
+                (None, None) => {
+                    Err("auth = \"password\" needs password_env or password_file".into())
+                }
+                _ => Ok(Credentials::Password {
+                    username,
+                    secret: SecretRef {
+                        env: password_env.clone(),
+                        file: password_file.as_ref().map(|f| base.join(f)),
+                    },
+                }),
+            }
+        }
+        AuthKind::Xoauth2 => {
+            if password_env.is_some() || password_file.is_some() {
+                return Err("password_env/password_file need auth = \"password\"".into());
+            }
+            if token_command.is_none() && token_file.is_none() {
+                return Err("auth = \"xoauth2\" needs token_command or token_file".into());
+            }
+            Ok(Credentials::Xoauth2 {
+                username,
+                token_command: token_command.clone(),
+                token_file: token_file.as_ref().map(|f| base.join(f)),
+            })
+        }
     }
 }
 

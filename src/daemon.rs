@@ -1,7 +1,11 @@
 //! The daemon: opens the store, builds sources, the pipeline and the
 //! transport, then either drains everything once (`run --once`) or runs a
-//! task per source, an outbox worker and the control socket until SIGINT or
-//! SIGTERM.
+//! task per mailbox, an outbox worker and the control socket until SIGINT
+//! or SIGTERM.
+//!
+//! Each mailbox runs on its own task, so one bad mailbox (wrong password,
+//! server down) never stalls the others: it backs off exponentially with
+//! jitter (1 s doubling to 5 min) and reconnects on its own.
 //!
 //! Shutdown (as in mini-redis): a broadcast channel tells every task to
 //! stop; a task finishes the message in hand, the batch is flushed and
@@ -10,13 +14,15 @@
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SourceKind};
 use crate::control;
-use crate::outbox::{self, file::FileTransport, state::RetryPolicy, DeliveryStats};
+use crate::outbox::{self, AnyTransport, DeliveryStats, OutboxPolicy};
 use crate::pipeline::{IngestOptions, Pipeline, Report};
 use crate::render::Templates;
+use crate::source::imap::{Health, ImapSource};
 use crate::source::maildir::MaildirSource;
+use crate::source::{Envelope, Fetched, Source, SourceError};
 use crate::store::{Store, StoreError};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,11 +47,52 @@ pub struct RunSummary {
     pub seeded: usize,
 }
 
+/// Any configured source.
+pub enum AnySource {
+    Maildir(MaildirSource),
+    Imap(Box<ImapSource>),
+}
+
+impl Source for AnySource {
+    fn name(&self) -> &str {
+        match self {
+            AnySource::Maildir(s) => s.name(),
+            AnySource::Imap(s) => s.name(),
+        }
+    }
+    async fn fetch(&mut self, max: usize) -> Result<Fetched, SourceError> {
+        match self {
+            AnySource::Maildir(s) => s.fetch(max).await,
+            AnySource::Imap(s) => s.fetch(max).await,
+        }
+    }
+    async fn ack(&mut self, taken: &[Envelope]) -> Result<(), SourceError> {
+        match self {
+            AnySource::Maildir(s) => s.ack(taken).await,
+            AnySource::Imap(s) => s.ack(taken).await,
+        }
+    }
+    async fn wait(&mut self, max: Duration) -> Result<(), SourceError> {
+        match self {
+            AnySource::Maildir(s) => s.wait(max).await,
+            AnySource::Imap(s) => s.wait(max).await,
+        }
+    }
+    fn reset(&mut self) {
+        match self {
+            AnySource::Maildir(s) => s.reset(),
+            AnySource::Imap(s) => s.reset(),
+        }
+    }
+}
+
 /// Everything a running daemon holds.
 pub struct Daemon {
     pub pipeline: Pipeline,
-    transport: FileTransport,
-    retry: RetryPolicy,
+    transport: AnyTransport,
+    policy: OutboxPolicy,
+    /// Per IMAP mailbox: connection health (for metrics later).
+    pub health: Mutex<Vec<(String, Arc<Mutex<Health>>)>>,
 }
 
 impl Daemon {
@@ -60,7 +107,8 @@ impl Daemon {
                 "outbox entries from an interrupted run re-queued"
             );
         }
-        let transport = FileTransport::new(config.outbound.dir.clone());
+        let transport = AnyTransport::from_config(&config.outbound);
+        let policy = OutboxPolicy::from_config(&config);
         let pipeline = Pipeline::new(
             Arc::new(store),
             Arc::new(config),
@@ -70,16 +118,26 @@ impl Daemon {
         Ok(Daemon {
             pipeline,
             transport,
-            retry: RetryPolicy::default(),
+            policy,
+            health: Mutex::new(Vec::new()),
         })
     }
 
-    fn sources(&self) -> Result<(Vec<MaildirSource>, usize), DaemonError> {
+    fn sources(&self) -> Result<(Vec<(AnySource, Duration)>, usize), DaemonError> {
         let mut seeded = 0;
         let mut out = Vec::new();
-        for m in &self.pipeline.config.mailboxes {
-            match m.source {
-                SourceKind::Maildir => {
+        let config = &self.pipeline.config;
+        for m in &config.mailboxes {
+            match (m.source, &m.imap) {
+                (SourceKind::Imap, Some(imap)) => {
+                    let cursor = self.pipeline.store.cursor(&m.name)?;
+                    let src = ImapSource::new(&m.name, imap.clone(), cursor.as_deref());
+                    if let Ok(mut h) = self.health.lock() {
+                        h.push((m.name.clone(), src.health()));
+                    }
+                    out.push((AnySource::Imap(Box::new(src)), imap.reconcile_interval.0));
+                }
+                _ => {
                     if m.demo_seed {
                         seeded += crate::demo::seed(&m.path).map_err(|e| {
                             DaemonError::Io(format!(
@@ -88,27 +146,37 @@ impl Daemon {
                             ))
                         })?;
                     }
-                    out.push(MaildirSource::open(&m.name, &m.path)?);
+                    out.push((
+                        AnySource::Maildir(MaildirSource::open(&m.name, &m.path)?),
+                        config.daemon.poll_interval.0,
+                    ));
                 }
             }
         }
         Ok((out, seeded))
     }
 
-    /// Drain every source and the outbox once, then return.
+    /// Drain every source and the outbox once, then return. A mailbox that
+    /// cannot be reached is reported and does not stop the others.
     pub async fn run_once(&self) -> Result<RunSummary, DaemonError> {
-        let (mut sources, seeded) = self.sources()?;
+        let (sources, seeded) = self.sources()?;
         let mut summary = RunSummary {
             seeded,
             ..RunSummary::default()
         };
         let batch = self.pipeline.config.daemon.batch_size;
-        for src in &mut sources {
-            let r = self
+        for (mut src, _) in sources {
+            match self
                 .pipeline
-                .drain(src, batch, IngestOptions::default(), &|| false)
-                .await?;
-            summary.report.merge(r);
+                .drain(&mut src, batch, IngestOptions::default(), &|| false)
+                .await
+            {
+                Ok(r) => summary.report.merge(r),
+                Err(e) => {
+                    tracing::error!(source = src.name(), error = %e, "mailbox failed");
+                    summary.report.errors.push(format!("{}: {e}", src.name()));
+                }
+            }
         }
         summary.delivery = self.deliver().await?;
         Ok(summary)
@@ -119,18 +187,32 @@ impl Daemon {
             &self.pipeline.store,
             &self.transport,
             self.pipeline.clock.as_ref(),
-            &self.retry,
+            &self.policy,
         )
         .await?)
     }
 
     /// Run until SIGINT/SIGTERM.
     pub async fn run_forever(self) -> Result<(), DaemonError> {
+        let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(4);
+        let me = Arc::new(self);
+        let signal_tx = shutdown_tx.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = signal_tx.send(());
+        });
+        me.run_until(shutdown_tx).await
+    }
+
+    /// Run until `shutdown` is sent (tests drive this directly).
+    pub async fn run_until(
+        self: Arc<Self>,
+        shutdown_tx: tokio::sync::broadcast::Sender<()>,
+    ) -> Result<(), DaemonError> {
         let (sources, seeded) = self.sources()?;
         if seeded > 0 {
             tracing::info!(messages = seeded, "demo Maildir seeded");
         }
-        let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(4);
         let stop = Arc::new(AtomicBool::new(false));
         let wake_outbox = Arc::new(tokio::sync::Notify::new());
         let mut tasks = tokio::task::JoinSet::new();
@@ -145,42 +227,58 @@ impl Daemon {
             }
         });
 
-        let poll = self.pipeline.config.daemon.poll_interval.0;
         let batch = self.pipeline.config.daemon.batch_size;
-        for mut src in sources {
+        for (mut src, reconcile) in sources {
             let p = self.pipeline.clone();
             let mut rx = shutdown_tx.subscribe();
             let stop = stop.clone();
             let wake = wake_outbox.clone();
             tasks.spawn(async move {
-                let mut backoff = poll;
+                let mut failures: u32 = 0;
                 loop {
                     // Messages that failed last pass are tried again.
                     src.reset();
                     let stop_fn = || stop.load(Ordering::SeqCst);
-                    match p.drain(&mut src, batch, IngestOptions::default(), &stop_fn).await {
+                    let ok = match p.drain(&mut src, batch, IngestOptions::default(), &stop_fn).await {
                         Ok(r) => {
-                            backoff = poll;
-                            if r.acks_queued > 0 {
+                            if r.acks_queued > 0 || r.new_cases > 0 || r.follow_ups > 0 {
                                 wake.notify_one();
                             }
+                            true
                         }
                         Err(e) => {
-                            backoff = (backoff * 2).min(Duration::from_secs(300));
-                            tracing::error!(source = %crate::source::Source::name(&src), error = %e, retry_in = ?backoff, "source pass failed");
+                            tracing::error!(source = src.name(), error = %e, "source pass failed");
+                            false
                         }
+                    };
+                    if stop.load(Ordering::SeqCst) {
+                        break;
                     }
-                    tokio::select! {
-                        _ = rx.recv() => break,
-                        _ = tokio::time::sleep(backoff) => {}
+                    if ok {
+                        failures = 0;
+                        tokio::select! {
+                            _ = rx.recv() => break,
+                            r = src.wait(reconcile) => {
+                                if let Err(e) = r {
+                                    tracing::warn!(source = src.name(), error = %e, "waiting for mail failed; reconnecting");
+                                }
+                            }
+                        }
+                    } else {
+                        failures = failures.saturating_add(1);
+                        let delay = backoff(failures);
+                        tracing::info!(source = src.name(), retry_in = ?delay, "backing off");
+                        tokio::select! {
+                            _ = rx.recv() => break,
+                            _ = tokio::time::sleep(delay) => {}
+                        }
                     }
                 }
             });
         }
 
-        let me = Arc::new(self);
         tasks.spawn({
-            let me = me.clone();
+            let me = self.clone();
             let mut rx = shutdown_tx.subscribe();
             let wake = wake_outbox.clone();
             async move {
@@ -197,8 +295,9 @@ impl Daemon {
             }
         });
 
-        tracing::info!(data_dir = %me.pipeline.config.data_dir.display(), "ticketd running; SIGINT or SIGTERM stops it");
-        wait_for_signal().await;
+        tracing::info!(data_dir = %self.pipeline.config.data_dir.display(), "ticketd running; SIGINT or SIGTERM stops it");
+        let mut rx = shutdown_tx.subscribe();
+        let _ = rx.recv().await;
         tracing::info!("shutting down: finishing the messages in hand");
         stop.store(true, Ordering::SeqCst);
         let _ = shutdown_tx.send(());
@@ -207,10 +306,19 @@ impl Daemon {
                 tracing::error!(error = %e, "task ended abnormally");
             }
         }
-        me.pipeline.store.flush().await?;
+        self.pipeline.store.flush().await?;
         tracing::info!("stopped cleanly");
         Ok(())
     }
+}
+
+/// Exponential backoff with jitter: 1 s, 2 s, 4 s … capped at 5 min, each
+/// plus up to 25 % random.
+pub fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_secs(1u64 << failures.saturating_sub(1).min(9))
+        .min(Duration::from_secs(300));
+    let jitter = base.as_millis() as u64 / 4;
+    base + Duration::from_millis(fastrand::u64(0..=jitter))
 }
 
 async fn wait_for_signal() {
@@ -238,4 +346,17 @@ async fn wait_for_signal() {
 /// Open a daemon on the system clock.
 pub fn open(config: Config) -> Result<Daemon, DaemonError> {
     Daemon::open(config, Arc::new(SystemClock))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) >= Duration::from_secs(1) && backoff(1) <= Duration::from_millis(1250));
+        assert!(backoff(3) >= Duration::from_secs(4));
+        assert!(backoff(30) <= Duration::from_secs(375));
+        assert!(backoff(30) >= Duration::from_secs(300));
+    }
 }

@@ -31,6 +31,8 @@
 //! - [`demo`]: the embedded default (demo Maildir seeded from `fixtures/demo`).
 //! - [`cli`]: the subcommands behind the thin `main.rs`.
 //! - [`failpoint`]: named crash points that tests switch on by environment variable.
+//! - [`tls`], [`secrets`]: TLS client settings (checks always on) and
+//!   credentials (passwords, XOAUTH2 tokens) resolved at connect time.
 
 pub mod classify;
 pub mod cli;
@@ -45,6 +47,8 @@ pub mod outbox;
 pub mod pipeline;
 pub mod policy;
 pub mod render;
+pub mod secrets;
 pub mod source;
 pub mod store;
+pub mod tls;
 pub mod triage;

@@ -12,7 +12,8 @@ use crate::mail;
 use crate::render::{self, AckParts, Templates};
 use crate::source::{Envelope, Source, SourceError};
 use crate::store::{
-    Case, CaseKind, IngestInput, IngestOutcome, NewMail, Store, StoreError, ThreadHint,
+    AlertRenderer, Case, CaseKind, IngestInput, IngestOutcome, NewMail, Store, StoreError,
+    ThreadHint,
 };
 use crate::triage::{self, Decision, Kind, TriageContext};
 use serde::Serialize;
@@ -110,6 +111,51 @@ impl Pipeline {
         &self.rules
     }
 
+    /// The operator alert for a message over the per-message size limit.
+    fn oversize_alert(
+        &self,
+        env: &Envelope,
+        case: Option<&Case>,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<NewMail, String> {
+        let to: Vec<String> = self
+            .config
+            .people
+            .alerts_to
+            .iter()
+            .map(|a| a.as_str().to_string())
+            .collect();
+        if to.is_empty() {
+            return Err("no people.alerts_to configured".into());
+        }
+        let case_id = case.map(|c| c.id.as_str());
+        let subject = format!(
+            "[ticketd] oversize message in mailbox {}{}",
+            env.source,
+            case_id.map(|c| format!(" ({c})")).unwrap_or_default()
+        );
+        let body = format!(
+            "A message of {} bytes arrived in mailbox {} (key {}), over the per-message limit.\n\
+             Only its header was fetched and triaged; the original stays on the server.\n\
+             Case: {}\n",
+            env.original_size.unwrap_or(0),
+            env.source,
+            env.key,
+            case_id.unwrap_or("none (set aside)")
+        );
+        render::build_notice(
+            self.config.outbound.from_support.mailbox(),
+            &to,
+            &subject,
+            &body,
+            &self.config.domain,
+            token,
+            case_id,
+            now,
+        )
+    }
+
     /// The acknowledgement for `case`, from the sender that matches its kind
     /// (pure; used inside the store transaction).
     pub fn build_ack(
@@ -173,6 +219,12 @@ impl Pipeline {
         let hash = mail::content_hash(&env.raw);
         let parsed = mail::parse(&env.raw, limit);
         let no_render = |_: &Case| -> Result<NewMail, String> { Err("not mail".into()) };
+        let alert_token = render::token();
+        let render_alert = |case: Option<&Case>| -> Result<NewMail, String> {
+            self.oversize_alert(env, case, &alert_token, now)
+        };
+        let alert: Option<&AlertRenderer<'_>> =
+            env.original_size.is_some().then_some(&render_alert);
 
         let outcome = match &parsed {
             Err(not_mail) => {
@@ -185,6 +237,8 @@ impl Pipeline {
                     actor: "ticketd",
                     raw: &env.raw,
                     max_stored_bytes: self.config.limits.max_stored_message_bytes,
+                    original_size: env.original_size,
+                    render_alert: alert,
                     message_id: None,
                     content_hash: &hash,
                     subject: "",
@@ -239,6 +293,8 @@ impl Pipeline {
                     actor: "ticketd",
                     raw: &env.raw,
                     max_stored_bytes: self.config.limits.max_stored_message_bytes,
+                    original_size: env.original_size,
+                    render_alert: alert,
                     message_id: m.message_id.as_deref(),
                     content_hash: &hash,
                     subject: &m.subject,

@@ -203,6 +203,52 @@ pub fn build_ack(templates: &Templates, case: &Case, p: &AckParts<'_>) -> Result
     })
 }
 
+/// A mail to our own people (alerts, notifications): stable Message-ID
+/// `<note.CASE.TOKEN@DOMAIN>`, `Auto-Submitted: auto-generated`.
+#[allow(clippy::too_many_arguments)]
+pub fn build_notice(
+    from: &Mailbox,
+    to: &[String],
+    subject: &str,
+    body: &str,
+    domain: &str,
+    token: &str,
+    case_id: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<NewMail, String> {
+    let message_id = format!("note.{}.{token}@{domain}", case_id.unwrap_or("ticketd"));
+    let mut b = lettre::Message::builder()
+        .from(from.clone())
+        .subject(subject.replace(['\r', '\n'], " "))
+        .message_id(Some(format!("<{message_id}>")))
+        .date(std::time::SystemTime::from(now))
+        .header(ContentType::TEXT_PLAIN)
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".into(),
+        ));
+    if to.is_empty() {
+        return Err("no recipients".into());
+    }
+    for r in to {
+        let a: lettre::Address = r.parse().map_err(|e| format!("bad recipient {r}: {e}"))?;
+        b = b.to(Mailbox::new(None, a));
+    }
+    let msg = b
+        .body(body.to_string())
+        .map_err(|e| format!("cannot build mail: {e}"))?;
+    let mail = String::from_utf8(msg.formatted()).map_err(|e| format!("mail is not UTF-8: {e}"))?;
+    Ok(NewMail {
+        purpose: Purpose::StaffNotice,
+        from: from.email.to_string(),
+        recipients: to.to_vec(),
+        message_id,
+        in_reply_to: None,
+        subject: subject.to_string(),
+        mail,
+    })
+}
+
 /// `[SUP-000123] Re: original subject` (no duplicate "Re:"; no line breaks).
 pub fn ack_subject(case_id: &str, original: &str) -> String {
     let clean: String = original

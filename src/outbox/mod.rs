@@ -7,10 +7,11 @@
 //! same fixed Message-ID).
 
 pub mod file;
+pub mod smtp;
 pub mod state;
 
 use crate::clock::Clock;
-use crate::store::{EventKind, OutboxEntry, OutboxState, Store, StoreError};
+use crate::store::{EventKind, OutboxEntry, OutboxState, Purpose, Store, StoreError};
 use std::future::Future;
 
 /// Why a transport could not deliver.
@@ -27,6 +28,42 @@ pub enum SendError {
 /// Puts one mail on its way. Returns where it went (file path, queue id).
 pub trait Transport: Send + Sync {
     fn send(&self, entry: &OutboxEntry) -> impl Future<Output = Result<String, SendError>> + Send;
+    /// How many deliveries may run at once.
+    fn concurrency_hint(&self) -> usize {
+        1
+    }
+}
+
+/// The configured transport.
+pub enum AnyTransport {
+    File(file::FileTransport),
+    Smtp(Box<smtp::SmtpTransport>),
+}
+
+impl AnyTransport {
+    pub fn from_config(o: &crate::config::Outbound) -> AnyTransport {
+        match (&o.transport, &o.smtp) {
+            (crate::config::TransportKind::Smtp, Some(ep)) => {
+                AnyTransport::Smtp(Box::new(smtp::SmtpTransport::new(ep.clone(), o.pool_size)))
+            }
+            _ => AnyTransport::File(file::FileTransport::new(o.dir.clone())),
+        }
+    }
+}
+
+impl Transport for AnyTransport {
+    async fn send(&self, entry: &OutboxEntry) -> Result<String, SendError> {
+        match self {
+            AnyTransport::File(t) => t.send(entry).await,
+            AnyTransport::Smtp(t) => t.send(entry).await,
+        }
+    }
+    fn concurrency_hint(&self) -> usize {
+        match self {
+            AnyTransport::File(_) => 1,
+            AnyTransport::Smtp(s) => s.pool_size(),
+        }
+    }
 }
 
 /// What one delivery pass did.
@@ -35,16 +72,54 @@ pub struct DeliveryStats {
     pub sent: usize,
     pub retry_later: usize,
     pub failed: usize,
+    /// Not sent: per-recipient rate limit.
+    pub suppressed: usize,
+}
+
+/// How the worker treats entries besides retrying them.
+#[derive(Debug, Clone)]
+pub struct OutboxPolicy {
+    pub retry: state::RetryPolicy,
+    /// Automatic mail to one requester address per rolling hour (0 = no
+    /// limit). Staff mail is never limited.
+    pub rate_limit_per_hour: u32,
+    /// Where permanent failures are reported.
+    pub alerts_to: Vec<String>,
+    pub alert_from: lettre::message::Mailbox,
+    pub domain: String,
+}
+
+impl OutboxPolicy {
+    pub fn from_config(c: &crate::config::Config) -> OutboxPolicy {
+        OutboxPolicy {
+            retry: state::RetryPolicy {
+                max_age: chrono::Duration::from_std(c.outbound.max_age.0)
+                    .unwrap_or_else(|_| chrono::Duration::days(3)),
+                ..state::RetryPolicy::default()
+            },
+            rate_limit_per_hour: c.outbound.rate_limit_per_hour,
+            alerts_to: c
+                .people
+                .alerts_to
+                .iter()
+                .map(|a| a.as_str().to_string())
+                .collect(),
+            alert_from: c.outbound.from_support.mailbox().clone(),
+            domain: c.domain.clone(),
+        }
+    }
 }
 
 /// Deliver every pending entry that is due now. Each entry is marked
-/// `sending` (durably) before the transport is called, and `sent` after.
+/// `sending` (durably) before the transport is called, and `sent` after;
+/// deliveries run concurrently up to the transport's pool size.
 pub async fn deliver_due<T: Transport>(
     store: &Store,
     transport: &T,
     clock: &dyn Clock,
-    policy: &state::RetryPolicy,
+    policy: &OutboxPolicy,
 ) -> Result<DeliveryStats, StoreError> {
+    use futures::StreamExt;
     let mut stats = DeliveryStats::default();
     let now = clock.now();
     let due: Vec<OutboxEntry> = store
@@ -58,13 +133,43 @@ pub async fn deliver_due<T: Transport>(
     // One durable step marks the whole batch as being sent.
     let mut batch = Vec::with_capacity(due.len());
     for mut e in due {
+        if e.purpose == Purpose::Ack && policy.rate_limit_per_hour > 0 {
+            let over = e.recipients.iter().find(|r| {
+                !store
+                    .rate_take(r, now, policy.rate_limit_per_hour)
+                    .unwrap_or(true)
+            });
+            if let Some(r) = over {
+                e.state = OutboxState::Suppressed;
+                e.last_error = Some(format!(
+                    "rate limit: more than {} automatic mails to this address in an hour",
+                    policy.rate_limit_per_hour
+                ));
+                tracing::info!(
+                    outbox = e.id,
+                    "automatic mail not sent: per-recipient rate limit"
+                );
+                let ev = EventKind::RateLimited {
+                    outbox: e.id,
+                    recipient: r.clone(),
+                };
+                store.update_outbox(&e, Some((now, ev)))?;
+                stats.suppressed += 1;
+                continue;
+            }
+        }
         state::begin_send(&mut e);
         store.update_outbox(&e, None)?;
         batch.push(e);
     }
     store.flush().await?;
-    for mut e in batch {
-        let result = transport.send(&e).await;
+    let concurrency = transport.concurrency_hint().max(1);
+    let mut results = futures::stream::iter(batch.into_iter().map(|e| async move {
+        let r = transport.send(&e).await;
+        (e, r)
+    }))
+    .buffer_unordered(concurrency);
+    while let Some((mut e, result)) = results.next().await {
         crate::failpoint::hit("after_send_before_mark");
         let now = clock.now();
         let event = match result {
@@ -82,10 +187,13 @@ pub async fn deliver_due<T: Transport>(
                 }
             }
             Err(err) => {
-                let permanent = state::failed(&mut e, now, &err, policy);
+                let permanent = state::failed(&mut e, now, &err, &policy.retry);
                 if permanent {
                     stats.failed += 1;
                     tracing::warn!(outbox = e.id, error = %err, "mail failed permanently");
+                    if e.purpose != Purpose::StaffNotice {
+                        alert_failure(store, policy, &e, now)?;
+                    }
                 } else {
                     stats.retry_later += 1;
                     tracing::info!(outbox = e.id, error = %err, "mail delivery deferred");
@@ -97,9 +205,59 @@ pub async fn deliver_due<T: Transport>(
                 }
             }
         };
+        // A retry's every attempt is not worth an event; the first and the
+        // outcome are.
         let record_event = e.state != OutboxState::Queued || e.attempts == 1;
         store.update_outbox(&e, record_event.then_some((now, event)))?;
     }
     store.flush().await?;
     Ok(stats)
+}
+
+/// Tell the operators that a mail could not be delivered.
+fn alert_failure(
+    store: &Store,
+    policy: &OutboxPolicy,
+    e: &OutboxEntry,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), StoreError> {
+    if policy.alerts_to.is_empty() {
+        return Ok(());
+    }
+    let subject = format!(
+        "[ticketd] undeliverable mail{}",
+        e.case
+            .as_deref()
+            .map(|c| format!(" for {c}"))
+            .unwrap_or_default()
+    );
+    let body = format!(
+        "Outbox entry {} ({:?}) could not be delivered and will not be retried.\nSubject: {}\nError: {}\nCase: {}\n",
+        e.id,
+        e.purpose,
+        e.subject,
+        e.last_error.as_deref().unwrap_or("-"),
+        e.case.as_deref().unwrap_or("none")
+    );
+    match crate::render::build_notice(
+        &policy.alert_from,
+        &policy.alerts_to,
+        &subject,
+        &body,
+        &policy.domain,
+        &crate::render::token(),
+        e.case.as_deref(),
+        now,
+    ) {
+        Ok(mail) => {
+            store.queue_notice(
+                e.case.as_deref(),
+                mail,
+                now,
+                &format!("outbox entry {} failed permanently", e.id),
+            )?;
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot build failure alert"),
+    }
+    Ok(())
 }

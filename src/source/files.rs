@@ -99,6 +99,7 @@ pub fn read_input(input: &Input, mut f: impl FnMut(Envelope)) -> std::io::Result
                 key: p.display().to_string(),
                 received_at: super::maildir::mtime(&meta),
                 raw,
+                original_size: None,
             });
             Ok(())
         }
@@ -130,6 +131,7 @@ fn read_mbox<R: BufRead>(
             key: format!("{}#{}", p.display(), i + 1),
             received_at,
             raw: m.unwrap_contents(),
+            original_size: None,
         });
     }
     Ok(())

@@ -34,11 +34,6 @@ impl MaildirSource {
         })
     }
 
-    /// Forget in-flight keys (after a failed batch, so it is retried).
-    pub fn reset(&mut self) {
-        self.in_flight.clear();
-    }
-
     fn io(&self, context: String, error: std::io::Error) -> SourceError {
         SourceError::Io {
             source_name: self.name.clone(),
@@ -87,12 +82,17 @@ impl Source for MaildirSource {
                         key: name,
                         received_at,
                         raw,
+                        original_size: None,
                     });
                 }
                 Err(e) => out.errors.push((name, e.to_string())),
             }
         }
         Ok(out)
+    }
+
+    fn reset(&mut self) {
+        self.in_flight.clear();
     }
 
     async fn ack(&mut self, taken: &[Envelope]) -> Result<(), SourceError> {

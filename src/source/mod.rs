@@ -2,9 +2,10 @@
 //! [`Envelope`]s it has not yet been told are taken, and takes them (moves
 //! or flags them) only when [`Source::ack`] is called — which the pipeline
 //! does only after the store has flushed their cases. The IMAP source will
-//! sit behind the same trait.
+//! sit behind the same trait: [`imap::ImapSource`].
 
 pub mod files;
+pub mod imap;
 pub mod maildir;
 
 use chrono::{DateTime, Utc};
@@ -21,6 +22,9 @@ pub struct Envelope {
     /// never the sender's `Date` header.
     pub received_at: DateTime<Utc>,
     pub raw: Vec<u8>,
+    /// Set when the message was over the per-message size limit and only
+    /// its header was fetched: the size of the whole original.
+    pub original_size: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +49,18 @@ pub trait Source: Send {
     /// Take these messages from the source. Called only after their cases
     /// are durable.
     fn ack(&mut self, taken: &[Envelope]) -> impl Future<Output = Result<(), SourceError>> + Send;
+    /// Wait until new mail may be there (IMAP IDLE), at most `max`.
+    fn wait(
+        &mut self,
+        max: std::time::Duration,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send {
+        async move {
+            tokio::time::sleep(max).await;
+            Ok(())
+        }
+    }
+    /// Forget messages handed out but not acked (they are tried again).
+    fn reset(&mut self) {}
 }
 
 /// A batch from [`Source::fetch`].

@@ -12,6 +12,10 @@ use crate::triage::{Decision, Kind};
 use sled::transaction::{ConflictableTransactionError as Cte, TransactionalTree};
 use sled::Transactional;
 
+/// Builds an operator alert, for a case if there is one (pure).
+pub type AlertRenderer<'a> =
+    dyn Fn(Option<&Case>) -> std::result::Result<NewMail, String> + Sync + 'a;
+
 /// How a message may join an existing case.
 #[derive(Debug, Clone, Default)]
 pub struct ThreadHint {
@@ -33,6 +37,11 @@ pub struct IngestInput<'a> {
     pub actor: &'a str,
     pub raw: &'a [u8],
     pub max_stored_bytes: u64,
+    /// Set when only the header was fetched (the message was over the
+    /// per-message limit): the size of the whole original.
+    pub original_size: Option<u64>,
+    /// Builds the operator alert for an oversize message (pure).
+    pub render_alert: Option<&'a AlertRenderer<'a>>,
     pub message_id: Option<&'a str>,
     pub content_hash: &'a str,
     pub subject: &'a str,
@@ -134,10 +143,18 @@ impl Tx<'_> {
     }
 
     fn queue(&self, case: &mut Case, mail: NewMail, now: DateTime<Utc>) -> TxResult<u64> {
+        let id = self.queue_mail(Some(&case.id), mail, now)?;
+        case.outbox.push(id);
+        Ok(id)
+    }
+
+    /// Put a mail in the outbox (optionally for a case); index its
+    /// Message-ID so replies to it thread into the case.
+    fn queue_mail(&self, case: Option<&str>, mail: NewMail, now: DateTime<Utc>) -> TxResult<u64> {
         let id = self.next_seq("outbox")?;
         let entry = OutboxEntry {
             id,
-            case: Some(case.id.clone()),
+            case: case.map(str::to_string),
             purpose: mail.purpose,
             from: mail.from,
             recipients: mail.recipients,
@@ -155,9 +172,10 @@ impl Tx<'_> {
         };
         self.outbox.insert(&be(id), to_json(&entry))?;
         self.pending.insert(&be(id), &[])?;
-        self.msgids
-            .insert(mail.message_id.as_bytes(), case.id.as_bytes())?;
-        case.outbox.push(id);
+        if let Some(case) = case {
+            self.msgids
+                .insert(mail.message_id.as_bytes(), case.as_bytes())?;
+        }
         Ok(id)
     }
 
@@ -327,6 +345,35 @@ impl Store {
         self.transact(|tx| ingest_tx(tx, input))
     }
 
+    /// Queue a mail to our own people (an alert), with an event on its case.
+    pub fn queue_notice(
+        &self,
+        case: Option<&str>,
+        mail: NewMail,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<u64> {
+        self.transact(|tx| {
+            let oid = tx.queue_mail(case, mail.clone(), now)?;
+            if let Some(id) = case {
+                if let Some(mut c) = tx.get_case(id)? {
+                    c.outbox.push(oid);
+                    tx.event(
+                        &mut c,
+                        now,
+                        "ticketd",
+                        EventKind::AlertQueued {
+                            outbox: oid,
+                            reason: reason.to_string(),
+                        },
+                    )?;
+                    tx.put_case(&c)?;
+                }
+            }
+            Ok(oid)
+        })
+    }
+
     /// Make a case from an ignored message, with `decision` (triage as a new
     /// case). The ignored record keeps its history and points at the case.
     pub fn promote_ignored(
@@ -408,11 +455,16 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
     }
 
     let msg_id = tx.next_seq("message")?;
-    let size = input.raw.len() as u64;
-    let raw_stored = size <= input.max_stored_bytes;
+    let size = input.original_size.unwrap_or(input.raw.len() as u64);
+    let raw_stored = input.original_size.is_none() && size <= input.max_stored_bytes;
     let mut notes = Vec::new();
     if raw_stored {
         tx.raw.insert(&be(msg_id), input.raw)?;
+    } else if input.original_size.is_some() {
+        notes.push(format!(
+            "message is {size} bytes, over the per-message fetch limit: only its header was fetched and triaged; the original stays in its source ({} {})",
+            input.source, input.source_key
+        ));
     } else {
         notes.push(format!(
             "original message is {size} bytes, over the {} byte storage limit: it is not stored here and stays in its source ({} {})",
@@ -539,6 +591,48 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
         }
     };
 
+    if input.original_size.is_some() {
+        if let Some(render) = input.render_alert {
+            let mut case = match outcome_case(&outcome) {
+                Some(c) => tx.get_case(c)?,
+                None => None,
+            };
+            match render(case.as_ref()) {
+                Ok(mail) => {
+                    let oid =
+                        tx.queue_mail(case.as_ref().map(|c| c.id.as_str()), mail, input.now)?;
+                    if let Some(c) = case.as_mut() {
+                        c.outbox.push(oid);
+                        tx.event(
+                            c,
+                            input.now,
+                            "ticketd",
+                            EventKind::AlertQueued {
+                                outbox: oid,
+                                reason: format!(
+                                    "message of {size} bytes over the per-message limit"
+                                ),
+                            },
+                        )?;
+                        tx.put_case(c)?;
+                    }
+                }
+                Err(e) => {
+                    if let Some(c) = case.as_mut() {
+                        tx.event(
+                            c,
+                            input.now,
+                            "ticketd",
+                            EventKind::Note {
+                                text: format!("no operator alert sent: {e}"),
+                            },
+                        )?;
+                        tx.put_case(c)?;
+                    }
+                }
+            }
+        }
+    }
     tx.messages.insert(&be(msg_id), to_json(&record))?;
     tx.dedupe.insert(dedupe_key.as_bytes(), &be(msg_id))?;
     // Index the received Message-ID so replies to it thread into the case.

@@ -22,13 +22,14 @@
 //! | `msgids` | Message-ID (ours and received) | case id |
 //! | `ignored` | u64 BE ignored id | [`IgnoredRecord`] JSON |
 //! | `cursors` | source name | source-specific bytes |
+//! | `rate` | recipient address | JSON list of send times (last hour) |
 //!
 //! Not for: deciding what a message is (triage) or sending mail (outbox).
 
 mod ingest;
 pub mod model;
 
-pub use ingest::{IngestInput, IngestOutcome, ThreadHint};
+pub use ingest::{AlertRenderer, IngestInput, IngestOutcome, ThreadHint};
 pub use model::*;
 
 use chrono::{DateTime, Utc};
@@ -83,6 +84,7 @@ pub(crate) struct Trees {
     pub msgids: sled::Tree,
     pub ignored: sled::Tree,
     pub cursors: sled::Tree,
+    pub rate: sled::Tree,
 }
 
 pub struct Store {
@@ -208,6 +210,7 @@ impl Store {
             msgids: db.open_tree("msgids")?,
             ignored: db.open_tree("ignored")?,
             cursors: db.open_tree("cursors")?,
+            rate: db.open_tree("rate")?,
         };
         match t.meta.get("schema_version")? {
             None => {
@@ -436,7 +439,7 @@ impl Store {
                     OutboxState::Queued | OutboxState::Sending => {
                         pending.insert(&be(entry.id), &[])?;
                     }
-                    OutboxState::Sent | OutboxState::Failed => {
+                    OutboxState::Sent | OutboxState::Failed | OutboxState::Suppressed => {
                         pending.remove(&be(entry.id))?;
                     }
                 }
@@ -460,6 +463,24 @@ impl Store {
                 Ok(())
             });
         res.map_err(tx_err)
+    }
+
+    /// Count one automatic mail to `recipient` against a per-hour limit.
+    /// Returns false (and counts nothing) when the limit is reached.
+    pub fn rate_take(&self, recipient: &str, now: DateTime<Utc>, per_hour: u32) -> Result<bool> {
+        let key = recipient.to_ascii_lowercase();
+        let mut times: Vec<i64> = match self.t.rate.get(key.as_bytes())? {
+            Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        let cutoff = (now - chrono::Duration::hours(1)).timestamp();
+        times.retain(|t| *t > cutoff);
+        if times.len() >= per_hour as usize {
+            return Ok(false);
+        }
+        times.push(now.timestamp());
+        self.t.rate.insert(key.as_bytes(), to_json(&times))?;
+        Ok(true)
     }
 
     /// After a restart: entries left in `sending` go back to `queued` (the

@@ -207,6 +207,14 @@ pub enum EventKind {
     Promoted {
         ignored: u64,
     },
+    AlertQueued {
+        outbox: u64,
+        reason: String,
+    },
+    RateLimited {
+        outbox: u64,
+        recipient: String,
+    },
     Note {
         text: String,
     },
@@ -224,6 +232,8 @@ impl EventKind {
             EventKind::MailFailed { .. } => "mail_failed",
             EventKind::StatusChanged { .. } => "status_changed",
             EventKind::Promoted { .. } => "promoted",
+            EventKind::AlertQueued { .. } => "alert_queued",
+            EventKind::RateLimited { .. } => "rate_limited",
             EventKind::Note { .. } => "note",
         }
     }
@@ -262,6 +272,8 @@ pub enum OutboxState {
     Sending,
     Sent,
     Failed,
+    /// Not sent: the per-recipient rate limit for automatic mail was hit.
+    Suppressed,
 }
 
 impl OutboxState {
@@ -271,6 +283,7 @@ impl OutboxState {
             OutboxState::Sending => "sending",
             OutboxState::Sent => "sent",
             OutboxState::Failed => "failed",
+            OutboxState::Suppressed => "suppressed",
         }
     }
 }

@@ -75,6 +75,8 @@ fn ingest(store: &Store, m: Msg<'_>) -> IngestOutcome {
         actor: "ticketd",
         raw: m.raw,
         max_stored_bytes: 1000,
+        original_size: None,
+        render_alert: None,
         message_id: m.mid,
         content_hash: &hash,
         subject: "s",

@@ -190,6 +190,39 @@ wait_pid_gone() {
     ! pid_alive "$pid"
 }
 
+# session_pids SID EXE_PREFIX: live processes of session SID whose executable
+# lies under EXE_PREFIX (the daemons' children after their master is gone).
+session_pids() {
+    local f line rest pid exe
+    for f in /proc/[0-9]*/stat; do
+        { IFS= read -r line < "$f"; } 2>/dev/null || continue
+        rest="${line##*) }"
+        # rest: state ppid pgrp session ...
+        set -- $rest
+        [ "$1" != Z ] && [ "$4" = "$SID_WANTED" ] || continue
+        pid="${f#/proc/}"; pid="${pid%/stat}"
+        exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+        [[ "$exe" == "$EXE_PREFIX"* ]] && echo "$pid"
+    done
+}
+
+# reap_session SID EXE_PREFIX: TERM, then KILL, what is left of a daemon's
+# session.  Dovecot's children outlive their master for up to ~30 s (an imap
+# process in IDLE says BYE only after 10 s; auth keeps serving Postfix's open
+# SASL connection), which would not look like a stopped server to a test.
+reap_session() {
+    local SID_WANTED="$1" EXE_PREFIX="$2" pids n
+    pids="$(session_pids)"
+    [ -z "$pids" ] && return 0
+    kill -TERM $pids 2>/dev/null || true
+    for n in 1 2 3 4 5 6 7 8 9 10; do
+        sleep 0.1
+        pids="$(session_pids)"
+        [ -z "$pids" ] && return 0
+    done
+    kill -KILL $pids 2>/dev/null || true
+}
+
 tail_log() { # tail_log TITLE FILE
     if [ -s "$2" ]; then
         echo "---- $1 ($2), last lines:" >&2
@@ -244,7 +277,7 @@ EOF
 # render TEMPLATE OUT [TEMPLATE OUT ...]: replace @@KEY@@ with $MS_KEY
 render() {
     "$PY" - "$@" <<'EOF'
-import os, re, sys
+import os, re, sys, time
 args = sys.argv[1:]
 for src, dst in zip(args[0::2], args[1::2]):
     text = open(src).read()
@@ -254,31 +287,54 @@ for src, dst in zip(args[0::2], args[1::2]):
             sys.exit(f"render: no value for @@{k}@@ in {src}")
         return os.environ["MS_" + k]
     open(dst, "w").write(re.sub(r"@@([A-Z0-9_]+)@@", sub, text))
+    past = time.time() - 5     # see pf_register: Postfix waits on fresh files
+    os.utime(dst, (past, past))
 EOF
 }
 
-# Register / unregister DIR/postfix in the default main.cf (under a lock).
+# Register / unregister DIR/postfix in alternate_config_directories of the
+# default main.cf (under a lock; parallel stacks share that file).
+# Postfix re-reads a main.cf whose mtime is less than a second old, in 0.3 s
+# steps (it guards against half-written files), which made every postconf
+# and `postfix start` after an edit take ~2 s: edited files get their mtime
+# set a few seconds into the past.
 pf_register() { # pf_register add|del PFDIR
     exec 7>"$PFCONF_LOCK"
     flock 7
     ensure_default_main_cf
-    local cur new
-    cur="$(postconf -c /etc/postfix -h alternate_config_directories 2>/dev/null || true)"
-    new="$("$PY" - "$1" "$2" "$cur" <<'EOF'
-import os, re, sys
-op, d, cur = sys.argv[1], sys.argv[2], sys.argv[3]
-items = [x for x in re.split(r"[\s,]+", cur) if x]
-# drop our own stale entries (directories that no longer exist)
-items = [x for x in items if os.path.isdir(x) or "/postfix" not in x]
-items = [x for x in items if x != d]
+    "$PY" - "$1" "$2" "$DEFAULT_PF_MAIN" <<'EOF'
+import os, re, sys, time
+op, d, path = sys.argv[1:4]
+with open(path) as f:
+    lines = f.read().splitlines()
+key = "alternate_config_directories"
+# find the parameter (with continuation lines) if present
+start = end = None
+for i, ln in enumerate(lines):
+    if re.match(r"\s*" + key + r"\s*=", ln):
+        start, end = i, i + 1
+        while end < len(lines) and re.match(r"[ \t]+\S", lines[end]):
+            end += 1
+cur = []
+if start is not None:
+    val = " ".join(lines[start:end]).split("=", 1)[1]
+    cur = [x for x in re.split(r"[\s,]+", val) if x]
+# drop our own stale entries (temp dirs that no longer exist)
+items = [x for x in cur if x != d and (os.path.isdir(x) or not x.endswith("/postfix"))]
 if op == "add":
     items.append(d)
-print(" ".join(items))
+if items == cur:
+    sys.exit(0)
+new = [f"{key} = " + " ".join(items)]
+lines = lines[:start] + new + lines[end:] if start is not None else lines + new
+tmp = f"{path}.mailstack.{os.getpid()}"
+with open(tmp, "w") as f:
+    f.write("\n".join(lines) + "\n")
+os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+past = time.time() - 5
+os.utime(tmp, (past, past))
+os.replace(tmp, path)
 EOF
-)"
-    if [ "$new" != "$cur" ]; then
-        postconf -c /etc/postfix -e "alternate_config_directories = $new"
-    fi
     flock -u 7
     exec 7>&-
 }
@@ -301,6 +357,7 @@ write_configs() {
            "$HERE/postfix-main.cf.in" "$d/postfix/main.cf" \
            "$HERE/postfix-master.cf.in" "$d/postfix/master.cf"
     cp "$HERE/postfix-recipient-access" "$d/postfix/recipient_access"
+    touch -d "@$(( $(date +%s) - 5 ))" "$d/postfix/recipient_access"
     echo good-token > "$d/oauth-tokens"
     chmod 644 "$d/oauth-tokens"
 
@@ -422,11 +479,22 @@ stop_dovecot() {
     local d="$1" pid
     pid="$(dovecot_pid "$d")"
     if [ -n "$pid" ]; then
+        # TERM the master and, at once, its children except the log process
+        # (the master alone takes ~1 s, and lets clients such as IDLE
+        # sessions linger, see reap_session).
+        local kids k
+        kids="$(SID_WANTED="$pid" EXE_PREFIX=/usr/lib/dovecot/ session_pids)"
+        for k in $kids; do
+            [ "$(readlink "/proc/$k/exe" 2>/dev/null)" = /usr/lib/dovecot/log ] ||
+                kill -TERM "$k" 2>/dev/null || true
+        done
         kill -TERM "$pid" 2>/dev/null || true
         if ! wait_pid_gone "$pid" 10; then
             kill -KILL "$pid" 2>/dev/null || true
             wait_pid_gone "$pid" 5 || true
         fi
+        # the master called setsid(): its session id is its pid
+        reap_session "$pid" /usr/lib/dovecot/
     fi
 }
 
@@ -467,6 +535,7 @@ stop_postfix() {
             kill -KILL "$pid" 2>/dev/null || true
             wait_pid_gone "$pid" 5 || true
         fi
+        reap_session "$pid" /usr/lib/postfix/
     fi
 }
 

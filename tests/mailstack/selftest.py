@@ -58,6 +58,8 @@ def run(*args, timeout=120):
     p = subprocess.run([SCRIPT, *args], capture_output=True, text=True,
                        timeout=timeout, stdin=subprocess.DEVNULL)
     dt = time.monotonic() - t
+    if VERBOSE and p.stderr.strip():
+        say(f"  mailstack.sh {args[0]} ({dt:.2f}s):\n" + p.stderr.rstrip())
     if p.returncode != 0:
         raise Fail(f"mailstack.sh {' '.join(args)} exited {p.returncode}\n"
                    f"stdout:\n{p.stdout}\nstderr:\n{p.stderr}")

@@ -1,0 +1,636 @@
+//! An IMAP source (async-imap on tokio, rustls): connect with timeouts, TLS
+//! (implicit, STARTTLS, or none on loopback only), LOGIN or XOAUTH2, SELECT
+//! the folder, then hand out batches of messages not yet taken and take them
+//! (MOVE, COPY+EXPUNGE, or \Seen plus a keyword) only when acked — after
+//! their cases are flushed. Never deletes.
+//!
+//! Exactly-once rests on three things: the server state (a taken message
+//! is moved or flagged, so the search for untaken mail no longer finds it),
+//! the cursor (UIDVALIDITY and the last taken UID, written in the ingest
+//! transaction as the envelope key `UIDVALIDITY:UID`), and the store's
+//! Message-ID/content-hash dedupe, which makes any rescan (a UIDVALIDITY
+//! change, a crash between flush and move) harmless.
+//!
+//! Push: [`ImapSource::wait`] sits in IDLE (re-issued before 29 minutes)
+//! and returns on any server data or at the reconciliation interval; the
+//! daemon then drains with a fresh `UID SEARCH`, so a lost notification
+//! never strands a message. Without IDLE it sleeps the poll interval.
+
+use super::{Envelope, Fetched, Source, SourceError};
+use crate::config::{AfterTake, ImapSettings, TlsMode};
+use crate::secrets::{xoauth2_response, Login, Secrets};
+use async_imap::{Client, Session};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use std::collections::{BTreeMap, HashSet};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// IDLE is re-issued before the 30-minute limit of RFC 2177.
+const IDLE_MAX: Duration = Duration::from_secs(28 * 60);
+
+/// Connection state other parts (metrics, `/healthz`) can read.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Health {
+    pub connected: bool,
+    pub last_sync: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub uidvalidity: Option<u32>,
+}
+
+/// Plain or TLS TCP stream.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stream::Plain(_) => "Stream::Plain",
+            Stream::Tls(_) => "Stream::Tls",
+        })
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+struct XOAuth2 {
+    response: String,
+    sent: bool,
+}
+
+impl async_imap::Authenticator for XOAuth2 {
+    type Response = String;
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        // First the token; after a failure the server sends an error
+        // challenge that must be answered with an empty line.
+        if self.sent {
+            String::new()
+        } else {
+            self.sent = true;
+            self.response.clone()
+        }
+    }
+}
+
+pub struct ImapSource {
+    name: String,
+    s: ImapSettings,
+    secrets: Secrets,
+    session: Option<Session<Stream>>,
+    has_idle: bool,
+    has_move: bool,
+    has_uidplus: bool,
+    uidvalidity: Option<u32>,
+    /// UIDVALIDITY of the last run, from the cursor (to log a change).
+    known_uidvalidity: Option<u32>,
+    folder_checked: bool,
+    in_flight: HashSet<u32>,
+    health: Arc<Mutex<Health>>,
+}
+
+fn err(name: &str, context: &str, e: impl std::fmt::Display) -> SourceError {
+    SourceError::Other(format!("{name}: {context}: {e}"))
+}
+
+impl ImapSource {
+    /// `cursor` is the stored cursor (JSON with `last_key` =
+    /// `UIDVALIDITY:UID`), used to notice a UIDVALIDITY change.
+    pub fn new(name: &str, settings: ImapSettings, cursor: Option<&[u8]>) -> Self {
+        let known_uidvalidity = cursor
+            .and_then(|c| serde_json::from_slice::<serde_json::Value>(c).ok())
+            .and_then(|v| v["last_key"].as_str().map(str::to_string))
+            .and_then(|k| k.split(':').next().and_then(|v| v.parse().ok()));
+        ImapSource {
+            name: name.to_string(),
+            secrets: Secrets::new(
+                &format!("mailbox {name}"),
+                settings.endpoint.credentials.clone(),
+            ),
+            s: settings,
+            session: None,
+            has_idle: false,
+            has_move: false,
+            has_uidplus: false,
+            uidvalidity: None,
+            known_uidvalidity,
+            folder_checked: false,
+            in_flight: HashSet::new(),
+            health: Arc::new(Mutex::new(Health::default())),
+        }
+    }
+
+    pub fn health(&self) -> Arc<Mutex<Health>> {
+        self.health.clone()
+    }
+
+    fn set_health(&self, f: impl FnOnce(&mut Health)) {
+        if let Ok(mut h) = self.health.lock() {
+            f(&mut h);
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        self.s.endpoint.timeout.0
+    }
+
+    async fn within<T, E: std::fmt::Display>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, SourceError> {
+        match tokio::time::timeout(self.timeout(), fut).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(err(&self.name, what, e)),
+            Err(_) => Err(err(
+                &self.name,
+                what,
+                format!("timed out after {:?}", self.timeout()),
+            )),
+        }
+    }
+
+    /// Forget the session after an error; the next call reconnects.
+    fn drop_session(&mut self, e: &SourceError) {
+        self.session = None;
+        self.in_flight.clear();
+        let msg = e.to_string();
+        self.set_health(|h| {
+            h.connected = false;
+            h.last_error = Some(msg);
+        });
+    }
+
+    async fn connect(&mut self) -> Result<(), SourceError> {
+        let ep = self.s.endpoint.clone();
+        let tcp = self
+            .within("connect", TcpStream::connect((ep.host.as_str(), ep.port)))
+            .await?;
+        let _ = tcp.set_nodelay(true);
+        let tls_wrap = |tcp: TcpStream| async {
+            let config = crate::tls::client_config(ep.ca_file.as_deref())
+                .map_err(|e| err(&self.name, "TLS", e))?;
+            let name = crate::tls::server_name(&ep.host).map_err(|e| err(&self.name, "TLS", e))?;
+            let connector = tokio_rustls::TlsConnector::from(config);
+            self.within("TLS handshake", connector.connect(name, tcp))
+                .await
+        };
+        let client = match ep.tls {
+            TlsMode::Implicit => {
+                let tls = tls_wrap(tcp).await?;
+                let mut c = Client::new(Stream::Tls(Box::new(tls)));
+                self.within("greeting", async { c.read_response().await.map(|_| ()) })
+                    .await?;
+                c
+            }
+            TlsMode::None => {
+                let mut c = Client::new(Stream::Plain(tcp));
+                self.within("greeting", async { c.read_response().await.map(|_| ()) })
+                    .await?;
+                c
+            }
+            TlsMode::Starttls => {
+                let mut c = Client::new(Stream::Plain(tcp));
+                self.within("greeting", async { c.read_response().await.map(|_| ()) })
+                    .await?;
+                self.within("STARTTLS", c.run_command_and_check_ok("STARTTLS", None))
+                    .await?;
+                let Stream::Plain(tcp) = c.into_inner() else {
+                    return Err(err(&self.name, "STARTTLS", "unexpected stream state"));
+                };
+                // No plaintext fallback: a failed handshake is an error.
+                let tls = tls_wrap(tcp).await?;
+                Client::new(Stream::Tls(Box::new(tls)))
+            }
+        };
+        let login = self.secrets.login().await.map_err(SourceError::Other)?;
+        let auth = match login {
+            Login::Password { username, password } => {
+                tokio::time::timeout(self.timeout(), client.login(username, password)).await
+            }
+            Login::Xoauth2 { username, token } => {
+                let auth = XOAuth2 {
+                    response: xoauth2_response(&username, &token),
+                    sent: false,
+                };
+                tokio::time::timeout(self.timeout(), client.authenticate("XOAUTH2", auth)).await
+            }
+            Login::None => return Err(err(&self.name, "login", "no credentials configured")),
+        };
+        let mut session = match auth {
+            Ok(Ok(s)) => s,
+            Ok(Err((e, _))) => {
+                self.secrets.rejected();
+                return Err(err(&self.name, "login rejected", e));
+            }
+            Err(_) => return Err(err(&self.name, "login", "timed out")),
+        };
+        let caps = self.within("CAPABILITY", session.capabilities()).await?;
+        self.has_idle = caps.has_str("IDLE");
+        self.has_move = caps.has_str("MOVE");
+        self.has_uidplus = caps.has_str("UIDPLUS");
+        let folder = self.s.folder.clone();
+        let mb = self.within("SELECT", session.select(&folder)).await?;
+        if let (Some(old), Some(new)) = (self.known_uidvalidity, mb.uid_validity) {
+            if old != new {
+                tracing::warn!(mailbox = %self.name, old, new, "UIDVALIDITY changed: rescanning; dedupe keeps cases single");
+            }
+        }
+        self.uidvalidity = mb.uid_validity;
+        self.known_uidvalidity = mb.uid_validity;
+        self.session = Some(session);
+        if !self.folder_checked {
+            self.ensure_target_folder().await?;
+            self.folder_checked = true;
+        }
+        let v = self.uidvalidity;
+        self.set_health(|h| {
+            h.connected = true;
+            h.uidvalidity = v;
+            h.last_error = None;
+        });
+        tracing::info!(mailbox = %self.name, idle = self.has_idle, r#move = self.has_move, "IMAP connected");
+        Ok(())
+    }
+
+    /// Create the `move` folder when it is missing.
+    async fn ensure_target_folder(&mut self) -> Result<(), SourceError> {
+        let AfterTake::Move(folder) = self.s.after.clone() else {
+            return Ok(());
+        };
+        let timeout = self.timeout();
+        let name = self.name.clone();
+        let Some(session) = self.session.as_mut() else {
+            return Ok(());
+        };
+        let exists = match tokio::time::timeout(timeout, session.list(None, Some(&folder))).await {
+            Ok(Ok(stream)) => {
+                let names: Vec<_> = stream
+                    .try_collect()
+                    .await
+                    .map_err(|e| err(&name, "LIST", e))?;
+                !names.is_empty()
+            }
+            Ok(Err(e)) => return Err(err(&name, "LIST", e)),
+            Err(_) => return Err(err(&name, "LIST", "timed out")),
+        };
+        if !exists {
+            match tokio::time::timeout(timeout, session.create(&folder)).await {
+                Ok(Ok(())) => {
+                    tracing::info!(mailbox = %name, folder = %folder, "created folder for taken mail")
+                }
+                Ok(Err(e)) => return Err(err(&name, "CREATE", e)),
+                Err(_) => return Err(err(&name, "CREATE", "timed out")),
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure(&mut self) -> Result<(), SourceError> {
+        if self.session.is_none() {
+            if let Err(e) = self.connect().await {
+                self.drop_session(&e);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn fetch_inner(&mut self, max: usize) -> Result<Fetched, SourceError> {
+        self.ensure().await?;
+        let timeout = self.timeout();
+        let name = self.name.clone();
+        let criteria = match &self.s.after {
+            AfterTake::Move(_) => "ALL".to_string(),
+            AfterTake::Flag(kw) => format!("UNKEYWORD {kw}"),
+        };
+        let limit = self.s.max_message_bytes;
+        let batch = max.min(self.s.fetch_batch).max(1);
+        let uidvalidity = self.uidvalidity.unwrap_or(0);
+        let session = self
+            .session
+            .as_mut()
+            .ok_or_else(|| err(&name, "fetch", "not connected"))?;
+        // Notifications are only hints; the search below is the truth.
+        while session.unsolicited_responses.try_recv().is_ok() {}
+        let found = match tokio::time::timeout(timeout, session.uid_search(&criteria)).await {
+            Ok(r) => r.map_err(|e| err(&name, "UID SEARCH", e))?,
+            Err(_) => return Err(err(&name, "UID SEARCH", "timed out")),
+        };
+        let mut uids: Vec<u32> = found
+            .into_iter()
+            .filter(|u| !self.in_flight.contains(u))
+            .collect();
+        uids.sort_unstable();
+        uids.truncate(batch);
+        let mut out = Fetched::default();
+        if uids.is_empty() {
+            self.set_health(|h| h.last_sync = Some(Utc::now()));
+            return Ok(out);
+        }
+        let set = uid_set(&uids);
+        // Sizes first, so an oversize message is never fetched whole.
+        let sizes: BTreeMap<u32, u32> = {
+            let stream =
+                match tokio::time::timeout(timeout, session.uid_fetch(&set, "(UID RFC822.SIZE)"))
+                    .await
+                {
+                    Ok(r) => r.map_err(|e| err(&name, "UID FETCH sizes", e))?,
+                    Err(_) => return Err(err(&name, "UID FETCH sizes", "timed out")),
+                };
+            let fetched: Vec<_> = tokio::time::timeout(timeout, stream.try_collect::<Vec<_>>())
+                .await
+                .map_err(|_| err(&name, "UID FETCH sizes", "timed out"))?
+                .map_err(|e| err(&name, "UID FETCH sizes", e))?;
+            fetched
+                .iter()
+                .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
+                .collect()
+        };
+        let (small, big): (Vec<u32>, Vec<u32>) =
+            sizes.keys().partition(|u| u64::from(sizes[u]) <= limit);
+        for (uids, query, oversize) in [
+            (small, "(UID INTERNALDATE BODY.PEEK[])", false),
+            (big, "(UID INTERNALDATE BODY.PEEK[HEADER])", true),
+        ] {
+            if uids.is_empty() {
+                continue;
+            }
+            let set = uid_set(&uids);
+            let stream = match tokio::time::timeout(timeout, session.uid_fetch(&set, query)).await {
+                Ok(r) => r.map_err(|e| err(&name, "UID FETCH", e))?,
+                Err(_) => return Err(err(&name, "UID FETCH", "timed out")),
+            };
+            // The body fetch may take long for a big batch: allow the
+            // timeout per 4 MB of data.
+            let budget = timeout * (1 + (uids.len() as u32 / 50));
+            let fetched: Vec<_> = tokio::time::timeout(budget, stream.try_collect::<Vec<_>>())
+                .await
+                .map_err(|_| err(&name, "UID FETCH", "timed out"))?
+                .map_err(|e| err(&name, "UID FETCH", e))?;
+            for f in fetched {
+                let Some(uid) = f.uid else { continue };
+                let raw = if oversize { f.header() } else { f.body() };
+                let Some(raw) = raw else {
+                    out.errors
+                        .push((uid.to_string(), "server returned no body".into()));
+                    continue;
+                };
+                let received_at = f
+                    .internal_date()
+                    .map(|d| d.with_timezone(&Utc))
+                    .unwrap_or_else(Utc::now);
+                self.in_flight.insert(uid);
+                out.envelopes.push(Envelope {
+                    source: name.clone(),
+                    key: format!("{uidvalidity}:{uid}"),
+                    received_at,
+                    raw: raw.to_vec(),
+                    original_size: oversize
+                        .then(|| u64::from(sizes.get(&uid).copied().unwrap_or(0))),
+                });
+            }
+        }
+        out.envelopes.sort_by_key(|e| {
+            e.key
+                .rsplit(':')
+                .next()
+                .and_then(|u| u.parse::<u32>().ok())
+                .unwrap_or(0)
+        });
+        self.set_health(|h| h.last_sync = Some(Utc::now()));
+        Ok(out)
+    }
+
+    async fn ack_inner(&mut self, taken: &[Envelope]) -> Result<(), SourceError> {
+        let current = self.uidvalidity.unwrap_or(0);
+        let uids: Vec<u32> = taken
+            .iter()
+            .filter_map(|e| {
+                let (v, u) = e.key.split_once(':')?;
+                // After a reconnect with a new UIDVALIDITY these UIDs name
+                // other messages: leave them; the rescan finds them again
+                // and dedupe takes them.
+                (v.parse::<u32>().ok()? == current).then_some(u.parse().ok()?)
+            })
+            .collect();
+        if uids.is_empty() {
+            return Ok(());
+        }
+        self.ensure().await?;
+        let timeout = self.timeout();
+        let name = self.name.clone();
+        let (has_move, has_uidplus) = (self.has_move, self.has_uidplus);
+        let after = self.s.after.clone();
+        let session = self
+            .session
+            .as_mut()
+            .ok_or_else(|| err(&name, "ack", "not connected"))?;
+        let set = uid_set(&uids);
+        match after {
+            AfterTake::Move(folder) if has_move => {
+                tokio::time::timeout(timeout, session.uid_mv(&set, &folder))
+                    .await
+                    .map_err(|_| err(&name, "UID MOVE", "timed out"))?
+                    .map_err(|e| err(&name, "UID MOVE", e))?;
+            }
+            AfterTake::Move(folder) if has_uidplus => {
+                tokio::time::timeout(timeout, session.uid_copy(&set, &folder))
+                    .await
+                    .map_err(|_| err(&name, "UID COPY", "timed out"))?
+                    .map_err(|e| err(&name, "UID COPY", e))?;
+                let s = tokio::time::timeout(
+                    timeout,
+                    session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)"),
+                )
+                .await
+                .map_err(|_| err(&name, "UID STORE", "timed out"))?
+                .map_err(|e| err(&name, "UID STORE", e))?;
+                let _: Vec<_> = s
+                    .try_collect()
+                    .await
+                    .map_err(|e| err(&name, "UID STORE", e))?;
+                let s = tokio::time::timeout(timeout, session.uid_expunge(&set))
+                    .await
+                    .map_err(|_| err(&name, "UID EXPUNGE", "timed out"))?
+                    .map_err(|e| err(&name, "UID EXPUNGE", e))?;
+                let _: Vec<_> = s
+                    .try_collect()
+                    .await
+                    .map_err(|e| err(&name, "UID EXPUNGE", e))?;
+            }
+            AfterTake::Move(_) | AfterTake::Flag(_) => {
+                // Without MOVE or UIDPLUS an EXPUNGE could remove other
+                // people's deleted mail: flag instead.
+                let kw = match &after {
+                    AfterTake::Flag(k) => k.clone(),
+                    AfterTake::Move(_) => "$TicketdTaken".to_string(),
+                };
+                let s = tokio::time::timeout(
+                    timeout,
+                    session.uid_store(&set, format!("+FLAGS.SILENT (\\Seen {kw})")),
+                )
+                .await
+                .map_err(|_| err(&name, "UID STORE", "timed out"))?
+                .map_err(|e| err(&name, "UID STORE", e))?;
+                let _: Vec<_> = s
+                    .try_collect()
+                    .await
+                    .map_err(|e| err(&name, "UID STORE", e))?;
+            }
+        }
+        for u in &uids {
+            self.in_flight.remove(u);
+        }
+        Ok(())
+    }
+
+    async fn wait_inner(&mut self, max: Duration) -> Result<(), SourceError> {
+        if !(self.s.idle && self.has_idle) || self.session.is_none() {
+            let nap = if self.session.is_none() {
+                max.min(Duration::from_secs(1))
+            } else {
+                max.min(self.s.poll_interval.0)
+            };
+            tokio::time::sleep(nap).await;
+            return Ok(());
+        }
+        let timeout = self.timeout();
+        let name = self.name.clone();
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        let mut handle = session.idle();
+        tokio::time::timeout(timeout, handle.init())
+            .await
+            .map_err(|_| err(&name, "IDLE", "timed out"))?
+            .map_err(|e| err(&name, "IDLE", e))?;
+        let (idle, _stop) = handle.wait_with_timeout(max.min(IDLE_MAX));
+        let woke = idle.await.map_err(|e| err(&name, "IDLE", e))?;
+        tracing::debug!(mailbox = %name, ?woke, "IDLE returned");
+        // DONE has no timeout of its own.
+        let session = tokio::time::timeout(timeout, handle.done())
+            .await
+            .map_err(|_| err(&name, "IDLE DONE", "timed out"))?
+            .map_err(|e| err(&name, "IDLE DONE", e))?;
+        self.session = Some(session);
+        Ok(())
+    }
+}
+
+/// `1,2,5` → an IMAP UID set (ranges compressed).
+pub fn uid_set(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+impl Source for ImapSource {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn fetch(&mut self, max: usize) -> Result<Fetched, SourceError> {
+        match self.fetch_inner(max).await {
+            Ok(f) => Ok(f),
+            Err(e) => {
+                self.drop_session(&e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn ack(&mut self, taken: &[Envelope]) -> Result<(), SourceError> {
+        match self.ack_inner(taken).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.drop_session(&e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn wait(&mut self, max: Duration) -> Result<(), SourceError> {
+        match self.wait_inner(max).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.drop_session(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.in_flight.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_sets_compress_ranges() {
+        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(uid_set(&[4]), "4");
+        assert_eq!(uid_set(&[]), "");
+    }
+}
