@@ -306,6 +306,7 @@ struct RawOutbound {
     pool_size: Option<u32>,
     timeout: Option<HumanDuration>,
     max_age: Option<HumanDuration>,
+    retry_initial: Option<HumanDuration>,
     rate_limit_per_hour: Option<u32>,
 }
 
@@ -442,6 +443,8 @@ pub struct Outbound {
     pub pool_size: u32,
     /// Transient failures are retried until an entry is this old.
     pub max_age: HumanDuration,
+    /// First wait after a transient failure; it doubles up to one hour.
+    pub retry_initial: HumanDuration,
     /// Automatic mail to one requester address per hour (staff mail is
     /// never limited).
     pub rate_limit_per_hour: u32,
@@ -743,6 +746,9 @@ impl Config {
             .max_age
             .unwrap_or(HumanDuration(Duration::from_secs(3 * 24 * 3600)));
         let rate_limit_per_hour = o.rate_limit_per_hour.unwrap_or(5);
+        let retry_initial = o
+            .retry_initial
+            .unwrap_or(HumanDuration(Duration::from_secs(60)));
 
         Ok(Config {
             origin: file.to_string(),
@@ -757,6 +763,7 @@ impl Config {
                 smtp,
                 pool_size,
                 max_age,
+                retry_initial,
                 rate_limit_per_hour,
             },
             people: People {
@@ -989,6 +996,54 @@ mod tests {
     fn plain_password_is_refused() {
         let text = format!("{EMBEDDED_DEFAULT}\n[extra]\npassword = \"hunter2\"\n");
         assert!(parse(&text).is_err());
+    }
+
+    fn imap_config(extra: &str) -> String {
+        format!(
+            "data_dir = \"d\"\n[[mailboxes]]\nname = \"support\"\nrole = \"support\"\naddress = \"support@casehost.example\"\nsource = \"imap\"\nhost = \"imap.casehost.example\"\n{extra}\n[outbound]\nfrom_support = \"S <support@casehost.example>\"\nfrom_privacy = \"P <privacy@casehost.example>\"\ntransport = \"file\"\n"
+        )
+    }
+
+    #[test]
+    fn imap_mailbox_defaults_and_checks() {
+        let c = parse(&imap_config("password_env = \"PW\"")).expect("valid");
+        let imap = c.mailboxes[0].imap.as_ref().expect("imap settings");
+        assert_eq!(
+            (imap.endpoint.port, imap.endpoint.tls),
+            (993, TlsMode::Implicit)
+        );
+        assert_eq!(imap.folder, "INBOX");
+        assert_eq!(imap.after, AfterTake::Move("Processed".into()));
+        let err = parse(&imap_config("password_env = \"PW\"\ntls = \"none\""))
+            .expect_err("plaintext to a remote host");
+        assert!(err.to_string().contains("loopback"), "{err}");
+        assert!(parse(&imap_config(
+            "password_env = \"PW\"\ntls = \"none\"\nport = 143"
+        ))
+        .is_err());
+        let loopback = imap_config("password_env = \"PW\"\ntls = \"none\"")
+            .replace("imap.casehost.example", "127.0.0.1");
+        assert!(parse(&loopback).is_ok());
+        let err = parse(&imap_config("password = \"hunter2\"")).expect_err("secrets never inline");
+        assert!(err.to_string().contains("password"), "{err}");
+        assert!(
+            parse(&imap_config("")).is_err(),
+            "a password source is required"
+        );
+        assert!(
+            parse(&imap_config("auth = \"xoauth2\"")).is_err(),
+            "a token source is required"
+        );
+        let c = parse(&imap_config(
+            "auth = \"xoauth2\"\ntoken_command = \"get-token\"\nflag = true",
+        ))
+        .expect("valid");
+        let imap = c.mailboxes[0].imap.as_ref().expect("imap");
+        assert_eq!(imap.after, AfterTake::Flag("$TicketdTaken".into()));
+        assert!(parse(&imap_config(
+            "password_env = \"PW\"\nflag = true\nmove = \"Done\""
+        ))
+        .is_err());
     }
 
     #[test]

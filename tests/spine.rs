@@ -625,3 +625,30 @@ fn failed_sender_authentication_gets_a_case_but_no_acknowledgement() {
     assert!(events.contains("ack_skipped"), "{events}");
     assert!(events.contains("\"auth\":\"fail\""), "{events}");
 }
+
+#[test]
+fn automatic_mail_to_one_requester_is_rate_limited_and_recorded() {
+    let env = Env::new();
+    for i in 0..7 {
+        let raw = format!("From: Loop <loop@example.org>\r\nTo: support@casehost.example\r\nSubject: Error number {i}\r\nMessage-ID: <rl{i}@example.org>\r\n\r\nAn error is shown ({i}).\r\n");
+        env.deliver(&format!("{i}.rl.test"), raw.as_bytes());
+    }
+    let out = ok(&env.run(&["run", "--once"]));
+    assert!(out.contains("7 new cases"), "{out}");
+    assert_eq!(
+        env.ack_files().len(),
+        5,
+        "default limit: 5 per hour per recipient"
+    );
+    let suppressed: Vec<serde_json::Value> = env
+        .cases()
+        .iter()
+        .filter_map(|c| c["id"].as_str().map(str::to_string))
+        .map(|id| {
+            serde_json::from_str(&ok(&env.run(&["cases", "show", &id, "--json"]))).expect("json")
+        })
+        .filter(|v: &serde_json::Value| v["outbox"][0]["state"] == "suppressed")
+        .collect();
+    assert_eq!(suppressed.len(), 2);
+    assert!(suppressed[0]["events"].to_string().contains("rate_limited"));
+}

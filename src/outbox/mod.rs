@@ -95,6 +95,8 @@ impl OutboxPolicy {
             retry: state::RetryPolicy {
                 max_age: chrono::Duration::from_std(c.outbound.max_age.0)
                     .unwrap_or_else(|_| chrono::Duration::days(3)),
+                first_backoff: chrono::Duration::from_std(c.outbound.retry_initial.0)
+                    .unwrap_or_else(|_| chrono::Duration::minutes(1)),
                 ..state::RetryPolicy::default()
             },
             rate_limit_per_hour: c.outbound.rate_limit_per_hour,

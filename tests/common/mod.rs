@@ -1,0 +1,165 @@
+//! Test harness for real mail servers: starts Dovecot (IMAP, LMTP) and
+//! Postfix (SMTP) on loopback with `tests/mailstack/mailstack.sh` (which
+//! installs them when missing), and a few IMAP client helpers to append
+//! and read mail as a requester would.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Once;
+use std::time::Duration;
+
+pub fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/mailstack/mailstack.sh")
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new("bash")
+        .arg(script())
+        .args(args)
+        .output()
+        .expect("run mailstack.sh");
+    assert!(
+        out.status.success(),
+        "mailstack.sh {args:?} failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+static INSTALL: Once = Once::new();
+
+/// A Dovecot + Postfix pair for one test.
+pub struct MailStack {
+    pub dir: tempfile::TempDir,
+    pub env: HashMap<String, String>,
+}
+
+impl MailStack {
+    pub fn start() -> MailStack {
+        INSTALL.call_once(|| run(&["install"]));
+        let dir = tempfile::Builder::new()
+            .prefix("ms")
+            .tempdir()
+            .expect("tempdir");
+        run(&["start", dir.path().to_str().expect("utf-8 path")]);
+        let env = std::fs::read_to_string(dir.path().join("env"))
+            .expect("env file")
+            .lines()
+            .filter_map(|l| {
+                l.split_once('=')
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            })
+            .collect();
+        MailStack { dir, env }
+    }
+
+    pub fn get(&self, key: &str) -> String {
+        self.env
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| panic!("mailstack env has no {key}"))
+    }
+
+    pub fn port(&self, key: &str) -> u16 {
+        self.get(key).parse().expect("port")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn stop_dovecot(&self) {
+        run(&["stop-dovecot", self.path().to_str().unwrap_or("")]);
+    }
+    pub fn start_dovecot(&self) {
+        run(&["start-dovecot", self.path().to_str().unwrap_or("")]);
+    }
+    pub fn stop_postfix(&self) {
+        run(&["stop-postfix", self.path().to_str().unwrap_or("")]);
+    }
+    pub fn start_postfix(&self) {
+        run(&["start-postfix", self.path().to_str().unwrap_or("")]);
+    }
+
+    /// A plaintext IMAP session on loopback for `user`.
+    pub async fn imap(&self, user: &str) -> async_imap::Session<tokio::net::TcpStream> {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port("IMAP_PORT")))
+            .await
+            .expect("connect imap");
+        let mut client = async_imap::Client::new(tcp);
+        client.read_response().await.expect("greeting");
+        client
+            .login(user, self.get("PASSWORD"))
+            .await
+            .map_err(|(e, _)| e)
+            .expect("login")
+    }
+
+    /// APPEND a message to `user`'s `folder` (created when missing).
+    pub async fn append(&self, user: &str, folder: &str, raw: &[u8]) {
+        let mut s = self.imap(user).await;
+        let _ = s.create(folder).await;
+        s.append(folder, None, None, raw).await.expect("append");
+        let _ = s.logout().await;
+    }
+
+    /// All messages in `user`'s `folder` (empty when the folder is missing).
+    pub async fn messages(&self, user: &str, folder: &str) -> Vec<Vec<u8>> {
+        use futures::TryStreamExt;
+        let mut s = self.imap(user).await;
+        let out = match s.examine(folder).await {
+            Ok(mb) if mb.exists > 0 => {
+                let stream = s.fetch("1:*", "BODY.PEEK[]").await.expect("fetch");
+                let v: Vec<_> = stream.try_collect().await.expect("fetch collect");
+                v.iter()
+                    .filter_map(|f| f.body().map(|b| b.to_vec()))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let _ = s.logout().await;
+        out
+    }
+
+    /// Wait until `user`'s `folder` holds at least `n` messages.
+    pub async fn wait_messages(
+        &self,
+        user: &str,
+        folder: &str,
+        n: usize,
+        within: Duration,
+    ) -> Vec<Vec<u8>> {
+        let start = std::time::Instant::now();
+        loop {
+            let m = self.messages(user, folder).await;
+            if m.len() >= n {
+                return m;
+            }
+            assert!(
+                start.elapsed() < within,
+                "timed out: {user} {folder} has {} of {n} messages",
+                m.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for MailStack {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(script())
+            .args(["stop", self.dir.path().to_str().unwrap_or("")])
+            .output();
+    }
+}
+
+/// A simple request from `from` to `to`.
+pub fn request(from: &str, to: &str, subject: &str, body: &str, id: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\nDate: Tue, 24 Nov 2026 10:00:00 -0500\r\n\r\n{body}\r\n"
+    )
+    .into_bytes()
+}
