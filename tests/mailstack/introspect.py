@@ -6,11 +6,9 @@ Dovecot 2.3 (introspection_mode = post) POSTs `token=<access token>` and
 expects a JSON object.  A token listed in --tokens-file (one per line,
 re-read on every request, initially `good-token`) is answered with
 {"active": true, "username": "oauth@example.test", ...}; any other token with
-{"active": false, "username": "oauth@example.test"}.  The username is always
-present so that Dovecot reaches its active check and reports an ordinary
-authentication failure (without it, Dovecot logs an internal error and
-answers with a *temporary* failure).  Dovecot only sends the token, so the
-username cannot be the real one: the passdb compares domains only
+{"active": false} (RFC 7662), which Dovecot reports as an ordinary
+authentication failure.  Dovecot sends only the token, so the username
+cannot be the real one: the passdb compares domains only
 (username_format = %Ld), which makes one token valid for every
 user@example.test.
 
@@ -68,7 +66,7 @@ class Handler(BaseHTTPRequestHandler):
                              "scope": "https://mail.google.com/", "token_type": "Bearer",
                              "client_id": "ticketd-tests"})
         else:
-            self._send(200, {"active": False, "username": USERNAME})
+            self._send(200, {"active": False})
 
     def do_GET(self):
         if self.path.startswith("/stats"):

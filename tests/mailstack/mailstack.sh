@@ -341,17 +341,19 @@ EOF
 
 write_configs() {
     local d="$1"
-    export MS_DIR="$d" MS_BASE_DIR="$BASE_DIR" MS_MAIL_ROOT="$d/mail"
+    export MS_DIR="$d" MS_BASE_DIR="$BASE_DIR" MS_QUEUE_DIR="$QUEUE_DIR" MS_MAIL_ROOT="$d/mail"
     export MS_IMAP_PORT="$IMAP_PORT" MS_IMAPS_PORT="$IMAPS_PORT" MS_LMTP_PORT="$LMTP_PORT"
     export MS_SMTP_PORT="$SMTP_PORT" MS_SUBMISSION_PORT="$SUBMISSION_PORT"
     export MS_AUTH_PORT="$AUTH_PORT" MS_INTROSPECT_PORT="$INTROSPECT_PORT"
-    export MS_INSTANCE="$(basename "$BASE_DIR")"
+    export MS_INSTANCE="$(basename "$RUN_DIR")"
     export MS_DH_LINE=""
     [ -r /usr/share/dovecot/dh.pem ] && MS_DH_LINE="ssl_dh = </usr/share/dovecot/dh.pem"
 
-    # Postfix: config in DIR/postfix, queue and data beside it (postfix-script
-    # complains about a queue inside the config directory).
-    mkdir -p "$d/dovecot/state" "$d/postfix" "$d/postfix-queue" "$d/postfix-data" "$d/mail"
+    # Postfix: config in DIR/postfix, data beside it (postfix-script
+    # complains about a queue or data dir inside the config directory), queue
+    # in RUN_DIR (see do_start).
+    mkdir -p "$d/dovecot/state" "$d/postfix" "$d/postfix-data" "$d/mail" "$BASE_DIR" "$QUEUE_DIR"
+    ln -sfn "$RUN_DIR" "$d/run"
     render "$HERE/dovecot.conf.in" "$d/dovecot/dovecot.conf" \
            "$HERE/dovecot-oauth2.conf.ext.in" "$d/dovecot/oauth2.conf.ext" \
            "$HERE/postfix-main.cf.in" "$d/postfix/main.cf" \
@@ -363,8 +365,8 @@ write_configs() {
 
     chown vmail:vmail "$d/mail"
     chmod 750 "$d/mail"
-    chown root:root "$d/postfix" "$d/postfix-queue"
-    chmod 755 "$d/postfix" "$d/postfix-queue"
+    chown root:root "$d/postfix" "$QUEUE_DIR"
+    chmod 755 "$d/postfix" "$QUEUE_DIR" "$BASE_DIR"
     chown postfix:postfix "$d/postfix-data"
     chmod 700 "$d/postfix-data"
 }
@@ -385,10 +387,11 @@ CA_FILE=$d/ca.pem
 WRONG_CA_FILE=$d/wrong-ca.pem
 MAIL_ROOT=$d/mail
 DOVECOT_CONF=$d/dovecot/dovecot.conf
+RUN_DIR=$RUN_DIR
 DOVECOT_BASE_DIR=$BASE_DIR
 DOVECOT_LOG=$d/dovecot/dovecot.log
 POSTFIX_DIR=$d/postfix
-POSTFIX_QUEUE_DIR=$d/postfix-queue
+POSTFIX_QUEUE_DIR=$QUEUE_DIR
 POSTFIX_LOG=$d/postfix/maillog
 MAIL_DOMAIN=example.test
 PASSWORD=secret
@@ -408,7 +411,9 @@ load_env() { # load_env DIR -> sets shell variables from DIR/env
     SUBMISSION_PORT="$(envget "$d" SUBMISSION_PORT)"
     INTROSPECT_PORT="$(envget "$d" INTROSPECT_PORT)"
     AUTH_PORT="$(envget "$d" AUTH_PORT)"
+    RUN_DIR="$(envget "$d" RUN_DIR)"
     BASE_DIR="$(envget "$d" DOVECOT_BASE_DIR)"
+    QUEUE_DIR="$(envget "$d" POSTFIX_QUEUE_DIR)"
 }
 
 # --------------------------------------------------------------- daemons ---
@@ -460,7 +465,7 @@ start_dovecot() {
     pid="$(dovecot_pid "$d")"
     [ -n "$pid" ] && return 0
     mkdir -p "$BASE_DIR"
-    chmod 755 "$BASE_DIR"
+    chmod 755 "$RUN_DIR" "$BASE_DIR"
     if ! dovecot -c "$conf" </dev/null >>"$d/dovecot/startup.log" 2>&1; then
         tail_log "dovecot startup" "$d/dovecot/startup.log"
         tail_log "dovecot log" "$d/dovecot/dovecot.log"
@@ -479,29 +484,33 @@ stop_dovecot() {
     local d="$1" pid
     pid="$(dovecot_pid "$d")"
     if [ -n "$pid" ]; then
-        # TERM the master and, at once, its children except the log process
-        # (the master alone takes ~1 s, and lets clients such as IDLE
-        # sessions linger, see reap_session).
-        local kids k
-        kids="$(SID_WANTED="$pid" EXE_PREFIX=/usr/lib/dovecot/ session_pids)"
-        for k in $kids; do
-            [ "$(readlink "/proc/$k/exe" 2>/dev/null)" = /usr/lib/dovecot/log ] ||
-                kill -TERM "$k" 2>/dev/null || true
-        done
+        # TERM the master, then (once it no longer respawns anything) all its
+        # children: the master alone takes ~1 s and lets clients (IDLE
+        # sessions, Postfix's SASL connection) linger for up to ~30 s, which
+        # is not what a test means by "Dovecot is down".  TERMing children
+        # first races with the master respawning them and then waiting 6 s
+        # for the new ones.  The log process misses the last lines.
         kill -TERM "$pid" 2>/dev/null || true
+        sleep 0.05
+        kill -TERM $(SID_WANTED="$pid" EXE_PREFIX=/usr/lib/dovecot/ session_pids) 2>/dev/null || true
+        log "dovecot: TERM sent"
         if ! wait_pid_gone "$pid" 10; then
             kill -KILL "$pid" 2>/dev/null || true
             wait_pid_gone "$pid" 5 || true
         fi
+        log "dovecot: master gone"
         # the master called setsid(): its session id is its pid
         reap_session "$pid" /usr/lib/dovecot/
     fi
 }
 
 postfix_pid() { # only a pid that really is DIR's postfix master
-    local pid
-    pid="$(tr -d ' \n' 2>/dev/null < "$1/postfix-queue/pid/master.pid" || true)"
-    if pid_alive "$pid" && [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$1/postfix-queue" ]; then
+    local pid q
+    q="$(envget "$1" POSTFIX_QUEUE_DIR 2>/dev/null || true)"
+    [ -n "$q" ] || return 0
+    pid="$(tr -d ' \n' 2>/dev/null < "$q/pid/master.pid" || true)"
+    # the master runs with the queue directory as its cwd
+    if pid_alive "$pid" && [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$q" ]; then
         echo "$pid"
     fi
 }
@@ -515,6 +524,7 @@ start_postfix() {
     if ! postfix -c "$pf" start </dev/null >>"$pf/startup.log" 2>&1; then
         tail_log "postfix startup" "$pf/startup.log"
         tail_log "postfix log" "$pf/maillog"
+        postfix_diag "$pf"
         return 1
     fi
     log "postfix wait"
@@ -526,11 +536,22 @@ start_postfix() {
     fi
 }
 
+# Postfix reports early fatal errors only to syslog (absent here) and to a
+# terminal: show them by running `postfix check` on a pseudo-terminal.
+postfix_diag() {
+    command -v script >/dev/null || return 0
+    echo "---- postfix -c $1 check (on a pty):" >&2
+    script -qec "postfix -c '$1' check" /dev/null </dev/null 2>&1 | tail -n 5 >&2 || true
+}
+
 stop_postfix() {
     local d="$1" pf="$1/postfix" pid
     pid="$(postfix_pid "$d")"
     if [ -n "$pid" ]; then
-        postfix -c "$pf" stop </dev/null >>"$pf/startup.log" 2>&1 || true
+        # Exactly what `postfix -c DIR stop` does (postfix-script: kill the
+        # master.pid with SIGTERM), minus its 1-second polling loop.  Queued
+        # mail stays in POSTFIX_QUEUE_DIR for the next start.
+        kill -TERM "$pid" 2>/dev/null || true
         if ! wait_pid_gone "$pid" 10; then
             kill -KILL "$pid" 2>/dev/null || true
             wait_pid_gone "$pid" 5 || true
@@ -547,6 +568,9 @@ do_start() {
     [ "$(id -u)" = 0 ] || die "start must run as root (Dovecot/Postfix need it)"
     [ -d "$1" ] || mkdir -p "$1"
     d="$(abspath "$1")"
+    case "$d" in
+        *[[:space:]]*|*,*|*=*) die "DIR must not contain whitespace, ',' or '=' (Postfix/Dovecot config syntax): $d" ;;
+    esac
     [ -e "$d/env" ] && die "$d already holds a stack (env exists); use a fresh dir"
     installed || do_install
     id -u vmail >/dev/null 2>&1 || ensure_users
@@ -568,10 +592,15 @@ do_start() {
         IMAP_PORT=${ports[0]} IMAPS_PORT=${ports[1]} LMTP_PORT=${ports[2]}
         SMTP_PORT=${ports[3]} SUBMISSION_PORT=${ports[4]} AUTH_PORT=${ports[5]}
         INTROSPECT_PORT=${ports[6]}
-        # Short, world-traversable base_dir (unix socket paths are limited to
-        # 108 bytes, DIR may be long).
-        BASE_DIR="$(mktemp -d /tmp/ms-XXXXXX)"
-        chmod 755 "$BASE_DIR"
+        # Unix sockets live in a short, world-traversable RUN_DIR (socket
+        # paths are limited to 108 bytes and DIR may be long): Dovecot's
+        # base_dir and Postfix's queue (the postfix command connects to
+        # QUEUE/public/postlog by absolute path and fails silently if it is
+        # too long).  DIR/run links to it.
+        RUN_DIR="$(mktemp -d /tmp/ms-XXXXXX)"
+        chmod 755 "$RUN_DIR"
+        BASE_DIR="$RUN_DIR/dovecot"
+        QUEUE_DIR="$RUN_DIR/postfix-queue"
         log "configs (attempt $attempt)"
         write_configs "$d"
         write_env "$d"
@@ -615,8 +644,8 @@ do_stop() {
     if [ -d "$d/postfix" ]; then
         pf_register del "$d/postfix" || true
     fi
-    case "$BASE_DIR" in
-        /tmp/ms-??????) rm -rf "$BASE_DIR" ;;
+    case "$RUN_DIR" in
+        /tmp/ms-??????) rm -rf "$RUN_DIR"; rm -f "$d/run" ;;
     esac
 }
 

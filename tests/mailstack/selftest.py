@@ -9,7 +9,6 @@ with AUTH PLAIN and XOAUTH2, IMAP XOAUTH2/OAUTHBEARER, IDLE, restarting
 Dovecot and Postfix on the same ports, two further stacks started in
 parallel, then stops everything.  Exits non-zero on the first failure.
 """
-import base64
 import imaplib
 import os
 import shutil
@@ -125,6 +124,8 @@ def wait_for_subject(env, user, subject, timeout=30.0):
                 m.select("INBOX")
                 typ, data = m.uid("SEARCH", None, "HEADER", "Subject", subject)
                 if typ == "OK" and data[0].split():
+                    if VERBOSE:
+                        say(f"  {subject!r} in {user}'s INBOX after {timeout - (deadline - time.monotonic()):.2f}s")
                     return len(data[0].split())
             finally:
                 m.logout()
@@ -381,7 +382,7 @@ def t_submission(env):
             check(e.smtp_code == 535, f"wrong password -> 535 (got {e.smtp_code})")
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
         s.ehlo("selftest.example.test")
-        s.login("carol@example.test", env["PASSWORD"])   # smtplib prefers PLAIN? force below
+        s.login("carol@example.test", env["PASSWORD"])   # smtplib picks the mechanism
         s.send_message(message("carol@example.test", "bob@example.test", "submission-login"))
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
         s.starttls(context=ctx(env["CA_FILE"]))
@@ -604,8 +605,9 @@ def t_stop(env, d):
     time.sleep(0.2)
     left = leftover_processes(d)
     check(not left, f"no processes left for DIR: {left}")
-    if env.get("DOVECOT_BASE_DIR"):
-        check(not os.path.exists(env["DOVECOT_BASE_DIR"]), "base_dir removed")
+    for k in ("RUN_DIR", "DOVECOT_BASE_DIR", "POSTFIX_QUEUE_DIR"):
+        if env.get(k):
+            check(not os.path.exists(env[k]), f"{k} removed")
     out = subprocess.run(["postconf", "-c", "/etc/postfix", "-h", "alternate_config_directories"],
                          capture_output=True, text=True).stdout
     check(env["POSTFIX_DIR"] not in out, "POSTFIX_DIR unregistered from /etc/postfix/main.cf")

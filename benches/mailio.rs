@@ -1,0 +1,301 @@
+//! Mail I/O benchmark (not a test): `cargo bench --bench mailio`.
+//!
+//! Starts its own Dovecot + Postfix (tests/mailstack/mailstack.sh), preloads
+//! N messages (default 10,000; `TICKETD_BENCH_N`) into the support INBOX,
+//! then measures in one run:
+//! - ingest: IMAP fetch → parse → triage → sled (group commit) → MOVE, until
+//!   every case is durable with its acknowledgement queued: messages/s and
+//!   peak RSS;
+//! - delivery: the outbox through Postfix until every mail is accepted:
+//!   mails/s, next to Postfix's own `smtp-source` (1 and 4 sessions) against
+//!   the same Postfix;
+//! - latency: APPEND → acknowledgement in the requester's mailbox, for 100
+//!   single messages appended while the daemon sits in IDLE: p50 / p99.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{request, MailStack};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use ticketd::clock::SystemClock;
+use ticketd::config::Config;
+use ticketd::daemon::{AnySource, Daemon};
+use ticketd::pipeline::IngestOptions;
+use ticketd::source::imap::ImapSource;
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn config(stack: &MailStack, data: &std::path::Path, idle: bool) -> Config {
+    std::fs::write(
+        stack.path().join("password"),
+        format!("{}\n", stack.get("PASSWORD")),
+    )
+    .expect("password");
+    let t = format!(
+        r#"data_dir = "{data}"
+domain = "casehost.example.test"
+[[mailboxes]]
+name = "support"
+role = "support"
+address = "support@example.test"
+source = "imap"
+host = "127.0.0.1"
+port = {imap}
+tls = "none"
+username = "support@example.test"
+auth = "password"
+password_file = "{pw}"
+fetch_batch = 1000
+idle = {idle}
+poll_interval = "1h"
+reconcile_interval = "1h"
+[outbound]
+from_support = "CaseHost Support <support@example.test>"
+from_privacy = "CaseHost Privacy <privacy@example.test>"
+transport = "smtp"
+host = "127.0.0.1"
+port = {smtp}
+tls = "none"
+pool_size = 8
+rate_limit_per_hour = 0
+[daemon]
+batch_size = 1000
+"#,
+        data = data.display(),
+        imap = stack.port("IMAP_PORT"),
+        smtp = stack.port("SMTP_PORT"),
+        pw = stack.path().join("password").display(),
+    );
+    Config::from_toml(&t, "bench.toml", data).expect("config")
+}
+
+fn corpus() -> Vec<Vec<u8>> {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus");
+    let mut v: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+                .filter_map(|p| std::fs::read(p).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Make message `i` unique (Message-ID, sender) from a corpus template.
+fn variant(template: &[u8], i: usize) -> Vec<u8> {
+    let mut out = format!(
+        "From: Requester {i} <req{}@example.test>\r\nTo: support@example.test\r\nMessage-ID: <bench.{i}@example.test>\r\n",
+        i % 100
+    )
+    .into_bytes();
+    // Drop the template's own From/To/Message-ID lines.
+    let text = String::from_utf8_lossy(template);
+    let mut in_headers = true;
+    for line in text.split_inclusive('\n') {
+        if in_headers {
+            if line.trim().is_empty() {
+                in_headers = false;
+            } else {
+                let l = line.to_ascii_lowercase();
+                if l.starts_with("from:")
+                    || l.starts_with("to:")
+                    || l.starts_with("message-id:")
+                    || l.starts_with("in-reply-to:")
+                    || l.starts_with("references:")
+                    || l.starts_with("auto-submitted")
+                    || l.starts_with("precedence")
+                    || l.starts_with("list-")
+                    || l.starts_with("x-auto")
+                {
+                    continue;
+                }
+            }
+        }
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
+}
+
+async fn preload(stack: &MailStack, n: usize) {
+    let templates = corpus();
+    let per = n.div_ceil(8);
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let templates = templates.clone();
+        let port = stack.port("IMAP_PORT");
+        let pw = stack.get("PASSWORD");
+        tasks.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .expect("connect");
+            let mut c = async_imap::Client::new(tcp);
+            c.read_response().await.expect("greeting");
+            let mut s = c
+                .login("support@example.test", pw)
+                .await
+                .map_err(|(e, _)| e)
+                .expect("login");
+            for i in (w * per)..((w + 1) * per).min(n) {
+                let raw = variant(&templates[i % templates.len()], i);
+                s.append("INBOX", None, None, &raw).await.expect("append");
+            }
+            let _ = s.logout().await;
+        }));
+    }
+    for t in tasks {
+        t.await.expect("preload task");
+    }
+}
+
+fn smtp_source(stack: &MailStack, sessions: u32, n: u32) -> Option<f64> {
+    let bin = ["/usr/sbin/smtp-source", "/usr/lib/postfix/sbin/smtp-source"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
+    let start = Instant::now();
+    let st = std::process::Command::new(bin)
+        .args([
+            "-c",
+            "-s",
+            &sessions.to_string(),
+            "-m",
+            &n.to_string(),
+            "-f",
+            "bench@example.test",
+            "-t",
+            "sink@example.test",
+        ])
+        .arg(format!("127.0.0.1:{}", stack.port("SMTP_PORT")))
+        .stdout(std::process::Stdio::null())
+        .status()
+        .ok()?;
+    st.success()
+        .then(|| n as f64 / start.elapsed().as_secs_f64())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n: usize = std::env::var("TICKETD_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let stack = MailStack::start();
+    let t = Instant::now();
+    preload(&stack, n).await;
+    println!(
+        "preloaded {n} messages in {:.1} s (not timed)",
+        t.elapsed().as_secs_f64()
+    );
+
+    // Ingest.
+    let data = tempfile::tempdir().expect("tempdir");
+    let cfg = config(&stack, data.path(), true);
+    let d = Arc::new(Daemon::open(cfg.clone(), Arc::new(SystemClock)).expect("daemon"));
+    let imap = cfg.mailboxes[0].imap.clone().expect("imap");
+    let mut src = AnySource::Imap(Box::new(ImapSource::new("support", imap, None)));
+    let start = Instant::now();
+    let report = d
+        .pipeline
+        .drain(&mut src, 1000, IngestOptions::default(), &|| false)
+        .await
+        .expect("drain");
+    let secs = start.elapsed().as_secs_f64();
+    let taken = report.new_cases + report.follow_ups + report.ignored;
+    println!(
+        "ingest: {taken} messages in {secs:.2} s = {:.0} messages/s ({} cases, {} set aside, {} acks queued); peak RSS {:.0} MB (target >= 5000/s)",
+        taken as f64 / secs,
+        report.new_cases,
+        report.ignored,
+        report.acks_queued,
+        peak_rss_mb()
+    );
+
+    // Delivery.
+    let queued = d
+        .pipeline
+        .store
+        .outbox_pending()
+        .map(|v| v.len())
+        .unwrap_or(0);
+    let transport = ticketd::outbox::AnyTransport::from_config(&cfg.outbound);
+    let policy = ticketd::outbox::OutboxPolicy::from_config(&cfg);
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < queued && start.elapsed() < Duration::from_secs(600) {
+        let s = ticketd::outbox::deliver_due(&d.pipeline.store, &transport, &SystemClock, &policy)
+            .await
+            .expect("deliver");
+        sent += s.sent;
+        if s.sent == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let ours = sent as f64 / secs;
+    let c1 = smtp_source(&stack, 1, 2000);
+    let c4 = smtp_source(&stack, 4, 4000);
+    println!(
+        "delivery: {sent} mails in {secs:.2} s = {ours:.0} mails/s; smtp-source ceiling: 1 session {}, 4 sessions {} (target >= 80 % of the ceiling)",
+        c1.map(|v| format!("{v:.0}/s")).unwrap_or("n/a".into()),
+        c4.map(|v| format!("{v:.0}/s")).unwrap_or("n/a".into()),
+    );
+    drop(d);
+
+    // Latency.
+    let data = tempfile::tempdir().expect("tempdir");
+    let d = Arc::new(
+        Daemon::open(config(&stack, data.path(), true), Arc::new(SystemClock)).expect("daemon"),
+    );
+    let (tx, _) = tokio::sync::broadcast::channel(4);
+    let h = tokio::spawn(d.clone().run_until(tx.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut lat = Vec::new();
+    let mut watcher = stack.imap("lat@example.test").await;
+    for i in 0..100 {
+        let raw = request(
+            "Lat <lat@example.test>",
+            "support@example.test",
+            "Error in report",
+            "The report shows an error.",
+            &format!("lat{i}@example.test"),
+        );
+        let t = Instant::now();
+        stack.append("support@example.test", "INBOX", &raw).await;
+        loop {
+            let st = watcher.status("INBOX", "(MESSAGES)").await.expect("status");
+            if st.exists as usize > i {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "ack {i} did not arrive"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let _ = tx.send(());
+    let _ = h.await;
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let p = |q: f64| {
+        lat[((lat.len() as f64 * q).ceil() as usize)
+            .saturating_sub(1)
+            .min(lat.len() - 1)]
+    };
+    println!("latency: APPEND → ack in mailbox over {} messages: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (target p99 < 1000 ms)", lat.len(), p(0.5), p(0.99), p(1.0));
+}
