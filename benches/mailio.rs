@@ -225,6 +225,9 @@ async fn main() {
         peak_rss_mb()
     );
 
+    if std::env::var("TICKETD_BENCH_ONLY_INGEST").is_ok() {
+        return;
+    }
     // Delivery.
     let queued = d
         .pipeline

@@ -27,6 +27,24 @@ pub enum PipelineError {
     Source(#[from] SourceError),
 }
 
+/// Messages stored per store transaction in a drain (group commit).
+const GROUP: usize = 100;
+
+/// A message parsed and triaged, ready for the store transaction.
+pub struct Prepared<'e> {
+    pub env: &'e Envelope,
+    hash: String,
+    parsed: Option<mail::ParsedMail>,
+    unparseable: Option<String>,
+    pub decision: Option<Decision>,
+    fallback: Option<Decision>,
+    ack_to: Result<mail::Addr, String>,
+    reply_address: Result<String, String>,
+    header_ids: Vec<String>,
+    case_ref_from_header: bool,
+    token: String,
+}
+
 /// Options for one ingestion.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct IngestOptions {
@@ -207,6 +225,137 @@ impl Pipeline {
         }
     }
 
+    /// Parse and triage one message: everything the store transaction
+    /// needs, computed without touching the store (runs in parallel).
+    pub fn prepare<'e>(&self, env: &'e Envelope, role: Role, opts: IngestOptions) -> Prepared<'e> {
+        let limit = usize::try_from(self.config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
+        let parsed = mail::parse(&env.raw, limit);
+        let (decision, fallback, ack_to) = match &parsed {
+            Ok(m) => {
+                let ctx = self.triage_context(role);
+                let decision = triage::triage(m, &ctx);
+                let fallback =
+                    (decision.kind == Kind::Reply).then(|| triage::triage_as_new(m, &ctx));
+                (Some(decision), fallback, render::ack_address(m, &self.own))
+            }
+            Err(_) => (None, None, Err("not mail".to_string())),
+        };
+        let reply_address = if opts.no_ack {
+            Err("imported with --no-ack".to_string())
+        } else {
+            ack_to
+                .as_ref()
+                .map(|a| a.address.clone())
+                .map_err(Clone::clone)
+        };
+        let (header_ids, case_ref_from_header) = match &parsed {
+            Ok(m) => {
+                let mut ids = m.in_reply_to.clone();
+                ids.extend(m.references.iter().rev().cloned());
+                let from_header = ids.iter().any(|id| triage::find_case_number(id).is_some());
+                (ids, from_header)
+            }
+            Err(_) => (Vec::new(), false),
+        };
+        Prepared {
+            env,
+            hash: mail::content_hash(&env.raw),
+            unparseable: parsed
+                .as_ref()
+                .err()
+                .map(|e| format!("not a mail message: {e}")),
+            parsed: parsed.ok(),
+            decision,
+            fallback,
+            ack_to,
+            reply_address,
+            header_ids,
+            case_ref_from_header,
+            token: render::token(),
+        }
+    }
+
+    /// Store prepared messages in one transaction (not yet durable: flush
+    /// after). Should the group fail, each message is tried on its own, so
+    /// one bad message never holds up the others.
+    pub fn commit(&self, prepared: &[Prepared<'_>]) -> Vec<Result<IngestOutcome, StoreError>> {
+        let now = self.clock.now();
+        let acks: Vec<_> = prepared
+            .iter()
+            .map(|p| {
+                move |case: &Case| -> Result<NewMail, String> {
+                    let to = p.ack_to.as_ref().map_err(Clone::clone)?;
+                    let m = p.parsed.as_ref().ok_or("not mail")?;
+                    self.build_ack(
+                        case,
+                        to,
+                        &p.token,
+                        now,
+                        m.message_id.as_deref(),
+                        &m.references,
+                    )
+                }
+            })
+            .collect();
+        let alerts: Vec<_> = prepared
+            .iter()
+            .map(|p| {
+                move |case: Option<&Case>| -> Result<NewMail, String> {
+                    self.oversize_alert(p.env, case, &p.token, now)
+                }
+            })
+            .collect();
+        let inputs: Vec<IngestInput<'_>> = prepared
+            .iter()
+            .zip(acks.iter().zip(alerts.iter()))
+            .map(|(p, (ack, alert))| {
+                let m = p.parsed.as_ref();
+                IngestInput {
+                    source: &p.env.source,
+                    source_key: &p.env.key,
+                    received_at: p.env.received_at,
+                    now,
+                    actor: "ticketd",
+                    raw: &p.env.raw,
+                    max_stored_bytes: self.config.limits.max_stored_message_bytes,
+                    original_size: p.env.original_size,
+                    render_alert: p
+                        .env
+                        .original_size
+                        .is_some()
+                        .then_some(alert as &AlertRenderer<'_>),
+                    message_id: m.and_then(|m| m.message_id.as_deref()),
+                    content_hash: &p.hash,
+                    subject: m.map(|m| m.subject.as_str()).unwrap_or(""),
+                    from: m.and_then(|m| m.from.as_ref()),
+                    warnings: m.map(|m| m.warnings.as_slice()).unwrap_or(&[]),
+                    thread: ThreadHint {
+                        header_ids: p.header_ids.clone(),
+                        case_ref: p.decision.as_ref().and_then(|d| d.case_ref.clone()),
+                        case_ref_from_header: p.case_ref_from_header,
+                    },
+                    decision: p.decision.as_ref(),
+                    fallback: p.fallback.as_ref(),
+                    unparseable: p.unparseable.as_deref(),
+                    reply_address: p.reply_address.clone(),
+                    render_ack: ack,
+                    cursor: None,
+                }
+            })
+            .collect();
+        let results = match self.store.ingest_many(&inputs) {
+            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Err(_) if inputs.len() > 1 => inputs.iter().map(|i| self.store.ingest(i)).collect(),
+            Err(e) => vec![Err(e)],
+        };
+        for (p, r) in prepared.iter().zip(&results) {
+            if let Ok(o) = r {
+                log_outcome(p.env, o);
+            }
+        }
+        results
+    }
+
     /// Parse, triage and store one message (not yet durable: flush after).
     pub fn ingest(
         &self,
@@ -214,109 +363,43 @@ impl Pipeline {
         role: Role,
         opts: IngestOptions,
     ) -> Result<IngestOutcome, StoreError> {
-        let now = self.clock.now();
-        let limit = usize::try_from(self.config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
-        let hash = mail::content_hash(&env.raw);
-        let parsed = mail::parse(&env.raw, limit);
-        let no_render = |_: &Case| -> Result<NewMail, String> { Err("not mail".into()) };
-        let alert_token = render::token();
-        let render_alert = |case: Option<&Case>| -> Result<NewMail, String> {
-            self.oversize_alert(env, case, &alert_token, now)
-        };
-        let alert: Option<&AlertRenderer<'_>> =
-            env.original_size.is_some().then_some(&render_alert);
+        let p = self.prepare(env, role, opts);
+        self.commit(std::slice::from_ref(&p))
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Invalid("nothing committed".into())))
+    }
 
-        let outcome = match &parsed {
-            Err(not_mail) => {
-                let reason = format!("not a mail message: {not_mail}");
-                let input = IngestInput {
-                    source: &env.source,
-                    source_key: &env.key,
-                    received_at: env.received_at,
-                    now,
-                    actor: "ticketd",
-                    raw: &env.raw,
-                    max_stored_bytes: self.config.limits.max_stored_message_bytes,
-                    original_size: env.original_size,
-                    render_alert: alert,
-                    message_id: None,
-                    content_hash: &hash,
-                    subject: "",
-                    from: None,
-                    warnings: &[],
-                    thread: ThreadHint::default(),
-                    decision: None,
-                    fallback: None,
-                    unparseable: Some(&reason),
-                    reply_address: Err("not mail".into()),
-                    render_ack: &no_render,
-                    cursor: None,
-                };
-                self.store.ingest(&input)?
-            }
-            Ok(m) => {
-                let ctx = self.triage_context(role);
-                let decision = triage::triage(m, &ctx);
-                let fallback: Option<Decision> =
-                    (decision.kind == Kind::Reply).then(|| triage::triage_as_new(m, &ctx));
-                let ack_to = render::ack_address(m, &self.own);
-                let reply_address = if opts.no_ack {
-                    Err("imported with --no-ack".to_string())
-                } else {
-                    ack_to
-                        .as_ref()
-                        .map(|a| a.address.clone())
-                        .map_err(Clone::clone)
-                };
-                let token = render::token();
-                let render_ack = |case: &Case| -> Result<NewMail, String> {
-                    let to = ack_to.as_ref().map_err(Clone::clone)?;
-                    self.build_ack(
-                        case,
-                        to,
-                        &token,
-                        now,
-                        m.message_id.as_deref(),
-                        &m.references,
-                    )
-                };
-                let mut header_ids = m.in_reply_to.clone();
-                header_ids.extend(m.references.iter().rev().cloned());
-                let case_ref_from_header = header_ids
-                    .iter()
-                    .any(|id| triage::find_case_number(id).is_some());
-                let input = IngestInput {
-                    source: &env.source,
-                    source_key: &env.key,
-                    received_at: env.received_at,
-                    now,
-                    actor: "ticketd",
-                    raw: &env.raw,
-                    max_stored_bytes: self.config.limits.max_stored_message_bytes,
-                    original_size: env.original_size,
-                    render_alert: alert,
-                    message_id: m.message_id.as_deref(),
-                    content_hash: &hash,
-                    subject: &m.subject,
-                    from: m.from.as_ref(),
-                    warnings: &m.warnings,
-                    thread: ThreadHint {
-                        header_ids,
-                        case_ref: decision.case_ref.clone(),
-                        case_ref_from_header,
-                    },
-                    decision: Some(&decision),
-                    fallback: fallback.as_ref(),
-                    unparseable: None,
-                    reply_address,
-                    render_ack: &render_ack,
-                    cursor: None,
-                };
-                self.store.ingest(&input)?
-            }
-        };
-        log_outcome(env, &outcome);
-        Ok(outcome)
+    /// Prepare many messages on all cores.
+    pub fn prepare_all<'e>(
+        &self,
+        envs: &'e [Envelope],
+        role: Role,
+        opts: IngestOptions,
+    ) -> Vec<Prepared<'e>> {
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(8);
+        if envs.len() < 32 || threads < 2 {
+            return envs.iter().map(|e| self.prepare(e, role, opts)).collect();
+        }
+        let chunk = envs.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = envs
+                .chunks(chunk)
+                .map(|c| {
+                    scope.spawn(move || {
+                        c.iter()
+                            .map(|e| self.prepare(e, role, opts))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_default())
+                .collect()
+        })
     }
 
     /// Drain a source: batches of up to `batch` messages, one flush per
@@ -343,24 +426,40 @@ impl Pipeline {
             if fetched.envelopes.is_empty() {
                 break;
             }
-            let mut taken = Vec::with_capacity(fetched.envelopes.len());
-            for env in fetched.envelopes {
+            let mut envs = fetched.envelopes;
+            if stop() {
+                break;
+            }
+            // Parse and triage on all cores, then store in groups.
+            let prepared = self.prepare_all(&envs, role, opts);
+            let mut ok = vec![false; envs.len()];
+            for (g, group) in prepared.chunks(GROUP).enumerate() {
+                for (i, r) in self.commit(group).into_iter().enumerate() {
+                    let env = &envs[g * GROUP + i];
+                    match r {
+                        Ok(o) => {
+                            report.add(&env.key, &o);
+                            ok[g * GROUP + i] = true;
+                        }
+                        Err(e) => {
+                            tracing::error!(source = src.name(), key = %env.key, error = %e, "cannot store message; left in source");
+                            report
+                                .errors
+                                .push(format!("{}: {}: {e}", src.name(), env.key));
+                        }
+                    }
+                }
                 if stop() {
                     break;
                 }
-                match self.ingest(&env, role, opts) {
-                    Ok(o) => {
-                        report.add(&env.key, &o);
-                        taken.push(env);
-                    }
-                    Err(e) => {
-                        tracing::error!(source = src.name(), key = %env.key, error = %e, "cannot store message; left in source");
-                        report
-                            .errors
-                            .push(format!("{}: {}: {e}", src.name(), env.key));
-                    }
-                }
             }
+            drop(prepared);
+            let mut i = 0;
+            envs.retain(|_| {
+                i += 1;
+                ok[i - 1]
+            });
+            let taken = envs;
             if let Some(last) = taken.last() {
                 // Where this source got to (IMAP will keep UIDVALIDITY/UID here).
                 let cursor = serde_json::json!({ "last_key": last.key, "at": self.clock.now() });

@@ -339,6 +339,12 @@ impl Store {
         res.map_err(tx_err)
     }
 
+    /// Take many messages in one transaction (group commit). Either all are
+    /// stored or none; a duplicate within the group is recognised.
+    pub fn ingest_many(&self, inputs: &[IngestInput<'_>]) -> Result<Vec<IngestOutcome>> {
+        self.transact(|tx| inputs.iter().map(|i| ingest_tx(tx, i)).collect())
+    }
+
     /// Take one message in (see the module docs). Not durable until
     /// [`Store::flush`] returns.
     pub fn ingest(&self, input: &IngestInput<'_>) -> Result<IngestOutcome> {
