@@ -412,13 +412,18 @@ impl Pipeline {
         opts: IngestOptions,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Report, PipelineError> {
+        // Stages overlap: while batch N is parsed, triaged and committed on
+        // worker threads, the source takes batch N-1 (already flushed) and
+        // fetches batch N+1. A batch is acked only after its flush.
         let mut report = Report::default();
         let role = self.role_of(src.name());
-        loop {
-            if stop() {
-                break;
-            }
-            let fetched = src.fetch(batch).await?;
+        let mut flushed: Vec<Envelope> = Vec::new();
+        let mut next = if stop() {
+            None
+        } else {
+            Some(src.fetch(batch).await?)
+        };
+        while let Some(fetched) = next.take() {
             for (key, err) in &fetched.errors {
                 tracing::warn!(source = src.name(), key = %key, error = %err, "cannot read message; left in source");
                 report.errors.push(format!("{}: {key}: {err}", src.name()));
@@ -426,49 +431,63 @@ impl Pipeline {
             if fetched.envelopes.is_empty() {
                 break;
             }
-            let mut envs = fetched.envelopes;
-            if stop() {
-                break;
+            let p = self.clone();
+            let work = tokio::task::spawn_blocking(move || {
+                let envs = fetched.envelopes;
+                let prepared = p.prepare_all(&envs, role, opts);
+                let results: Vec<Result<IngestOutcome, StoreError>> =
+                    prepared.chunks(GROUP).flat_map(|g| p.commit(g)).collect();
+                drop(prepared);
+                (envs, results)
+            });
+            // Meanwhile: take the previous batch, then look for the next.
+            if !flushed.is_empty() {
+                src.ack(&flushed).await?;
+                flushed.clear();
             }
-            // Parse and triage on all cores, then store in groups.
-            let prepared = self.prepare_all(&envs, role, opts);
-            let mut ok = vec![false; envs.len()];
-            for (g, group) in prepared.chunks(GROUP).enumerate() {
-                for (i, r) in self.commit(group).into_iter().enumerate() {
-                    let env = &envs[g * GROUP + i];
-                    match r {
-                        Ok(o) => {
-                            report.add(&env.key, &o);
-                            ok[g * GROUP + i] = true;
-                        }
-                        Err(e) => {
-                            tracing::error!(source = src.name(), key = %env.key, error = %e, "cannot store message; left in source");
-                            report
-                                .errors
-                                .push(format!("{}: {}: {e}", src.name(), env.key));
-                        }
+            let fetch_next = if stop() {
+                None
+            } else {
+                Some(src.fetch(batch).await)
+            };
+            let (envs, results) = work
+                .await
+                .map_err(|e| StoreError::Invalid(format!("ingest worker failed: {e}")))?;
+            let mut taken = Vec::with_capacity(envs.len());
+            for (env, r) in envs.into_iter().zip(results) {
+                match r {
+                    Ok(o) => {
+                        report.add(&env.key, &o);
+                        taken.push(env);
+                    }
+                    Err(e) => {
+                        tracing::error!(source = src.name(), key = %env.key, error = %e, "cannot store message; left in source");
+                        report
+                            .errors
+                            .push(format!("{}: {}: {e}", src.name(), env.key));
                     }
                 }
-                if stop() {
-                    break;
-                }
             }
-            drop(prepared);
-            let mut i = 0;
-            envs.retain(|_| {
-                i += 1;
-                ok[i - 1]
-            });
-            let taken = envs;
             if let Some(last) = taken.last() {
-                // Where this source got to (IMAP will keep UIDVALIDITY/UID here).
+                // Where this source got to (IMAP: UIDVALIDITY:UID).
                 let cursor = serde_json::json!({ "last_key": last.key, "at": self.clock.now() });
                 self.store
                     .set_cursor(src.name(), cursor.to_string().as_bytes())?;
             }
             self.store.flush().await?;
             crate::failpoint::hit("after_flush_before_ack");
-            src.ack(&taken).await?;
+            flushed = taken;
+            next = match fetch_next {
+                Some(Ok(f)) => Some(f),
+                Some(Err(e)) => {
+                    // The committed batch is durable; it is taken next time.
+                    return Err(e.into());
+                }
+                None => None,
+            };
+        }
+        if !flushed.is_empty() {
+            src.ack(&flushed).await?;
         }
         Ok(report)
     }
