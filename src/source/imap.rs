@@ -354,10 +354,7 @@ impl ImapSource {
             .ok_or_else(|| err(&name, "fetch", "not connected"))?;
         // Notifications are only hints; the search below is the truth.
         while session.unsolicited_responses.try_recv().is_ok() {}
-        let found = match tokio::time::timeout(timeout, session.uid_search(&criteria)).await {
-            Ok(r) => r.map_err(|e| err(&name, "UID SEARCH", e))?,
-            Err(_) => return Err(err(&name, "UID SEARCH", "timed out")),
-        };
+        let found = timed(&name, "UID SEARCH", timeout, session.uid_search(&criteria)).await?;
         let mut uids: Vec<u32> = found
             .into_iter()
             .filter(|u| !self.in_flight.contains(u))
@@ -379,10 +376,13 @@ impl ImapSource {
                     Ok(r) => r.map_err(|e| err(&name, "UID FETCH sizes", e))?,
                     Err(_) => return Err(err(&name, "UID FETCH sizes", "timed out")),
                 };
-            let fetched: Vec<_> = tokio::time::timeout(timeout, stream.try_collect::<Vec<_>>())
-                .await
-                .map_err(|_| err(&name, "UID FETCH sizes", "timed out"))?
-                .map_err(|e| err(&name, "UID FETCH sizes", e))?;
+            let fetched: Vec<_> = timed(
+                &name,
+                "UID FETCH sizes",
+                timeout,
+                stream.try_collect::<Vec<_>>(),
+            )
+            .await?;
             fetched
                 .iter()
                 .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
@@ -398,10 +398,7 @@ impl ImapSource {
                 continue;
             }
             let set = uid_set(&uids);
-            let stream = match tokio::time::timeout(timeout, session.uid_fetch(&set, query)).await {
-                Ok(r) => r.map_err(|e| err(&name, "UID FETCH", e))?,
-                Err(_) => return Err(err(&name, "UID FETCH", "timed out")),
-            };
+            let stream = timed(&name, "UID FETCH", timeout, session.uid_fetch(&set, query)).await?;
             // The body fetch may take long for a big batch: allow the
             // timeout per 4 MB of data.
             let budget = timeout * (1 + (uids.len() as u32 / 50));
@@ -470,16 +467,10 @@ impl ImapSource {
         let set = uid_set(&uids);
         match after {
             AfterTake::Move(folder) if has_move => {
-                tokio::time::timeout(timeout, session.uid_mv(&set, &folder))
-                    .await
-                    .map_err(|_| err(&name, "UID MOVE", "timed out"))?
-                    .map_err(|e| err(&name, "UID MOVE", e))?;
+                timed(&name, "UID MOVE", timeout, session.uid_mv(&set, &folder)).await?;
             }
             AfterTake::Move(folder) if has_uidplus => {
-                tokio::time::timeout(timeout, session.uid_copy(&set, &folder))
-                    .await
-                    .map_err(|_| err(&name, "UID COPY", "timed out"))?
-                    .map_err(|e| err(&name, "UID COPY", e))?;
+                timed(&name, "UID COPY", timeout, session.uid_copy(&set, &folder)).await?;
                 let s = tokio::time::timeout(
                     timeout,
                     session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)"),
@@ -491,10 +482,7 @@ impl ImapSource {
                     .try_collect()
                     .await
                     .map_err(|e| err(&name, "UID STORE", e))?;
-                let s = tokio::time::timeout(timeout, session.uid_expunge(&set))
-                    .await
-                    .map_err(|_| err(&name, "UID EXPUNGE", "timed out"))?
-                    .map_err(|e| err(&name, "UID EXPUNGE", e))?;
+                let s = timed(&name, "UID EXPUNGE", timeout, session.uid_expunge(&set)).await?;
                 let _: Vec<_> = s
                     .try_collect()
                     .await
@@ -542,20 +530,28 @@ impl ImapSource {
             return Ok(());
         };
         let mut handle = session.idle();
-        tokio::time::timeout(timeout, handle.init())
-            .await
-            .map_err(|_| err(&name, "IDLE", "timed out"))?
-            .map_err(|e| err(&name, "IDLE", e))?;
+        timed(&name, "IDLE", timeout, handle.init()).await?;
         let (idle, _stop) = handle.wait_with_timeout(max.min(IDLE_MAX));
         let woke = idle.await.map_err(|e| err(&name, "IDLE", e))?;
         tracing::debug!(mailbox = %name, ?woke, "IDLE returned");
         // DONE has no timeout of its own.
-        let session = tokio::time::timeout(timeout, handle.done())
-            .await
-            .map_err(|_| err(&name, "IDLE DONE", "timed out"))?
-            .map_err(|e| err(&name, "IDLE DONE", e))?;
+        let session = timed(&name, "IDLE DONE", timeout, handle.done()).await?;
         self.session = Some(session);
         Ok(())
+    }
+}
+
+/// Run one IMAP command with a timeout.
+async fn timed<T, E: std::fmt::Display>(
+    name: &str,
+    what: &str,
+    t: Duration,
+    fut: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, SourceError> {
+    match tokio::time::timeout(t, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(err(name, what, e)),
+        Err(_) => Err(err(name, what, format!("timed out after {t:?}"))),
     }
 }
 
