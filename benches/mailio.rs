@@ -71,6 +71,7 @@ port = {smtp}
 tls = "none"
 pool_size = 8
 rate_limit_per_hour = 0
+retry_initial = "1s"
 [daemon]
 batch_size = 1000
 "#,
@@ -250,6 +251,19 @@ async fn main() {
     }
     let secs = start.elapsed().as_secs_f64();
     let ours = sent as f64 / secs;
+    let mut errors: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for e in d.pipeline.store.outbox_all().unwrap_or_default() {
+        if e.attempts > 1 || e.last_error.is_some() {
+            let key = e
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "retried, then sent".into());
+            *errors.entry(key.chars().take(90).collect()).or_default() += 1;
+        }
+    }
+    for (e, n) in &errors {
+        println!("  delivery retries: {n} × {e}");
+    }
     let c1 = smtp_source(&stack, 1, 2000);
     let c4 = smtp_source(&stack, 4, 4000);
     println!(

@@ -86,7 +86,7 @@ pub enum RoleArg {
 
 #[derive(Debug, Subcommand)]
 pub enum CasesCommand {
-    /// List cases, oldest first.
+    /// List cases in order of arrival.
     List {
         /// support or privacy
         #[arg(long)]

@@ -282,7 +282,7 @@ impl Store {
             }
             out.push(c);
         }
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+        out.sort_by(|a, b| a.received_at.cmp(&b.received_at).then(a.id.cmp(&b.id)));
         Ok(out)
     }
 
