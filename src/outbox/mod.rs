@@ -134,6 +134,7 @@ pub async fn deliver_due<T: Transport>(
     }
     // One durable step marks the whole batch as being sent.
     let mut batch = Vec::with_capacity(due.len());
+    let mut marks = Vec::with_capacity(due.len());
     for mut e in due {
         if e.purpose == Purpose::Ack && policy.rate_limit_per_hour > 0 {
             let over = e.recipients.iter().find(|r| {
@@ -155,62 +156,73 @@ pub async fn deliver_due<T: Transport>(
                     outbox: e.id,
                     recipient: r.clone(),
                 };
-                store.update_outbox(&e, Some((now, ev)))?;
+                marks.push((e, Some((now, ev))));
                 stats.suppressed += 1;
                 continue;
             }
         }
         state::begin_send(&mut e);
-        store.update_outbox(&e, None)?;
+        marks.push((e.clone(), None));
         batch.push(e);
+    }
+    for chunk in marks.chunks(500) {
+        store.update_outbox_many(chunk)?;
     }
     store.flush().await?;
     let concurrency = transport.concurrency_hint().max(1);
-    let mut results = futures::stream::iter(batch.into_iter().map(|e| async move {
+    let results = futures::stream::iter(batch.into_iter().map(|e| async move {
         let r = transport.send(&e).await;
         (e, r)
     }))
-    .buffer_unordered(concurrency);
-    while let Some((mut e, result)) = results.next().await {
+    .buffer_unordered(concurrency)
+    // Results are written back in groups, one transaction each, so the
+    // sends in flight are not held up by the store.
+    .ready_chunks(64);
+    futures::pin_mut!(results);
+    while let Some(done) = results.next().await {
         crate::failpoint::hit("after_send_before_mark");
         let now = clock.now();
-        let event = match result {
-            Ok(delivered_as) => {
-                state::succeeded(&mut e, now, delivered_as.clone());
-                stats.sent += 1;
-                tracing::info!(
-                    outbox = e.id,
-                    case = e.case.as_deref().unwrap_or("-"),
-                    "mail delivered"
-                );
-                EventKind::MailSent {
-                    outbox: e.id,
-                    delivered_as,
-                }
-            }
-            Err(err) => {
-                let permanent = state::failed(&mut e, now, &err, &policy.retry);
-                if permanent {
-                    stats.failed += 1;
-                    tracing::warn!(outbox = e.id, error = %err, "mail failed permanently");
-                    if e.purpose != Purpose::StaffNotice {
-                        alert_failure(store, policy, &e, now)?;
+        let mut updates = Vec::with_capacity(done.len());
+        for (mut e, result) in done {
+            let event = match result {
+                Ok(delivered_as) => {
+                    state::succeeded(&mut e, now, delivered_as.clone());
+                    stats.sent += 1;
+                    tracing::info!(
+                        outbox = e.id,
+                        case = e.case.as_deref().unwrap_or("-"),
+                        "mail delivered"
+                    );
+                    EventKind::MailSent {
+                        outbox: e.id,
+                        delivered_as,
                     }
-                } else {
-                    stats.retry_later += 1;
-                    tracing::info!(outbox = e.id, error = %err, "mail delivery deferred");
                 }
-                EventKind::MailFailed {
-                    outbox: e.id,
-                    error: err.to_string(),
-                    permanent,
+                Err(err) => {
+                    let permanent = state::failed(&mut e, now, &err, &policy.retry);
+                    if permanent {
+                        stats.failed += 1;
+                        tracing::warn!(outbox = e.id, error = %err, "mail failed permanently");
+                        if e.purpose != Purpose::StaffNotice {
+                            alert_failure(store, policy, &e, now)?;
+                        }
+                    } else {
+                        stats.retry_later += 1;
+                        tracing::info!(outbox = e.id, error = %err, "mail delivery deferred");
+                    }
+                    EventKind::MailFailed {
+                        outbox: e.id,
+                        error: err.to_string(),
+                        permanent,
+                    }
                 }
-            }
-        };
-        // A retry's every attempt is not worth an event; the first and the
-        // outcome are.
-        let record_event = e.state != OutboxState::Queued || e.attempts == 1;
-        store.update_outbox(&e, record_event.then_some((now, event)))?;
+            };
+            // A retry's every attempt is not worth an event; the first and
+            // the outcome are.
+            let record_event = e.state != OutboxState::Queued || e.attempts == 1;
+            updates.push((e, record_event.then_some((now, event))));
+        }
+        store.update_outbox_many(&updates)?;
     }
     store.flush().await?;
     Ok(stats)

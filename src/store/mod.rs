@@ -426,6 +426,15 @@ impl Store {
         entry: &OutboxEntry,
         event: Option<(DateTime<Utc>, EventKind)>,
     ) -> Result<()> {
+        self.update_outbox_many(&[(entry.clone(), event)])
+    }
+
+    /// Write many outbox entries back (and their case events) in one
+    /// transaction.
+    pub fn update_outbox_many(
+        &self,
+        updates: &[(OutboxEntry, Option<(DateTime<Utc>, EventKind)>)],
+    ) -> Result<()> {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
         let res: std::result::Result<(), TransactionError<StoreError>> = (
             &self.t.outbox,
@@ -434,30 +443,32 @@ impl Store {
             &self.t.events,
         )
             .transaction(|(outbox, pending, cases, events)| {
-                outbox.insert(&be(entry.id), to_json(entry))?;
-                match entry.state {
-                    OutboxState::Queued | OutboxState::Sending => {
-                        pending.insert(&be(entry.id), &[])?;
+                for (entry, event) in updates {
+                    outbox.insert(&be(entry.id), to_json(entry))?;
+                    match entry.state {
+                        OutboxState::Queued | OutboxState::Sending => {
+                            pending.insert(&be(entry.id), &[])?;
+                        }
+                        OutboxState::Sent | OutboxState::Failed | OutboxState::Suppressed => {
+                            pending.remove(&be(entry.id))?;
+                        }
                     }
-                    OutboxState::Sent | OutboxState::Failed | OutboxState::Suppressed => {
-                        pending.remove(&be(entry.id))?;
-                    }
-                }
-                if let (Some(case_id), Some((at, kind))) = (&entry.case, &event) {
-                    if let Some(v) = cases.get(case_id.as_bytes())? {
-                        let mut case: Case =
-                            from_json("cases", &v).map_err(ConflictableTransactionError::Abort)?;
-                        let seq = case.next_event;
-                        case.next_event += 1;
-                        case.updated_at = *at;
-                        cases.insert(case_id.as_bytes(), to_json(&case))?;
-                        let ev = Event {
-                            seq,
-                            at: *at,
-                            actor: "ticketd".into(),
-                            kind: kind.clone(),
-                        };
-                        events.insert(event_key(case_id, seq), to_json(&ev))?;
+                    if let (Some(case_id), Some((at, kind))) = (&entry.case, event) {
+                        if let Some(v) = cases.get(case_id.as_bytes())? {
+                            let mut case: Case = from_json("cases", &v)
+                                .map_err(ConflictableTransactionError::Abort)?;
+                            let seq = case.next_event;
+                            case.next_event += 1;
+                            case.updated_at = *at;
+                            cases.insert(case_id.as_bytes(), to_json(&case))?;
+                            let ev = Event {
+                                seq,
+                                at: *at,
+                                actor: "ticketd".into(),
+                                kind: kind.clone(),
+                            };
+                            events.insert(event_key(case_id, seq), to_json(&ev))?;
+                        }
                     }
                 }
                 Ok(())
