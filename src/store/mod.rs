@@ -136,6 +136,9 @@ impl From<&OutboxEntry> for OutboxSummary {
     }
 }
 
+/// An outbox entry to write back, with the event to record on its case.
+pub type OutboxUpdate = (OutboxEntry, Option<(DateTime<Utc>, EventKind)>);
+
 /// Filter for [`Store::list_cases`].
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct CaseFilter {
@@ -431,10 +434,7 @@ impl Store {
 
     /// Write many outbox entries back (and their case events) in one
     /// transaction.
-    pub fn update_outbox_many(
-        &self,
-        updates: &[(OutboxEntry, Option<(DateTime<Utc>, EventKind)>)],
-    ) -> Result<()> {
+    pub fn update_outbox_many(&self, updates: &[OutboxUpdate]) -> Result<()> {
         use sled::transaction::{ConflictableTransactionError, TransactionError};
         let res: std::result::Result<(), TransactionError<StoreError>> = (
             &self.t.outbox,
