@@ -127,7 +127,14 @@ batch_size = 4
     fn ack_files(&self) -> Vec<PathBuf> {
         let dir = self.path("data/outbox-mail");
         let mut v: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            // Finished mail only: a `.outbox-N.eml.tmp` may be left by a kill.
+            Ok(rd) => rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    !p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                })
+                .collect(),
             Err(_) => Vec::new(),
         };
         v.sort();
