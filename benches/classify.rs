@@ -24,13 +24,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let rules = match Rules::with_overrides(&config.triage.rules) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("rules: {e}");
-            std::process::exit(1);
-        }
-    };
+    let rules = config.triage.compiled.clone();
     let classifier = Classifier::new(&config, &rules);
     let classify = |name: &str, raw: &[u8], _c: &Config, _r: &Rules, role| {
         classifier.classify(name, raw, role)

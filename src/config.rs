@@ -463,7 +463,7 @@ pub struct DaemonSettings {
     pub batch_size: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Default)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TriageSettings {
     /// Senders (addresses, or `@domain`) whose mail is always set aside.
     pub block_senders: Vec<String>,
@@ -475,6 +475,9 @@ pub struct TriageSettings {
     pub trusted_authserv_id: Option<String>,
     /// Rule overrides merged over the built-in triage rules.
     pub rules: crate::triage::rules::RuleFile,
+    /// The built-in rules with `rules` merged, compiled once at load.
+    #[serde(skip)]
+    pub compiled: std::sync::Arc<crate::triage::Rules>,
 }
 
 impl Config {
@@ -686,12 +689,12 @@ impl Config {
                 .map(|b| b.0)
                 .unwrap_or(2 * 1024 * 1024),
         };
-        if let Err(e) = crate::triage::Rules::with_overrides(&raw.triage.rules) {
-            return Err(ConfigError::General {
+        let compiled = crate::triage::Rules::with_overrides(&raw.triage.rules)
+            .map(std::sync::Arc::new)
+            .map_err(|e| ConfigError::General {
                 file: file.into(),
                 message: format!("[triage.rules]: {e}"),
-            });
-        }
+            })?;
         if limits.triage_parse_bytes < 4096 {
             return Err(ConfigError::General {
                 file: file.into(),
@@ -780,6 +783,7 @@ impl Config {
                     .map(|s| s.trim().to_ascii_lowercase())
                     .filter(|s| !s.is_empty()),
                 rules: raw.triage.rules,
+                compiled,
             },
             domain,
             data_dir,

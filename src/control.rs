@@ -212,7 +212,7 @@ pub async fn import(
         let read = files::read_input(input, |env| batch.push(env));
         for env in &batch {
             let o = p.ingest(env, role, opts)?;
-            report_add(&mut report, &env.key, &o);
+            report.add(&env.key, &o);
             since_flush += 1;
             if since_flush >= p.config.daemon.batch_size {
                 p.store.flush().await?;
@@ -233,21 +233,6 @@ pub async fn import(
     }
     p.store.flush().await?;
     Ok(report)
-}
-
-fn report_add(r: &mut Report, key: &str, o: &crate::store::IngestOutcome) {
-    let mut one = Report::default();
-    match o {
-        crate::store::IngestOutcome::NewCase { outbox, .. } => {
-            one.new_cases = 1;
-            one.acks_queued = usize::from(outbox.is_some());
-        }
-        crate::store::IngestOutcome::FollowUp { .. } => one.follow_ups = 1,
-        crate::store::IngestOutcome::Ignored { .. } => one.ignored = 1,
-        crate::store::IngestOutcome::Duplicate { .. } => one.duplicates = 1,
-    }
-    one.outcomes.push((key.to_string(), o.clone()));
-    r.merge(one);
 }
 
 /// Serve the control socket until `shutdown` fires.

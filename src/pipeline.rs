@@ -66,7 +66,7 @@ pub struct Report {
 }
 
 impl Report {
-    fn add(&mut self, key: &str, o: &IngestOutcome) {
+    pub(crate) fn add(&mut self, key: &str, o: &IngestOutcome) {
         match o {
             IngestOutcome::NewCase { outbox, .. } => {
                 self.new_cases += 1;
@@ -111,10 +111,7 @@ impl Pipeline {
     ) -> Self {
         let own = Arc::new(config.own_addresses());
         // The overrides were checked when the config was validated.
-        let rules = triage::Rules::with_overrides(&config.triage.rules)
-            .map(Arc::new)
-            .or_else(|_| triage::Rules::builtin())
-            .unwrap_or_else(|_| Arc::new(triage::Rules::none()));
+        let rules = config.triage.compiled.clone();
         Pipeline {
             store,
             config,

@@ -7,7 +7,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use ticketd::classify::classify;
 use ticketd::config::{Config, Role};
-use ticketd::triage::Rules;
 
 const CONFIG: &str = r#"
 data_dir = "unused"
@@ -75,7 +74,7 @@ fn evaluate(rel: &str) -> Metrics {
     println!("\n==== {rel}");
     let labels = std::fs::read_to_string(dir.join("labels.jsonl")).expect("labels.jsonl");
     let config = Config::from_toml(CONFIG, "test", &dir).expect("config");
-    let rules = Rules::with_overrides(&config.triage.rules).expect("rules");
+    let rules = config.triage.compiled.clone();
 
     let kinds = ["ticket", "privacy", "reply", "ignore", "none"];
     let mut kind_matrix: BTreeMap<(String, String), usize> = BTreeMap::new();

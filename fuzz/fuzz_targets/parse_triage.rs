@@ -5,20 +5,19 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
 use ticketd::config::{Config, Role};
-use ticketd::triage::{Kind, Rules};
+use ticketd::triage::Kind;
 
-fn setup() -> &'static (Config, Rules) {
-    static S: OnceLock<(Config, Rules)> = OnceLock::new();
+fn setup() -> &'static Config {
+    static S: OnceLock<Config> = OnceLock::new();
     S.get_or_init(|| {
-        let config = Config::from_toml(ticketd::config::EMBEDDED_DEFAULT, "default", std::path::Path::new("/tmp"))
-            .expect("embedded default");
-        let rules = Rules::with_overrides(&config.triage.rules).expect("rules");
-        (config, rules)
+        Config::from_toml(ticketd::config::EMBEDDED_DEFAULT, "default", std::path::Path::new("/tmp"))
+            .expect("embedded default")
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let (config, rules) = setup();
+    let config = setup();
+    let rules = &config.triage.compiled;
     for role in [Role::Support, Role::Privacy] {
         let c = ticketd::classify::classify("fuzz", data, config, rules, Some(role));
         match c.kind {

@@ -378,7 +378,7 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
 
 fn classify(config: &Config, mailbox: Option<RoleArg>, json: bool, files: &[PathBuf]) -> CliResult {
     use std::io::Write;
-    let rules = crate::triage::Rules::with_overrides(&config.triage.rules)?;
+    let rules = config.triage.compiled.clone();
     let forced = mailbox.map(|m| match m {
         RoleArg::Support => crate::config::Role::Support,
         RoleArg::Privacy => crate::config::Role::Privacy,

@@ -471,22 +471,9 @@ impl ImapSource {
             }
             AfterTake::Move(folder) if has_uidplus => {
                 timed(&name, "UID COPY", timeout, session.uid_copy(&set, &folder)).await?;
-                let s = tokio::time::timeout(
-                    timeout,
-                    session.uid_store(&set, "+FLAGS.SILENT (\\Deleted)"),
-                )
-                .await
-                .map_err(|_| err(&name, "UID STORE", "timed out"))?
-                .map_err(|e| err(&name, "UID STORE", e))?;
-                let _: Vec<_> = s
-                    .try_collect()
-                    .await
-                    .map_err(|e| err(&name, "UID STORE", e))?;
+                store_flags(&name, timeout, session, &set, "\\Deleted").await?;
                 let s = timed(&name, "UID EXPUNGE", timeout, session.uid_expunge(&set)).await?;
-                let _: Vec<_> = s
-                    .try_collect()
-                    .await
-                    .map_err(|e| err(&name, "UID EXPUNGE", e))?;
+                timed(&name, "UID EXPUNGE", timeout, s.try_collect::<Vec<_>>()).await?;
             }
             AfterTake::Move(_) | AfterTake::Flag(_) => {
                 // Without MOVE or UIDPLUS an EXPUNGE could remove other
@@ -495,17 +482,7 @@ impl ImapSource {
                     AfterTake::Flag(k) => k.clone(),
                     AfterTake::Move(_) => "$TicketdTaken".to_string(),
                 };
-                let s = tokio::time::timeout(
-                    timeout,
-                    session.uid_store(&set, format!("+FLAGS.SILENT (\\Seen {kw})")),
-                )
-                .await
-                .map_err(|_| err(&name, "UID STORE", "timed out"))?
-                .map_err(|e| err(&name, "UID STORE", e))?;
-                let _: Vec<_> = s
-                    .try_collect()
-                    .await
-                    .map_err(|e| err(&name, "UID STORE", e))?;
+                store_flags(&name, timeout, session, &set, &format!("\\Seen {kw}")).await?;
             }
         }
         for u in &uids {
@@ -553,6 +530,26 @@ async fn timed<T, E: std::fmt::Display>(
         Ok(Err(e)) => Err(err(name, what, e)),
         Err(_) => Err(err(name, what, format!("timed out after {t:?}"))),
     }
+}
+
+/// `UID STORE set +FLAGS.SILENT (flags)`, the command and its responses
+/// within the timeout.
+async fn store_flags(
+    name: &str,
+    t: Duration,
+    session: &mut Session<Stream>,
+    set: &str,
+    flags: &str,
+) -> Result<(), SourceError> {
+    let s = timed(
+        name,
+        "UID STORE",
+        t,
+        session.uid_store(set, format!("+FLAGS.SILENT ({flags})")),
+    )
+    .await?;
+    timed(name, "UID STORE", t, s.try_collect::<Vec<_>>()).await?;
+    Ok(())
 }
 
 /// `1,2,5` → an IMAP UID set (ranges compressed).

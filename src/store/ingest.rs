@@ -351,6 +351,33 @@ impl Store {
         self.transact(|tx| ingest_tx(tx, input))
     }
 
+    /// Write outbox entries back after state changes, keeping the pending
+    /// index in step, with each entry's event (if any) on its case — one
+    /// transaction.
+    pub fn update_outbox_many(&self, updates: &[OutboxUpdate]) -> Result<()> {
+        self.transact(|tx| {
+            for (entry, event) in updates {
+                tx.outbox.insert(&be(entry.id), to_json(entry))?;
+                match entry.state {
+                    OutboxState::Queued | OutboxState::Sending => {
+                        tx.pending.insert(&be(entry.id), &[])?;
+                    }
+                    OutboxState::Sent | OutboxState::Failed | OutboxState::Suppressed => {
+                        tx.pending.remove(&be(entry.id))?;
+                    }
+                }
+                if let (Some(id), Some((at, kind))) = (&entry.case, event) {
+                    if let Some(mut case) = tx.get_case(id)? {
+                        case.updated_at = *at;
+                        tx.event(&mut case, *at, "ticketd", kind.clone())?;
+                        tx.put_case(&case)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
     /// Queue a mail to our own people (an alert), with an event on its case.
     pub fn queue_notice(
         &self,

@@ -36,7 +36,6 @@ use chrono::{DateTime, Utc};
 use fs2::FileExt;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sled::Transactional;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -432,50 +431,6 @@ impl Store {
         self.update_outbox_many(&[(entry.clone(), event)])
     }
 
-    /// Write many outbox entries back (and their case events) in one
-    /// transaction.
-    pub fn update_outbox_many(&self, updates: &[OutboxUpdate]) -> Result<()> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
-        let res: std::result::Result<(), TransactionError<StoreError>> = (
-            &self.t.outbox,
-            &self.t.outbox_pending,
-            &self.t.cases,
-            &self.t.events,
-        )
-            .transaction(|(outbox, pending, cases, events)| {
-                for (entry, event) in updates {
-                    outbox.insert(&be(entry.id), to_json(entry))?;
-                    match entry.state {
-                        OutboxState::Queued | OutboxState::Sending => {
-                            pending.insert(&be(entry.id), &[])?;
-                        }
-                        OutboxState::Sent | OutboxState::Failed | OutboxState::Suppressed => {
-                            pending.remove(&be(entry.id))?;
-                        }
-                    }
-                    if let (Some(case_id), Some((at, kind))) = (&entry.case, event) {
-                        if let Some(v) = cases.get(case_id.as_bytes())? {
-                            let mut case: Case = from_json("cases", &v)
-                                .map_err(ConflictableTransactionError::Abort)?;
-                            let seq = case.next_event;
-                            case.next_event += 1;
-                            case.updated_at = *at;
-                            cases.insert(case_id.as_bytes(), to_json(&case))?;
-                            let ev = Event {
-                                seq,
-                                at: *at,
-                                actor: "ticketd".into(),
-                                kind: kind.clone(),
-                            };
-                            events.insert(event_key(case_id, seq), to_json(&ev))?;
-                        }
-                    }
-                }
-                Ok(())
-            });
-        res.map_err(tx_err)
-    }
-
     /// Count one automatic mail to `recipient` against a per-hour limit.
     /// Returns false (and counts nothing) when the limit is reached.
     pub fn rate_take(&self, recipient: &str, now: DateTime<Utc>, per_hour: u32) -> Result<bool> {
@@ -497,49 +452,17 @@ impl Store {
     /// After a restart: entries left in `sending` go back to `queued` (the
     /// transport's writes are idempotent per outbox id). Returns how many.
     pub fn recover_outbox(&self) -> Result<usize> {
-        let mut n = 0;
-        for mut e in self.outbox_pending()? {
-            if e.state == OutboxState::Sending {
+        let stuck: Vec<OutboxUpdate> = self
+            .outbox_pending()?
+            .into_iter()
+            .filter(|e| e.state == OutboxState::Sending)
+            .map(|mut e| {
                 e.state = OutboxState::Queued;
-                self.update_outbox(&e, None)?;
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
-    /// Append an event to a case (status changes, notes).
-    pub fn append_event(
-        &self,
-        case_id: &str,
-        at: DateTime<Utc>,
-        actor: &str,
-        kind: EventKind,
-    ) -> Result<Event> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
-        let res: std::result::Result<Event, TransactionError<StoreError>> =
-            (&self.t.cases, &self.t.events).transaction(|(cases, events)| {
-                let v = cases.get(case_id.as_bytes())?.ok_or_else(|| {
-                    ConflictableTransactionError::Abort(StoreError::NoCase(case_id.into()))
-                })?;
-                let mut case: Case =
-                    from_json("cases", &v).map_err(ConflictableTransactionError::Abort)?;
-                if let EventKind::StatusChanged { to, .. } = &kind {
-                    case.status = *to;
-                }
-                let ev = Event {
-                    seq: case.next_event,
-                    at,
-                    actor: actor.to_string(),
-                    kind: kind.clone(),
-                };
-                case.next_event += 1;
-                case.updated_at = at;
-                cases.insert(case_id.as_bytes(), to_json(&case))?;
-                events.insert(event_key(case_id, ev.seq), to_json(&ev))?;
-                Ok(ev)
-            });
-        res.map_err(tx_err)
+                (e, None)
+            })
+            .collect();
+        self.update_outbox_many(&stuck)?;
+        Ok(stuck.len())
     }
 }
 

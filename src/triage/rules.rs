@@ -123,8 +123,7 @@ pub fn scan_parts<'r>(rules: &'r Rules, texts: &[(&'static str, &str)]) -> Vec<S
 /// Compiled rules.
 #[derive(Debug)]
 pub struct Rules {
-    /// `None` only for [`Rules::none`].
-    ac: Option<AhoCorasick>,
+    ac: AhoCorasick,
     patterns: Vec<Pattern>,
 }
 
@@ -140,15 +139,6 @@ impl Rules {
                 .map(Arc::new)
         })
         .clone()
-    }
-
-    /// No phrase rules at all; only a fallback should the built-in file be
-    /// broken (a unit test keeps it whole).
-    pub fn none() -> Rules {
-        Rules {
-            ac: None,
-            patterns: Vec::new(),
-        }
     }
 
     /// Built-in rules merged with `overrides`.
@@ -203,18 +193,14 @@ impl Rules {
             .match_kind(MatchKind::Standard)
             .build(patterns.iter().map(|p| p.phrase.as_str()))
             .map_err(|e| format!("cannot compile triage rules: {e}"))?;
-        Ok(Rules {
-            ac: Some(ac),
-            patterns,
-        })
+        Ok(Rules { ac, patterns })
     }
 
     /// Every phrase occurrence in `lower` (already lower-cased), on word
     /// boundaries, in text order.
     pub fn scan<'r>(&'r self, lower: &str) -> Vec<Hit<'r>> {
         let mut hits = Vec::new();
-        let Some(ac) = &self.ac else { return hits };
-        for m in ac.find_overlapping_iter(lower) {
+        for m in self.ac.find_overlapping_iter(lower) {
             let Some(p) = self.patterns.get(m.pattern().as_usize()) else {
                 continue;
             };
