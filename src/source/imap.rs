@@ -123,6 +123,11 @@ pub struct ImapSource {
     has_move: bool,
     has_uidplus: bool,
     uidvalidity: Option<u32>,
+    /// What taking a message does on this server: the configured action,
+    /// or flagging where the server can neither MOVE nor UID EXPUNGE (a
+    /// plain EXPUNGE could remove other people's deleted mail). The search
+    /// for untaken mail follows from it.
+    after: AfterTake,
     /// UIDVALIDITY of the last run, from the cursor (to log a change).
     known_uidvalidity: Option<u32>,
     folder_checked: bool,
@@ -148,6 +153,7 @@ impl ImapSource {
                 &format!("mailbox {name}"),
                 settings.endpoint.credentials.clone(),
             ),
+            after: settings.after.clone(),
             s: settings,
             session: None,
             has_idle: false,
@@ -270,6 +276,13 @@ impl ImapSource {
         self.has_idle = caps.has_str("IDLE");
         self.has_move = caps.has_str("MOVE");
         self.has_uidplus = caps.has_str("UIDPLUS");
+        self.after = match &self.s.after {
+            AfterTake::Move(_) if !self.has_move && !self.has_uidplus => {
+                tracing::warn!(mailbox = %self.name, "server has neither MOVE nor UIDPLUS: taken mail is flagged $TicketdTaken instead of moved");
+                AfterTake::Flag("$TicketdTaken".into())
+            }
+            other => other.clone(),
+        };
         let folder = self.s.folder.clone();
         let mb = self.within("SELECT", session.select(&folder)).await?;
         if let (Some(old), Some(new)) = (self.known_uidvalidity, mb.uid_validity) {
@@ -296,7 +309,7 @@ impl ImapSource {
 
     /// Create the `move` folder when it is missing.
     async fn ensure_target_folder(&mut self) -> Result<(), SourceError> {
-        let AfterTake::Move(folder) = self.s.after.clone() else {
+        let AfterTake::Move(folder) = self.after.clone() else {
             return Ok(());
         };
         let timeout = self.timeout();
@@ -341,7 +354,7 @@ impl ImapSource {
         self.ensure().await?;
         let timeout = self.timeout();
         let name = self.name.clone();
-        let criteria = match &self.s.after {
+        let criteria = match &self.after {
             AfterTake::Move(_) => "ALL".to_string(),
             AfterTake::Flag(kw) => format!("UNKEYWORD {kw}"),
         };
@@ -459,7 +472,7 @@ impl ImapSource {
         let timeout = self.timeout();
         let name = self.name.clone();
         let (has_move, has_uidplus) = (self.has_move, self.has_uidplus);
-        let after = self.s.after.clone();
+        let after = self.after.clone();
         let session = self
             .session
             .as_mut()
@@ -475,13 +488,15 @@ impl ImapSource {
                 let s = timed(&name, "UID EXPUNGE", timeout, session.uid_expunge(&set)).await?;
                 timed(&name, "UID EXPUNGE", timeout, s.try_collect::<Vec<_>>()).await?;
             }
-            AfterTake::Move(_) | AfterTake::Flag(_) => {
-                // Without MOVE or UIDPLUS an EXPUNGE could remove other
-                // people's deleted mail: flag instead.
-                let kw = match &after {
-                    AfterTake::Flag(k) => k.clone(),
-                    AfterTake::Move(_) => "$TicketdTaken".to_string(),
-                };
+            AfterTake::Move(folder) => {
+                // `after` is Move only on servers with MOVE or UIDPLUS.
+                return Err(err(
+                    &name,
+                    "ack",
+                    format!("cannot move to {folder} on this server"),
+                ));
+            }
+            AfterTake::Flag(kw) => {
                 store_flags(&name, timeout, session, &set, &format!("\\Seen {kw}")).await?;
             }
         }
