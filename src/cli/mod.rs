@@ -6,6 +6,7 @@
 //! lines (one object per line); `cases show --json`, `import --json` and
 //! `ignored promote --json` print one JSON document.
 
+mod deadline;
 mod table;
 
 use crate::clock::SystemClock;
@@ -65,6 +66,9 @@ pub enum Command {
     },
     /// Validate the configuration and print the resolved settings.
     CheckConfig,
+    /// When a case is due: support first response, or privacy dates (JSON;
+    /// a stable interface). Reads only the clock sections of --config.
+    Deadline(deadline::DeadlineArgs),
     /// Triage message files without storing them (a stable interface).
     Classify {
         /// Mailbox the files arrived in (default: from their recipients).
@@ -143,6 +147,9 @@ type CliResult = Result<(), CliError>;
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> CliResult {
+    if let Command::Deadline(args) = &cli.command {
+        return deadline::run(cli.config.as_deref(), args);
+    }
     let config = Config::load(cli.config.as_deref()).map_err(|e| CliError {
         message: e.to_string(),
         code: 2,
@@ -158,6 +165,7 @@ pub async fn run(cli: Cli) -> CliResult {
             Ok(())
         }
         Command::Run { once } => run_daemon(config, once).await,
+        Command::Deadline(args) => deadline::run(cli.config.as_deref(), &args),
         Command::Classify {
             mailbox,
             json,

@@ -1,5 +1,21 @@
-//! The one place that reads the wall clock. Everything else takes a
-//! [`Clock`], so tests can fix or advance time.
+//! Time: the one place that reads the wall clock ([`Clock`]; everything else
+//! takes one, so tests can fix or advance time), and the pure arithmetic of
+//! support hours and legal deadlines.
+//!
+//! - [`holidays`]: US federal and England-and-Wales bank holidays by rule.
+//! - [`calendar`]: the business calendar (zone, opening hours, working days,
+//!   holidays) and support-time arithmetic.
+//! - [`deadline`]: support targets and the GDPR / UK GDPR / CCPA clocks.
+//! - [`cron`]: job schedules from cron expressions, with daylight-saving
+//!   switches handled the way cron users expect.
+
+pub mod calendar;
+pub mod cron;
+pub mod deadline;
+pub mod holidays;
+
+pub use calendar::{BusinessCalendar, CalendarSettings};
+pub use deadline::{PrivacyDates, Regime, Targets};
 
 use chrono::{DateTime, Utc};
 use std::sync::Mutex;

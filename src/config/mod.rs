@@ -10,6 +10,12 @@
 //! Not for: reading secrets at load time (sources resolve them when they
 //! connect), or holding runtime state.
 
+pub mod clocks;
+pub mod people;
+
+pub use clocks::{Clocks, Job, JobName};
+pub use people::{agency_for, Agency, Notify, OnCall, People};
+
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -17,7 +23,7 @@ use std::time::Duration;
 
 /// The configuration the binary uses when no `--config` is given: a demo
 /// Maildir under `./ticketd-data`, acknowledgements written as files.
-pub const EMBEDDED_DEFAULT: &str = include_str!("default.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../default.toml");
 
 /// A configuration error that names where it happened.
 #[derive(Debug, thiserror::Error)]
@@ -242,7 +248,19 @@ struct RawConfig {
     #[serde(default)]
     triage: RawTriage,
     #[serde(default)]
-    people: RawPeople,
+    people: people::RawPeople,
+    #[serde(default)]
+    calendar: clocks::RawCalendar,
+    #[serde(default)]
+    targets: clocks::RawTargets,
+    #[serde(default)]
+    privacy: clocks::RawPrivacy,
+    #[serde(default)]
+    schedule: clocks::RawSchedule,
+    #[serde(default)]
+    notify: people::RawNotify,
+    #[serde(default)]
+    agencies: Vec<people::RawAgency>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -312,13 +330,6 @@ struct RawOutbound {
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct RawPeople {
-    #[serde(default)]
-    alerts_to: Vec<EmailAddress>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawDaemon {
     poll_interval: Option<HumanDuration>,
     batch_size: Option<usize>,
@@ -355,6 +366,12 @@ pub struct Config {
     pub daemon: DaemonSettings,
     pub triage: TriageSettings,
     pub people: People,
+    /// Business calendar, support targets, privacy clock settings.
+    pub clocks: Clocks,
+    /// Scheduled jobs (escalate, digest, privacy_reminders, retention).
+    pub schedule: Vec<Job>,
+    pub notify: Notify,
+    pub agencies: Vec<Agency>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -448,13 +465,6 @@ pub struct Outbound {
     /// Automatic mail to one requester address per hour (staff mail is
     /// never limited).
     pub rate_limit_per_hour: u32,
-}
-
-/// People ticketd writes to.
-#[derive(Debug, Clone, Serialize, Default)]
-pub struct People {
-    /// Operator alerts: permanent delivery failures, oversize messages.
-    pub alerts_to: Vec<EmailAddress>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -744,6 +754,11 @@ impl Config {
                 })
             }
         };
+        let clocks = clocks::build_clocks(raw.calendar, raw.targets, raw.privacy, &at)?;
+        let schedule = clocks::build_schedule(raw.schedule, &at)?;
+        let people = people::build_people(raw.people, &at)?;
+        let notify = people::build_notify(raw.notify, &at)?;
+        let agencies = people::build_agencies(raw.agencies, &at)?;
         let pool_size = o.pool_size.unwrap_or(4).clamp(1, 64);
         let max_age = o
             .max_age
@@ -769,9 +784,11 @@ impl Config {
                 retry_initial,
                 rate_limit_per_hour,
             },
-            people: People {
-                alerts_to: raw.people.alerts_to,
-            },
+            people,
+            clocks,
+            schedule,
+            notify,
+            agencies,
             daemon,
             triage: TriageSettings {
                 block_senders: lower(raw.triage.block_senders),
@@ -961,7 +978,7 @@ mod tests {
 
     #[test]
     fn example_config_is_valid() {
-        let text = include_str!("../config.example.toml");
+        let text = include_str!("../../config.example.toml");
         let c = parse(text).expect("config.example.toml parses");
         assert!(!c.mailboxes.is_empty());
     }
