@@ -173,16 +173,26 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
         .map(|m| m.references.clone())
         .unwrap_or_default();
     let in_reply_to = parsed.as_ref().and_then(|m| m.message_id.clone());
-    let render_fn = |case: &Case| -> Result<NewMail, String> {
-        let to = ack_to.as_ref().map_err(Clone::clone)?;
-        p.build_ack(case, to, &token, now, in_reply_to.as_deref(), &references)
+    let plan_fn = |case: &Case, d: &triage::Decision| {
+        let ack = |c: &Case| -> Result<NewMail, String> {
+            let to = ack_to.as_ref().map_err(Clone::clone)?;
+            let target = crate::pipeline::AckTarget {
+                to,
+                token: &token,
+                in_reply_to: in_reply_to.as_deref(),
+                references: &references,
+                language: d.language.as_deref(),
+            };
+            p.build_ack(c, &target, now)
+        };
+        p.notifier.plan_new_case(case, d, now, &token, false, &ack)
     };
     let reply_address = ack_to
         .as_ref()
         .map(|a| a.address.clone())
         .map_err(Clone::clone);
     let (case, outbox) =
-        store.promote_ignored(id, &decision, reply_address, now, actor, &render_fn)?;
+        store.promote_ignored(id, &decision, reply_address, now, actor, &plan_fn)?;
     store.flush().await?;
     Ok(Promoted {
         ignored: id,

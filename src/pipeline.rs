@@ -9,11 +9,12 @@
 use crate::clock::Clock;
 use crate::config::{Config, Role};
 use crate::mail;
+use crate::notify::Notifier;
 use crate::render::{self, AckParts, Templates};
 use crate::source::{Envelope, Source, SourceError};
 use crate::store::{
-    AlertRenderer, Case, CaseKind, IngestInput, IngestOutcome, NewMail, Store, StoreError,
-    ThreadHint,
+    AlertRenderer, Case, CaseKind, IngestInput, IngestOutcome, NewCasePlan, NewMail, Store,
+    StoreError, ThreadHint,
 };
 use crate::triage::{self, Decision, Kind, TriageContext};
 use serde::Serialize;
@@ -43,6 +44,20 @@ pub struct Prepared<'e> {
     header_ids: Vec<String>,
     case_ref_from_header: bool,
     token: String,
+    /// Historic import: no acknowledgement, notices or timers.
+    quiet: bool,
+}
+
+/// Who an acknowledgement answers, and in which language.
+pub struct AckTarget<'a> {
+    pub to: &'a mail::Addr,
+    /// Message-ID token.
+    pub token: &'a str,
+    /// Message-ID of the message answered, and its References.
+    pub in_reply_to: Option<&'a str>,
+    pub references: &'a [String],
+    /// The language triage detected.
+    pub language: Option<&'a str>,
 }
 
 /// Options for one ingestion.
@@ -98,6 +113,8 @@ pub struct Pipeline {
     pub config: Arc<Config>,
     pub templates: Arc<Templates>,
     pub clock: Arc<dyn Clock>,
+    /// Clocks, notices and escalations (pure).
+    pub notifier: Notifier,
     own: Arc<Vec<String>>,
     rules: Arc<triage::Rules>,
 }
@@ -112,7 +129,9 @@ impl Pipeline {
         let own = Arc::new(config.own_addresses());
         // The overrides were checked when the config was validated.
         let rules = config.triage.compiled.clone();
+        let notifier = Notifier::new(config.clone(), templates.clone());
         Pipeline {
+            notifier,
             store,
             config,
             templates,
@@ -176,12 +195,10 @@ impl Pipeline {
     pub fn build_ack(
         &self,
         case: &Case,
-        to: &crate::mail::Addr,
-        token: &str,
+        a: &AckTarget<'_>,
         now: chrono::DateTime<chrono::Utc>,
-        in_reply_to: Option<&str>,
-        references: &[String],
     ) -> Result<NewMail, String> {
+        let extras = self.notifier.ack_extras(case, a.language);
         let from = match case.kind {
             CaseKind::Support => self.config.outbound.from_support.mailbox(),
             CaseKind::Privacy => self.config.outbound.from_privacy.mailbox(),
@@ -191,14 +208,40 @@ impl Pipeline {
             case,
             &AckParts {
                 from,
-                to,
+                to: a.to,
                 domain: &self.config.domain,
-                token,
+                token: a.token,
                 now,
-                in_reply_to,
-                references,
+                in_reply_to: a.in_reply_to,
+                references: a.references,
+                extras: &extras,
             },
         )
+    }
+
+    /// The plan for a new case from prepared message `p` (pure; runs inside
+    /// the store transaction).
+    fn plan_for(
+        &self,
+        p: &Prepared<'_>,
+        case: &Case,
+        d: &Decision,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> NewCasePlan {
+        let ack = |c: &Case| -> Result<NewMail, String> {
+            let to = p.ack_to.as_ref().map_err(Clone::clone)?;
+            let m = p.parsed.as_ref().ok_or("not mail")?;
+            let target = AckTarget {
+                to,
+                token: &p.token,
+                in_reply_to: m.message_id.as_deref(),
+                references: &m.references,
+                language: d.language.as_deref(),
+            };
+            self.build_ack(c, &target, now)
+        };
+        self.notifier
+            .plan_new_case(case, d, now, &p.token, p.quiet, &ack)
     }
 
     /// The role of the mailbox a source name belongs to (imports: support).
@@ -269,6 +312,7 @@ impl Pipeline {
             header_ids,
             case_ref_from_header,
             token: render::token(),
+            quiet: opts.no_ack,
         }
     }
 
@@ -277,22 +321,9 @@ impl Pipeline {
     /// one bad message never holds up the others.
     pub fn commit(&self, prepared: &[Prepared<'_>]) -> Vec<Result<IngestOutcome, StoreError>> {
         let now = self.clock.now();
-        let acks: Vec<_> = prepared
+        let plans: Vec<_> = prepared
             .iter()
-            .map(|p| {
-                move |case: &Case| -> Result<NewMail, String> {
-                    let to = p.ack_to.as_ref().map_err(Clone::clone)?;
-                    let m = p.parsed.as_ref().ok_or("not mail")?;
-                    self.build_ack(
-                        case,
-                        to,
-                        &p.token,
-                        now,
-                        m.message_id.as_deref(),
-                        &m.references,
-                    )
-                }
-            })
+            .map(|p| move |case: &Case, d: &Decision| self.plan_for(p, case, d, now))
             .collect();
         let alerts: Vec<_> = prepared
             .iter()
@@ -304,8 +335,8 @@ impl Pipeline {
             .collect();
         let inputs: Vec<IngestInput<'_>> = prepared
             .iter()
-            .zip(acks.iter().zip(alerts.iter()))
-            .map(|(p, (ack, alert))| {
+            .zip(plans.iter().zip(alerts.iter()))
+            .map(|(p, (plan, alert))| {
                 let m = p.parsed.as_ref();
                 IngestInput {
                     source: &p.env.source,
@@ -335,7 +366,7 @@ impl Pipeline {
                     fallback: p.fallback.as_ref(),
                     unparseable: p.unparseable.as_deref(),
                     reply_address: p.reply_address.clone(),
-                    render_ack: ack,
+                    plan,
                     cursor: None,
                 }
             })

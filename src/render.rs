@@ -16,16 +16,83 @@ use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
 use std::path::Path;
 
-/// Built-in templates: (name, text).
+/// Built-in templates: (name, text). Acknowledgements come in English
+/// (`ack_*.txt`) and in German, French and Spanish (`ack_*.LANG.txt`);
+/// staff notifications start with a `Subject:` line.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
         "ack_support.txt",
         include_str!("../templates/ack_support.txt"),
     ),
     (
+        "ack_support.de.txt",
+        include_str!("../templates/ack_support.de.txt"),
+    ),
+    (
+        "ack_support.fr.txt",
+        include_str!("../templates/ack_support.fr.txt"),
+    ),
+    (
+        "ack_support.es.txt",
+        include_str!("../templates/ack_support.es.txt"),
+    ),
+    (
         "ack_privacy.txt",
         include_str!("../templates/ack_privacy.txt"),
     ),
+    (
+        "ack_privacy.de.txt",
+        include_str!("../templates/ack_privacy.de.txt"),
+    ),
+    (
+        "ack_privacy.fr.txt",
+        include_str!("../templates/ack_privacy.fr.txt"),
+    ),
+    (
+        "ack_privacy.es.txt",
+        include_str!("../templates/ack_privacy.es.txt"),
+    ),
+    (
+        "notify_new_case.txt",
+        include_str!("../templates/notify_new_case.txt"),
+    ),
+    (
+        "notify_agency.txt",
+        include_str!("../templates/notify_agency.txt"),
+    ),
+    (
+        "notify_page.txt",
+        include_str!("../templates/notify_page.txt"),
+    ),
+    (
+        "notify_on_call.txt",
+        include_str!("../templates/notify_on_call.txt"),
+    ),
+    (
+        "notify_warning.txt",
+        include_str!("../templates/notify_warning.txt"),
+    ),
+    (
+        "notify_breach.txt",
+        include_str!("../templates/notify_breach.txt"),
+    ),
+    (
+        "notify_review_missed.txt",
+        include_str!("../templates/notify_review_missed.txt"),
+    ),
+    (
+        "notify_privacy_new.txt",
+        include_str!("../templates/notify_privacy_new.txt"),
+    ),
+    (
+        "notify_privacy_reminder.txt",
+        include_str!("../templates/notify_privacy_reminder.txt"),
+    ),
+    (
+        "notify_privacy_overdue.txt",
+        include_str!("../templates/notify_privacy_overdue.txt"),
+    ),
+    ("digest.txt", include_str!("../templates/digest.txt")),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -73,34 +140,53 @@ impl Templates {
         Ok(Templates { env })
     }
 
-    /// Render the acknowledgement body for a new case.
+    /// Render the acknowledgement body for a new case, in `extras.language`
+    /// when a template for it exists (English otherwise).
     pub fn ack_body(
         &self,
         case: &Case,
         requester_name: Option<&str>,
+        extras: &AckExtras,
     ) -> Result<String, RenderError> {
-        let name = match case.kind {
-            CaseKind::Support => "ack_support.txt",
-            CaseKind::Privacy => "ack_privacy.txt",
+        let base = match case.kind {
+            CaseKind::Support => "ack_support",
+            CaseKind::Privacy => "ack_privacy",
+        };
+        let lang = extras.language;
+        let localized = format!("{base}.{lang}.txt");
+        let name = if lang != "en" && self.env.get_template(&localized).is_ok() {
+            localized
+        } else {
+            format!("{base}.txt")
         };
         let level = case.level.unwrap_or(4);
         let rights: Vec<_> = case
             .rights
             .iter()
-            .map(|r| minijinja::context! { name => r.as_str(), description => r.describe() })
+            .map(|r| minijinja::context! { name => r.as_str(), description => crate::notify::text::right_description(lang, *r) })
             .collect();
         let ctx = minijinja::context! {
             case_id => case.id,
             kind => case.kind.as_str(),
             level => level,
-            level_meaning => policy::level_meaning(level),
-            target => policy::target_phrase(level),
+            level_meaning => crate::notify::text::level_meaning(lang, level),
+            target => extras.target.clone().unwrap_or_else(|| policy::target_phrase(level)),
+            respond_by_text => extras.respond_by_text,
+            hours_text => extras.hours_text,
+            due_text => extras.due_text,
+            extended_text => extras.extended_text,
+            agency => extras.agency,
+            site_admins => extras.site_admins,
             rights => rights,
             jurisdiction => case.jurisdiction.map(|j| j.as_str()),
             answer_phrase => case.jurisdiction.unwrap_or(policy::Jurisdiction::Unknown).answer_phrase(),
             requester_name => requester_name,
             original_subject => if case.subject.is_empty() { "(no subject)" } else { case.subject.as_str() },
         };
+        self.render_body(&name, ctx)
+    }
+
+    fn render_body(&self, name: &str, ctx: minijinja::Value) -> Result<String, RenderError> {
         let tmpl = self
             .env
             .get_template(name)
@@ -113,6 +199,43 @@ impl Templates {
             source: e,
         })
     }
+
+    /// Render a notification template: its first line `Subject: ...` gives
+    /// the subject, the rest (after one blank line) the body.
+    pub fn render_notice(
+        &self,
+        name: &str,
+        ctx: minijinja::Value,
+    ) -> Result<(String, String), RenderError> {
+        let text = self.render_body(name, ctx)?;
+        let (first, rest) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+        match first.strip_prefix("Subject:") {
+            Some(subj) => Ok((
+                subj.trim().to_string(),
+                rest.strip_prefix('\n').unwrap_or(rest).to_string(),
+            )),
+            None => Ok((format!("[ticketd] {name}"), text.clone())),
+        }
+    }
+}
+
+/// What an acknowledgement says besides the case itself: due dates in the
+/// reader's words, the agency's site administrators (computed by `notify`).
+#[derive(Debug, Clone, Default)]
+pub struct AckExtras {
+    /// `en`, `de`, `fr` or `es`.
+    pub language: &'static str,
+    /// The support target as a phrase ("1 hour").
+    pub target: Option<String>,
+    /// "Friday, Nov 27, 8:00 a.m. ET".
+    pub respond_by_text: Option<String>,
+    pub hours_text: Option<String>,
+    /// Privacy due date in words.
+    pub due_text: Option<String>,
+    pub extended_text: Option<String>,
+    pub agency: Option<String>,
+    /// Named when the requester is not one of them.
+    pub site_admins: Vec<String>,
 }
 
 /// Where an acknowledgement may go: `Reply-To` if present, else `From`;
@@ -153,12 +276,13 @@ pub struct AckParts<'a> {
     pub in_reply_to: Option<&'a str>,
     /// Its References, oldest first.
     pub references: &'a [String],
+    pub extras: &'a AckExtras,
 }
 
 /// Build the complete acknowledgement mail for `case`.
 pub fn build_ack(templates: &Templates, case: &Case, p: &AckParts<'_>) -> Result<NewMail, String> {
     let body = templates
-        .ack_body(case, p.to.name.as_deref())
+        .ack_body(case, p.to.name.as_deref(), p.extras)
         .map_err(|e| e.to_string())?;
     let message_id = format!("ack.{}.{}@{}", case.id, p.token, p.domain);
     let subject = ack_subject(&case.id, &case.subject);
@@ -311,15 +435,27 @@ mod tests {
             outbox: vec![],
             next_event: 1,
             notes: vec![],
+            clocks: Default::default(),
+            agency: None,
+        };
+        let extras = AckExtras {
+            language: "en",
+            respond_by_text: Some("Friday, Nov 27, 8:00 a.m. ET".into()),
+            target: Some("1 hour".into()),
+            ..AckExtras::default()
         };
         assert_eq!(
-            t.ack_body(&case, None).expect("render"),
+            t.ack_body(&case, None, &extras).expect("render"),
             "Custom SUP-000007 L3"
         );
         let builtin = Templates::load(None).expect("load");
-        let body = builtin.ack_body(&case, Some("Dana")).expect("render");
+        let body = builtin
+            .ack_body(&case, Some("Dana"), &extras)
+            .expect("render");
         assert!(
-            body.contains("Hello Dana") && body.contains("within 1 hour of support time"),
+            body.contains("Hello Dana")
+                && body
+                    .contains("respond by Friday, Nov 27, 8:00 a.m. ET\n(1 hour of support time"),
             "{body}"
         );
         std::fs::write(dir.path().join("ack_support.txt"), "{% if %}").expect("write");

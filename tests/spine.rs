@@ -45,6 +45,7 @@ max_stored_message_bytes = "25MiB"
 [daemon]
 poll_interval = "100ms"
 batch_size = 4
+
 "#;
         std::fs::write(dir.path().join("ticketd.toml"), cfg).expect("write config");
         for sub in ["new", "cur", "tmp"] {
@@ -175,7 +176,7 @@ fn demo_fixtures_become_the_expected_cases_events_and_acks() {
     let stdout = ok(&env.run(&["run", "--once"]));
     assert!(
         stdout.contains(
-            "7 new cases, 1 follow-ups, 2 set aside, 0 duplicates, 7 acknowledgements written"
+            "7 new cases, 1 follow-ups, 2 set aside, 0 duplicates, 7 acknowledgements, 7 mails written"
         ),
         "{stdout}"
     );
@@ -236,7 +237,12 @@ fn demo_fixtures_become_the_expected_cases_events_and_acks() {
         vec![
             "received",
             "triaged",
+            "clocks_set",
             "ack_queued",
+            // No people configured here: the staff notice and the page are
+            // recorded as skipped (tests/clocks.rs covers who gets what).
+            "notification_skipped",
+            "notification_skipped",
             "received",
             "follow_up",
             "mail_sent"
@@ -297,13 +303,13 @@ fn second_run_changes_nothing_even_with_the_same_mail_redelivered() {
         .collect();
 
     let out = ok(&env.run(&["run", "--once"]));
-    assert!(out.contains("this run: 0 new cases, 0 follow-ups, 0 set aside, 0 duplicates, 0 acknowledgements written"), "{out}");
+    assert!(out.contains("this run: 0 new cases, 0 follow-ups, 0 set aside, 0 duplicates, 0 acknowledgements, 0 mails written"), "{out}");
     // The same messages delivered again (another copy in new/) are duplicates.
     env.deliver_fixtures("fixtures/demo");
     let out = ok(&env.run(&["run", "--once"]));
     assert!(
         out.contains(
-            "0 new cases, 0 follow-ups, 0 set aside, 10 duplicates, 0 acknowledgements written"
+            "0 new cases, 0 follow-ups, 0 set aside, 10 duplicates, 0 acknowledgements, 0 mails written"
         ),
         "{out}"
     );

@@ -308,11 +308,12 @@ async fn run_daemon(config: Config, once: bool) -> CliResult {
         println!("demo Maildir seeded with {} messages", s.seeded);
     }
     println!(
-        "this run: {} new cases, {} follow-ups, {} set aside, {} duplicates, {} acknowledgements written, {} errors",
+        "this run: {} new cases, {} follow-ups, {} set aside, {} duplicates, {} acknowledgements, {} mails written, {} errors",
         r.new_cases,
         r.follow_ups,
         r.ignored,
         r.duplicates,
+        r.acks_queued,
         s.delivery.sent,
         r.errors.len()
     );

@@ -56,8 +56,8 @@ pub struct IngestInput<'a> {
     pub unparseable: Option<&'a str>,
     /// Where an acknowledgement would go, or why none may be sent.
     pub reply_address: std::result::Result<String, String>,
-    /// Builds the acknowledgement for a new case (pure).
-    pub render_ack: &'a (dyn Fn(&Case) -> std::result::Result<NewMail, String> + Sync),
+    /// Clocks, acknowledgement, notices and timers for a new case (pure).
+    pub plan: &'a NewCaseFn<'a>,
     pub cursor: Option<(&'a str, &'a [u8])>,
 }
 
@@ -82,7 +82,7 @@ pub enum IngestOutcome {
     },
 }
 
-struct Tx<'t> {
+pub(super) struct Tx<'t> {
     meta: &'t TransactionalTree,
     cases: &'t TransactionalTree,
     events: &'t TransactionalTree,
@@ -94,12 +94,13 @@ struct Tx<'t> {
     msgids: &'t TransactionalTree,
     ignored: &'t TransactionalTree,
     cursors: &'t TransactionalTree,
+    pub(super) timers: &'t TransactionalTree,
 }
 
-type TxResult<T> = std::result::Result<T, Cte<StoreError>>;
+pub(super) type TxResult<T> = std::result::Result<T, Cte<StoreError>>;
 
 impl Tx<'_> {
-    fn next_seq(&self, name: &str) -> TxResult<u64> {
+    pub(super) fn next_seq(&self, name: &str) -> TxResult<u64> {
         let key = format!("seq:{name}");
         let cur = self
             .meta
@@ -111,19 +112,19 @@ impl Tx<'_> {
         Ok(next)
     }
 
-    fn get_case(&self, id: &str) -> TxResult<Option<Case>> {
+    pub(super) fn get_case(&self, id: &str) -> TxResult<Option<Case>> {
         match self.cases.get(id.as_bytes())? {
             Some(v) => Ok(Some(from_json("cases", &v).map_err(Cte::Abort)?)),
             None => Ok(None),
         }
     }
 
-    fn put_case(&self, c: &Case) -> TxResult<()> {
+    pub(super) fn put_case(&self, c: &Case) -> TxResult<()> {
         self.cases.insert(c.id.as_bytes(), to_json(c))?;
         Ok(())
     }
 
-    fn event(
+    pub(super) fn event(
         &self,
         case: &mut Case,
         at: DateTime<Utc>,
@@ -142,7 +143,12 @@ impl Tx<'_> {
         Ok(())
     }
 
-    fn queue(&self, case: &mut Case, mail: NewMail, now: DateTime<Utc>) -> TxResult<u64> {
+    pub(super) fn queue(
+        &self,
+        case: &mut Case,
+        mail: NewMail,
+        now: DateTime<Utc>,
+    ) -> TxResult<u64> {
         let id = self.queue_mail(Some(&case.id), mail, now)?;
         case.outbox.push(id);
         Ok(id)
@@ -150,7 +156,12 @@ impl Tx<'_> {
 
     /// Put a mail in the outbox (optionally for a case); index its
     /// Message-ID so replies to it thread into the case.
-    fn queue_mail(&self, case: Option<&str>, mail: NewMail, now: DateTime<Utc>) -> TxResult<u64> {
+    pub(super) fn queue_mail(
+        &self,
+        case: Option<&str>,
+        mail: NewMail,
+        now: DateTime<Utc>,
+    ) -> TxResult<u64> {
         let id = self.next_seq("outbox")?;
         let entry = OutboxEntry {
             id,
@@ -194,7 +205,7 @@ impl Tx<'_> {
         now: DateTime<Utc>,
         actor: &str,
         notes: Vec<String>,
-        render: &(dyn Fn(&Case) -> std::result::Result<NewMail, String> + Sync),
+        plan: &NewCaseFn<'_>,
     ) -> TxResult<(String, Option<u64>)> {
         let kind = if decision.kind == Kind::Privacy {
             CaseKind::Privacy
@@ -221,6 +232,8 @@ impl Tx<'_> {
             outbox: Vec::new(),
             next_event: 1,
             notes,
+            clocks: CaseClocks::default(),
+            agency: None,
         };
         self.event(
             &mut case,
@@ -239,52 +252,57 @@ impl Tx<'_> {
                 decision: decision.clone(),
             },
         )?;
+        let NewCasePlan {
+            clocks,
+            agency,
+            ack,
+            change,
+        } = plan(&case, decision);
+        case.clocks = clocks.clone();
+        case.agency = agency;
+        self.event(&mut case, now, "ticketd", EventKind::ClocksSet { clocks })?;
         let mut outbox = None;
-        if !decision.ack {
-            self.event(
-                &mut case,
-                now,
-                "ticketd",
-                EventKind::AckSkipped {
-                    reason: "triage says no acknowledgement".into(),
-                },
-            )?;
-        } else {
-            match reply_address {
-                Err(reason) => {
-                    self.event(
-                        &mut case,
-                        now,
-                        "ticketd",
-                        EventKind::AckSkipped {
-                            reason: reason.clone(),
-                        },
-                    )?;
-                }
-                Ok(_) => match render(&case) {
-                    Ok(mail) => {
-                        let oid = self.queue(&mut case, mail, now)?;
-                        self.event(
-                            &mut case,
-                            now,
-                            "ticketd",
-                            EventKind::AckQueued { outbox: oid },
-                        )?;
-                        outbox = Some(oid);
-                    }
-                    Err(e) => {
-                        self.event(
-                            &mut case,
-                            now,
-                            "ticketd",
-                            EventKind::AckSkipped {
-                                reason: format!("acknowledgement could not be rendered: {e}"),
-                            },
-                        )?;
-                    }
-                },
+        let skipped = |reason: String| EventKind::AckSkipped { reason };
+        match (decision.ack, reply_address, ack) {
+            (false, _, _) => {
+                self.event(
+                    &mut case,
+                    now,
+                    "ticketd",
+                    skipped("triage says no acknowledgement".into()),
+                )?;
+            }
+            (true, Err(reason), _) => {
+                self.event(&mut case, now, "ticketd", skipped(reason.clone()))?;
+            }
+            (true, Ok(_), None) => {
+                self.event(
+                    &mut case,
+                    now,
+                    "ticketd",
+                    skipped("no acknowledgement for this message".into()),
+                )?;
+            }
+            (true, Ok(_), Some(Err(e))) => {
+                self.event(
+                    &mut case,
+                    now,
+                    "ticketd",
+                    skipped(format!("acknowledgement could not be rendered: {e}")),
+                )?;
+            }
+            (true, Ok(_), Some(Ok(mail))) => {
+                let oid = self.queue(&mut case, mail, now)?;
+                self.event(
+                    &mut case,
+                    now,
+                    "ticketd",
+                    EventKind::AckQueued { outbox: oid },
+                )?;
+                outbox = Some(oid);
             }
         }
+        self.apply_change(&mut case, change, now, "ticketd")?;
         self.put_case(&case)?;
         Ok((id, outbox))
     }
@@ -292,7 +310,7 @@ impl Tx<'_> {
 
 impl Store {
     /// Run `f` as one transaction over every tree.
-    fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T> {
+    pub(super) fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T> {
         let t = &self.t;
         let res = (
             &t.meta,
@@ -306,6 +324,7 @@ impl Store {
             &t.msgids,
             &t.ignored,
             &t.cursors,
+            &t.timers,
         )
             .transaction(
                 |(
@@ -320,6 +339,7 @@ impl Store {
                     msgids,
                     ignored,
                     cursors,
+                    timers,
                 )| {
                     f(&Tx {
                         meta,
@@ -333,6 +353,7 @@ impl Store {
                         msgids,
                         ignored,
                         cursors,
+                        timers,
                     })
                 },
             );
@@ -416,7 +437,7 @@ impl Store {
         reply_address: std::result::Result<String, String>,
         now: DateTime<Utc>,
         actor: &str,
-        render: &(dyn Fn(&Case) -> std::result::Result<NewMail, String> + Sync),
+        plan: &NewCaseFn<'_>,
     ) -> Result<(String, Option<u64>)> {
         self.transact(|tx| {
             let v = tx
@@ -448,7 +469,7 @@ impl Store {
                 now,
                 actor,
                 Vec::new(),
-                render,
+                plan,
             )?;
             if let Some(mut case) = tx.get_case(&case_id)? {
                 tx.event(
@@ -585,7 +606,7 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
                         input.now,
                         input.actor,
                         notes,
-                        input.render_ack,
+                        input.plan,
                     )?;
                     record.disposition = Disposition::NewCase {
                         case: case_id.clone(),

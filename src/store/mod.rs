@@ -23,12 +23,16 @@
 //! | `ignored` | u64 BE ignored id | [`IgnoredRecord`] JSON |
 //! | `cursors` | source name | source-specific bytes |
 //! | `rate` | recipient address | JSON list of send times (last hour) |
+//! | `timers` | queue byte, u64 BE due ms, case id, 0, kind | [`Timer`] JSON (the due index) |
+//! | `meta` | `job:<name>` | RFC 3339 time the scheduled job last ran |
 //!
 //! Not for: deciding what a message is (triage) or sending mail (outbox).
 
+mod clocks;
 mod ingest;
 pub mod model;
 
+pub use clocks::{CaseChange, CaseUpdate, DueTimer, NewCaseFn, NewCasePlan, Notice};
 pub use ingest::{AlertRenderer, IngestInput, IngestOutcome, ThreadHint};
 pub use model::*;
 
@@ -84,6 +88,7 @@ pub(crate) struct Trees {
     pub ignored: sled::Tree,
     pub cursors: sled::Tree,
     pub rate: sled::Tree,
+    pub timers: sled::Tree,
 }
 
 pub struct Store {
@@ -213,6 +218,7 @@ impl Store {
             ignored: db.open_tree("ignored")?,
             cursors: db.open_tree("cursors")?,
             rate: db.open_tree("rate")?,
+            timers: db.open_tree("timers")?,
         };
         match t.meta.get("schema_version")? {
             None => {

@@ -126,6 +126,131 @@ pub struct Case {
     /// Notes the system attached (e.g. "original too large to store").
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Due dates and what stopped them.
+    #[serde(default)]
+    pub clocks: CaseClocks,
+    /// The customer agency the requester belongs to (by mail domain).
+    #[serde(default)]
+    pub agency: Option<String>,
+}
+
+impl Case {
+    /// Resolved or closed: no clock runs any more.
+    pub fn is_done(&self) -> bool {
+        matches!(self.status, CaseStatus::Resolved | CaseStatus::Closed)
+    }
+}
+
+/// A case's clocks: when things are due, and when staff acted. Timers in
+/// the store's due index point here; a timer whose `plan` is older than
+/// the case's (the case was re-levelled) is dropped when it comes due.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaseClocks {
+    /// Generation of the plan; bumped whenever the clocks are re-planned.
+    #[serde(default)]
+    pub plan: u32,
+    /// Triage review due (support time after receipt).
+    pub review_by: Option<DateTime<Utc>>,
+    /// First response due (support cases).
+    pub respond_by: Option<DateTime<Utc>>,
+    /// When staff are warned that the target is near (levels 3–5).
+    pub warn_at: Option<DateTime<Utc>>,
+    /// The statutory clock that runs (privacy cases).
+    pub regime: Option<crate::clock::Regime>,
+    /// Statutory dates (privacy cases).
+    pub privacy: Option<crate::clock::PrivacyDates>,
+    pub reviewed_at: Option<DateTime<Utc>>,
+    pub responded_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+}
+
+/// Which scheduled job works a timer queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Queue {
+    /// Support escalations (the `escalate` job, every minute).
+    Escalate,
+    /// Privacy reminders and overdue escalations (`privacy_reminders`).
+    Privacy,
+}
+
+impl Queue {
+    pub fn byte(self) -> u8 {
+        match self {
+            Queue::Escalate => b'e',
+            Queue::Privacy => b'p',
+        }
+    }
+}
+
+/// What a timer does when it comes due.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "what", rename_all = "snake_case")]
+pub enum TimerKind {
+    /// The triage review is overdue: tell the support lead (in hours).
+    ReviewMissed,
+    /// Level 1: page developers and staff again (any hour) until resolved.
+    Page { n: u32 },
+    /// Level 2: escalate to whoever is on call (in hours).
+    OnCall,
+    /// Levels 3–5: warn staff that the target is near (in hours).
+    Warn,
+    /// The first-response target passed: tell the support lead (in hours).
+    Breach,
+    /// Remind the privacy officer of a due date `days_before` days ahead.
+    PrivacyReminder {
+        date: chrono::NaiveDate,
+        days_before: u32,
+    },
+    /// A privacy due date has passed: escalate daily until resolved.
+    PrivacyOverdue { date: chrono::NaiveDate },
+}
+
+impl TimerKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TimerKind::ReviewMissed => "review_missed",
+            TimerKind::Page { .. } => "page",
+            TimerKind::OnCall => "on_call",
+            TimerKind::Warn => "warning",
+            TimerKind::Breach => "breach",
+            TimerKind::PrivacyReminder { .. } => "privacy_reminder",
+            TimerKind::PrivacyOverdue { .. } => "privacy_overdue",
+        }
+    }
+
+    pub fn queue(&self) -> Queue {
+        match self {
+            TimerKind::PrivacyReminder { .. } | TimerKind::PrivacyOverdue { .. } => Queue::Privacy,
+            _ => Queue::Escalate,
+        }
+    }
+}
+
+/// An entry of the due index: at `due`, do `kind` for `case`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timer {
+    pub case: String,
+    pub due: DateTime<Utc>,
+    /// The case's clock plan this timer belongs to.
+    pub plan: u32,
+    #[serde(flatten)]
+    pub kind: TimerKind,
+}
+
+impl Timer {
+    /// The index key: queue byte, due time (ms, big-endian, so keys sort by
+    /// time), case id, kind — unique per case and kind at one instant.
+    pub fn key(&self) -> Vec<u8> {
+        let mut k = Vec::with_capacity(1 + 8 + self.case.len() + 20);
+        k.push(self.kind.queue().byte());
+        let ms = u64::try_from(self.due.timestamp_millis().max(0)).unwrap_or(0);
+        k.extend_from_slice(&ms.to_be_bytes());
+        k.extend_from_slice(self.case.as_bytes());
+        k.push(0);
+        k.extend_from_slice(self.kind.name().as_bytes());
+        k
+    }
 }
 
 /// How a stored message relates to cases.
@@ -218,6 +343,34 @@ pub enum EventKind {
     Note {
         text: String,
     },
+    /// Due dates set or re-planned.
+    ClocksSet {
+        clocks: CaseClocks,
+    },
+    /// A notification, page, reminder or escalation went to the outbox.
+    NotificationQueued {
+        outbox: u64,
+        kind: String,
+        recipients: usize,
+    },
+    /// A notification that could not be sent (nobody configured, ...).
+    NotificationSkipped {
+        kind: String,
+        reason: String,
+    },
+    /// Staff finished the triage review.
+    Reviewed,
+    /// Staff gave the first response (by other means than ticketd's mail).
+    Responded {
+        note: Option<String>,
+    },
+    Resolved,
+    /// Level changed by staff; the clocks were re-planned.
+    Releveled {
+        from: Option<Level>,
+        to: Level,
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -235,6 +388,13 @@ impl EventKind {
             EventKind::AlertQueued { .. } => "alert_queued",
             EventKind::RateLimited { .. } => "rate_limited",
             EventKind::Note { .. } => "note",
+            EventKind::ClocksSet { .. } => "clocks_set",
+            EventKind::NotificationQueued { .. } => "notification_queued",
+            EventKind::NotificationSkipped { .. } => "notification_skipped",
+            EventKind::Reviewed => "reviewed",
+            EventKind::Responded { .. } => "responded",
+            EventKind::Resolved => "resolved",
+            EventKind::Releveled { .. } => "releveled",
         }
     }
 }
@@ -263,6 +423,9 @@ pub enum Purpose {
     Ack,
     /// Mail to our own staff (never rate-limited).
     StaffNotice,
+    /// Notice to an agency's site administrators who opted in (not
+    /// rate-limited: they asked for every case).
+    AgencyNotice,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

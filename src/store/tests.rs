@@ -52,6 +52,13 @@ fn render(case: &Case) -> std::result::Result<NewMail, String> {
     })
 }
 
+fn plan(case: &Case, _d: &Decision) -> NewCasePlan {
+    NewCasePlan {
+        ack: Some(render(case)),
+        ..NewCasePlan::default()
+    }
+}
+
 struct Msg<'a> {
     mid: Option<&'a str>,
     raw: &'a [u8],
@@ -87,7 +94,7 @@ fn ingest(store: &Store, m: Msg<'_>) -> IngestOutcome {
         fallback: Some(&fallback),
         unparseable: None,
         reply_address: Ok(m.from.into()),
-        render_ack: &render,
+        plan: &plan,
         cursor: Some(("support", b"cursor-1")),
     };
     match store.ingest(&input) {
@@ -171,10 +178,17 @@ fn reply_to_stored_message_joins_case_without_ack() {
     let names: Vec<&str> = v.events.iter().map(|e| e.kind.name()).collect();
     assert_eq!(
         names,
-        vec!["received", "triaged", "ack_queued", "received", "follow_up"]
+        vec![
+            "received",
+            "triaged",
+            "clocks_set",
+            "ack_queued",
+            "received",
+            "follow_up"
+        ]
     );
     let seqs: Vec<u64> = v.events.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, vec![1, 2, 3, 4, 5]);
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
     // A reply to our acknowledgement's Message-ID threads too.
     let mut m = msg(Some("reply2@x"), b"reply2", ticket(4));
     m.thread.header_ids = vec!["ack.SUP-000001.tok@casehost.example".into()];
@@ -268,7 +282,7 @@ fn ignored_messages_are_recorded_and_promotable() {
             Ok("a@x.example".into()),
             t0(),
             "cli:test",
-            &render,
+            &plan,
         )
         .expect("promote");
     assert_eq!(case, "SUP-000001");
@@ -294,7 +308,7 @@ fn ignored_messages_are_recorded_and_promotable() {
             Ok("a@x.example".into()),
             t0(),
             "cli:test",
-            &render
+            &plan
         )
         .is_err());
 }

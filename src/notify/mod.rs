@@ -1,0 +1,864 @@
+//! Who gets what, and when (pure): the clocks a new case gets, the notices
+//! it causes at once (staff, agency site administrators, pages, on call),
+//! the timers it leaves in the due index, what a due timer does, the clock
+//! stoppers (review, respond, resolve, relevel) and the daily digest.
+//!
+//! Everything here is a function of the config, the case and `now`; the
+//! store applies the result in one transaction and the scheduler
+//! ([`crate::schedule`]) decides when to ask. Nothing here sends mail: every
+//! notification becomes an outbox entry and an event on its case.
+//!
+//! Hours: level-1 pages go out at any hour; every other reminder or
+//! escalation of a support case waits for support hours (a timer that comes
+//! due outside them is moved to the next opening). Privacy clocks run in
+//! calendar days, so their reminders go out on the day they are due.
+
+pub mod text;
+
+use crate::clock::deadline::{privacy_dates, support_fraction_by, support_respond_by};
+use crate::clock::{BusinessCalendar, Regime};
+use crate::config::{agency_for, Config, EmailAddress};
+use crate::policy::{Jurisdiction, Level};
+use crate::render::{self, AckExtras, Templates};
+use crate::store::{
+    Case, CaseChange, CaseClocks, CaseKind, CaseStatus, CaseUpdate, EventKind, NewCasePlan,
+    NewMail, Notice, Purpose, Timer, TimerKind,
+};
+use crate::triage::{Auth, Decision};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use std::sync::Arc;
+
+/// The pure notification logic, built once from the config.
+#[derive(Clone)]
+pub struct Notifier {
+    config: Arc<Config>,
+    cal: BusinessCalendar,
+    templates: Arc<Templates>,
+}
+
+fn addrs(v: &[EmailAddress]) -> Vec<String> {
+    let mut out: Vec<String> = v.iter().map(|a| a.as_str().to_string()).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn union(a: &[EmailAddress], b: &[EmailAddress]) -> Vec<String> {
+    let mut v = addrs(a);
+    v.extend(addrs(b));
+    v.sort();
+    v.dedup();
+    v
+}
+
+impl Notifier {
+    pub fn new(config: Arc<Config>, templates: Arc<Templates>) -> Notifier {
+        let cal = BusinessCalendar::new(config.clocks.calendar.clone());
+        Notifier {
+            config,
+            cal,
+            templates,
+        }
+    }
+
+    pub fn calendar(&self) -> &BusinessCalendar {
+        &self.cal
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn regime(&self, case: &Case) -> Regime {
+        Regime::for_jurisdiction(
+            case.jurisdiction.unwrap_or(Jurisdiction::Unknown),
+            self.config.clocks.unknown_jurisdiction,
+        )
+    }
+
+    /// The clocks of `case` computed from its receipt time and level or
+    /// rights, keeping what staff already did (and the plan generation).
+    pub fn clocks_for(&self, case: &Case) -> CaseClocks {
+        let t = &self.config.clocks.targets;
+        let received = case.received_at;
+        let mut c = CaseClocks {
+            plan: case.clocks.plan,
+            reviewed_at: case.clocks.reviewed_at,
+            responded_at: case.clocks.responded_at,
+            resolved_at: case.clocks.resolved_at,
+            review_by: self.cal.add_support_time(received, t.review()),
+            ..CaseClocks::default()
+        };
+        match case.kind {
+            CaseKind::Support => {
+                let level = case.level.unwrap_or(4);
+                c.respond_by = support_respond_by(&self.cal, t, level, received);
+                if level >= 3 {
+                    c.warn_at = support_fraction_by(
+                        &self.cal,
+                        t.of(level),
+                        self.config.notify.warn_at_percent,
+                        received,
+                    );
+                }
+            }
+            CaseKind::Privacy => {
+                let regime = self.regime(case);
+                c.regime = Some(regime);
+                c.privacy = privacy_dates(&self.cal, regime, &case.rights, received);
+            }
+        }
+        c
+    }
+
+    /// The agency of the requester: matched by mail domain, and only when
+    /// the sender's authentication did not fail (a forged From must not
+    /// reach an agency's administrators or be told who they are).
+    pub fn agency_of(&self, case: &Case, auth: Auth) -> Option<&crate::config::Agency> {
+        if auth == Auth::Fail {
+            return None;
+        }
+        let from = case.requester.as_ref()?;
+        agency_for(&self.config.agencies, &from.address)
+    }
+
+    /// What the acknowledgement says besides the case: due dates in the
+    /// requester's words, and their site administrators when the requester
+    /// is not one.
+    pub fn ack_extras(&self, case: &Case, language: Option<&str>) -> AckExtras {
+        let lang = text::pick_language(language);
+        let tz = self.cal.tz();
+        let mut x = AckExtras {
+            language: lang,
+            hours_text: Some(text::hours_text(lang, self.cal.settings())),
+            ..AckExtras::default()
+        };
+        if let Some(level) = case.level {
+            let secs = self.config.clocks.targets.seconds[usize::from(level.clamp(1, 5)) - 1];
+            x.target = Some(text::duration_phrase(lang, secs));
+        }
+        x.respond_by_text = case
+            .clocks
+            .respond_by
+            .map(|t| text::human_instant(lang, tz, t));
+        if let Some(p) = &case.clocks.privacy {
+            x.due_text = Some(text::human_date(lang, p.respond_by));
+            x.extended_text = p.extended_respond_by.map(|d| text::human_date(lang, d));
+        }
+        if let Some(name) = &case.agency {
+            if let Some(a) = self.config.agencies.iter().find(|a| &a.name == name) {
+                let sender = case.requester.as_ref().map(|r| r.address.as_str());
+                if !sender.is_some_and(|s| a.is_site_admin(s)) && case.kind == CaseKind::Support {
+                    x.agency = Some(a.name.clone());
+                    x.site_admins = addrs(&a.site_admins);
+                }
+            }
+        }
+        x
+    }
+
+    /// Everything a new case gets. `quiet` (historic imports): clocks only,
+    /// no notices and no timers. `ack` builds the acknowledgement for the
+    /// case as planned (with its clocks).
+    pub fn plan_new_case(
+        &self,
+        case: &Case,
+        decision: &Decision,
+        now: DateTime<Utc>,
+        token: &str,
+        quiet: bool,
+        ack: &dyn Fn(&Case) -> Result<NewMail, String>,
+    ) -> NewCasePlan {
+        let mut c = case.clone();
+        c.clocks = self.clocks_for(case);
+        c.agency = self.agency_of(case, decision.auth).map(|a| a.name.clone());
+        let ack_mail = Some(ack(&c));
+        let mut change = CaseChange::default();
+        if !quiet {
+            let mut tok = Tokens::new(token);
+            change.notices = self.new_case_notices(&c, decision, now, &mut tok);
+            change.timers = self.timers_for(&c, now);
+        }
+        NewCasePlan {
+            clocks: c.clocks,
+            agency: c.agency,
+            ack: ack_mail,
+            change,
+        }
+    }
+
+    fn new_case_notices(
+        &self,
+        c: &Case,
+        decision: &Decision,
+        now: DateTime<Utc>,
+        tok: &mut Tokens,
+    ) -> Vec<Notice> {
+        let people = &self.config.people;
+        let mut out = Vec::new();
+        match c.kind {
+            CaseKind::Support => {
+                let level = c.level.unwrap_or(4);
+                if !self.config.notify.staff_digest_only_levels.contains(&level) {
+                    out.push(self.notice(
+                        "new_case",
+                        c,
+                        addrs(&people.staff),
+                        "notify_new_case.txt",
+                        minijinja::context! { reasons => decision.reasons },
+                        now,
+                        tok,
+                    ));
+                }
+                if level == 1 {
+                    out.push(self.page(c, 1, now, tok));
+                }
+                if level == 2 && self.cal.in_hours(now) {
+                    out.push(self.on_call(c, now, tok));
+                }
+                if let Some(a) = c
+                    .agency
+                    .as_ref()
+                    .and_then(|n| self.config.agencies.iter().find(|a| &a.name == n))
+                {
+                    if a.notify_on_new_ticket {
+                        let sender = c.requester.as_ref().map(|r| r.address.to_ascii_lowercase());
+                        let to: Vec<String> = addrs(&a.site_admins)
+                            .into_iter()
+                            .filter(|x| Some(x) != sender.as_ref())
+                            .collect();
+                        if !to.is_empty() {
+                            let mut n = self.notice(
+                                "agency",
+                                c,
+                                to,
+                                "notify_agency.txt",
+                                minijinja::context! {},
+                                now,
+                                tok,
+                            );
+                            if let Ok(m) = &mut n.mail {
+                                m.purpose = Purpose::AgencyNotice;
+                            }
+                            out.push(n);
+                        }
+                    }
+                }
+            }
+            CaseKind::Privacy => {
+                out.push(self.notice(
+                    "privacy_new",
+                    c,
+                    addrs(&people.privacy_officer),
+                    "notify_privacy_new.txt",
+                    minijinja::context! {},
+                    now,
+                    tok,
+                ));
+            }
+        }
+        out
+    }
+
+    /// The timers a case's clocks need from `now` on.
+    pub fn timers_for(&self, c: &Case, now: DateTime<Utc>) -> Vec<Timer> {
+        let mut v = Vec::new();
+        let plan = c.clocks.plan;
+        let timer = |kind: TimerKind, due: DateTime<Utc>| Timer {
+            case: c.id.clone(),
+            due,
+            plan,
+            kind,
+        };
+        if c.clocks.reviewed_at.is_none() && c.clocks.responded_at.is_none() {
+            if let Some(t) = c.clocks.review_by {
+                v.push(timer(TimerKind::ReviewMissed, t));
+            }
+        }
+        match c.kind {
+            CaseKind::Support => {
+                let level = c.level.unwrap_or(4);
+                if level == 1 {
+                    v.push(timer(TimerKind::Page { n: 2 }, now + self.page_every()));
+                }
+                if level == 2 && !self.cal.in_hours(now) && c.clocks.responded_at.is_none() {
+                    if let Some(open) = self.cal.next_opening(now) {
+                        v.push(timer(TimerKind::OnCall, open));
+                    }
+                }
+                if level >= 2 && c.clocks.responded_at.is_none() {
+                    if let Some(t) = c.clocks.respond_by {
+                        v.push(timer(TimerKind::Breach, t));
+                    }
+                }
+                if level >= 3 && c.clocks.responded_at.is_none() {
+                    if let Some(t) = c.clocks.warn_at {
+                        v.push(timer(TimerKind::Warn, t));
+                    }
+                }
+            }
+            CaseKind::Privacy => {
+                if let Some(p) = &c.clocks.privacy {
+                    let mut dates = vec![p.respond_by];
+                    if let Some(n) = p.extension_notice_by {
+                        if n != p.respond_by {
+                            dates.push(n);
+                        }
+                    }
+                    for date in dates {
+                        for days in &self.config.notify.privacy_reminder_days {
+                            let day = date - Duration::days(i64::from(*days));
+                            let due = self.cal.start_of_day(day);
+                            if due > now {
+                                v.push(timer(
+                                    TimerKind::PrivacyReminder {
+                                        date,
+                                        days_before: *days,
+                                    },
+                                    due,
+                                ));
+                            }
+                        }
+                    }
+                    if let Some(after) = p.respond_by.succ_opt() {
+                        v.push(timer(
+                            TimerKind::PrivacyOverdue { date: p.respond_by },
+                            self.cal.start_of_day(after),
+                        ));
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    fn page_every(&self) -> Duration {
+        Duration::from_std(self.config.notify.page_every.0).unwrap_or(Duration::minutes(30))
+    }
+
+    /// What a due timer does to `case` at `now` (the store removes the
+    /// timer first; a follow-up timer is in the returned change).
+    pub fn fire(
+        &self,
+        t: &Timer,
+        case: Option<&Case>,
+        now: DateTime<Utc>,
+        token: &str,
+    ) -> CaseChange {
+        let mut out = CaseChange::default();
+        let Some(c) = case else { return out };
+        if c.is_done() || t.plan != c.clocks.plan {
+            return out;
+        }
+        let mut tok = Tokens::new(token);
+        let responded = c.clocks.responded_at.is_some();
+        let people = &self.config.people;
+        let in_hours = self.cal.in_hours(now);
+        // Support reminders wait for support hours: move the timer.
+        let defer = |out: &mut CaseChange| {
+            if let Some(open) = self.cal.next_opening(now) {
+                out.timers.push(Timer {
+                    due: open,
+                    ..t.clone()
+                });
+            }
+        };
+        match &t.kind {
+            TimerKind::ReviewMissed => {
+                if c.clocks.reviewed_at.is_some() || responded {
+                } else if !in_hours {
+                    defer(&mut out);
+                } else {
+                    out.notices.push(self.notice(
+                        "review_missed",
+                        c,
+                        addrs(&people.support_lead),
+                        "notify_review_missed.txt",
+                        minijinja::context! {},
+                        now,
+                        &mut tok,
+                    ));
+                }
+            }
+            TimerKind::Page { n } => {
+                out.notices.push(self.page(c, *n, now, &mut tok));
+                let every = self.page_every();
+                let mut next = t.due + every;
+                while next <= now {
+                    next += every;
+                }
+                out.timers.push(Timer {
+                    due: next,
+                    kind: TimerKind::Page { n: n + 1 },
+                    ..t.clone()
+                });
+            }
+            TimerKind::OnCall => {
+                if responded {
+                } else if !in_hours {
+                    defer(&mut out);
+                } else {
+                    out.notices.push(self.on_call(c, now, &mut tok));
+                }
+            }
+            TimerKind::Warn => {
+                if responded {
+                } else if !in_hours {
+                    defer(&mut out);
+                } else {
+                    out.notices.push(self.notice(
+                        "warning",
+                        c,
+                        addrs(&people.staff),
+                        "notify_warning.txt",
+                        minijinja::context! { percent => self.config.notify.warn_at_percent },
+                        now,
+                        &mut tok,
+                    ));
+                }
+            }
+            TimerKind::Breach => {
+                if responded {
+                } else if !in_hours {
+                    defer(&mut out);
+                } else {
+                    out.notices.push(self.notice(
+                        "breach",
+                        c,
+                        addrs(&people.support_lead),
+                        "notify_breach.txt",
+                        minijinja::context! {},
+                        now,
+                        &mut tok,
+                    ));
+                }
+            }
+            TimerKind::PrivacyReminder { date, days_before } => {
+                if !responded {
+                    out.notices.push(self.notice(
+                        "privacy_reminder",
+                        c,
+                        addrs(&people.privacy_officer),
+                        "notify_privacy_reminder.txt",
+                        minijinja::context! {
+                            date => date.to_string(),
+                            days_before => days_before,
+                            extension_possible => c.clocks.privacy.and_then(|p| p.extension_notice_by) == Some(*date),
+                        },
+                        now,
+                        &mut tok,
+                    ));
+                }
+            }
+            TimerKind::PrivacyOverdue { date } => {
+                if !responded {
+                    let today = self.cal.local_date(now);
+                    out.notices.push(self.notice(
+                        "privacy_overdue",
+                        c,
+                        union(&people.privacy_officer, &people.support_lead),
+                        "notify_privacy_overdue.txt",
+                        minijinja::context! {
+                            date => date.to_string(),
+                            days_overdue => (today - *date).num_days().max(1),
+                        },
+                        now,
+                        &mut tok,
+                    ));
+                    let next_day = today.succ_opt().unwrap_or(today);
+                    out.timers.push(Timer {
+                        due: self.cal.start_of_day(next_day),
+                        ..t.clone()
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn page(&self, c: &Case, n: u32, now: DateTime<Utc>, tok: &mut Tokens) -> Notice {
+        let people = &self.config.people;
+        let age = now - c.received_at;
+        self.notice(
+            "page",
+            c,
+            union(&people.developers, &people.staff),
+            "notify_page.txt",
+            minijinja::context! {
+                n => n,
+                age => format!("{}h {:02}m", age.num_hours(), age.num_minutes() % 60),
+                page_every => humantime::format_duration(self.config.notify.page_every.0).to_string(),
+            },
+            now,
+            tok,
+        )
+    }
+
+    fn on_call(&self, c: &Case, now: DateTime<Utc>, tok: &mut Tokens) -> Notice {
+        let to = self
+            .config
+            .people
+            .on_call
+            .as_ref()
+            .and_then(|o| o.at(&self.cal, now))
+            .map(|a| vec![a.as_str().to_string()])
+            .unwrap_or_default();
+        self.notice(
+            "on_call",
+            c,
+            to,
+            "notify_on_call.txt",
+            minijinja::context! {},
+            now,
+            tok,
+        )
+    }
+
+    /// One notification mail for case `c` from `template`, or why not.
+    #[allow(clippy::too_many_arguments)]
+    fn notice(
+        &self,
+        kind: &str,
+        c: &Case,
+        to: Vec<String>,
+        template: &str,
+        extra: minijinja::Value,
+        now: DateTime<Utc>,
+        tok: &mut Tokens,
+    ) -> Notice {
+        let mail = if to.is_empty() {
+            Err(format!("nobody is configured to receive {kind} notices"))
+        } else {
+            let ctx = minijinja::context! { ..extra, ..self.case_context(c) };
+            self.templates
+                .render_notice(template, ctx)
+                .map_err(|e| e.to_string())
+                .and_then(|(subject, body)| {
+                    let from = match c.kind {
+                        CaseKind::Support => self.config.outbound.from_support.mailbox(),
+                        CaseKind::Privacy => self.config.outbound.from_privacy.mailbox(),
+                    };
+                    render::build_notice(
+                        from,
+                        &to,
+                        &subject,
+                        &body,
+                        &self.config.domain,
+                        &tok.next(kind),
+                        Some(&c.id),
+                        now,
+                    )
+                })
+        };
+        Notice {
+            kind: kind.to_string(),
+            mail,
+        }
+    }
+
+    /// What every notification template may use about a case.
+    fn case_context(&self, c: &Case) -> minijinja::Value {
+        let tz = self.cal.tz();
+        let when = |t: Option<DateTime<Utc>>| t.map(|t| text::human_instant("en", tz, t));
+        let level = c.level;
+        let day = |d: Option<NaiveDate>| d.map(|d| d.to_string());
+        let p = c.clocks.privacy;
+        minijinja::context! {
+            case_id => c.id,
+            kind => c.kind.as_str(),
+            subject => if c.subject.is_empty() { "(no subject)".to_string() } else { c.subject.replace(['\r', '\n'], " ") },
+            level => level,
+            level_meaning => level.map(crate::policy::level_meaning),
+            target => level.map(|l| text::duration_phrase("en", self.config.clocks.targets.seconds[usize::from(l.clamp(1, 5)) - 1])),
+            requester => c.requester.as_ref().map(|r| r.address.clone()).unwrap_or_else(|| "(unknown sender)".into()),
+            agency => c.agency,
+            received_text => text::human_instant("en", tz, c.received_at),
+            review_by_text => when(c.clocks.review_by),
+            respond_by_text => when(c.clocks.respond_by),
+            regime => c.clocks.regime.map(|r| r.as_str()),
+            rights => c.rights.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+            acknowledge_by => day(p.and_then(|p| p.acknowledge_by)),
+            respond_by => day(p.map(|p| p.respond_by)),
+            extended_respond_by => day(p.and_then(|p| p.extended_respond_by)),
+            extension_notice_by => day(p.and_then(|p| p.extension_notice_by)),
+        }
+    }
+
+    // ------------------------------------------------------ clock stoppers
+
+    /// Triage review done: the review clock stops; a new case becomes open.
+    pub fn review(&self, c: &Case, now: DateTime<Utc>) -> CaseUpdate {
+        not_done(c)?;
+        if let Some(at) = c.clocks.reviewed_at {
+            return Err(format!(
+                "{} was already reviewed at {}",
+                c.id,
+                at.to_rfc3339()
+            ));
+        }
+        let mut n = c.clone();
+        n.clocks.reviewed_at = Some(now);
+        let mut change = CaseChange::default();
+        change.events.push(EventKind::Reviewed);
+        open_if_new(&mut n, &mut change);
+        Ok((n, change))
+    }
+
+    /// First response given by other means: the response clock (warnings,
+    /// breach, on-call, privacy reminders) stops. Level-1 pages go on until
+    /// the case is resolved.
+    pub fn respond(&self, c: &Case, note: Option<String>, now: DateTime<Utc>) -> CaseUpdate {
+        not_done(c)?;
+        let mut n = c.clone();
+        if n.clocks.responded_at.is_none() {
+            n.clocks.responded_at = Some(now);
+        }
+        if n.clocks.reviewed_at.is_none() {
+            n.clocks.reviewed_at = Some(now);
+        }
+        let mut change = CaseChange::default();
+        change.events.push(EventKind::Responded { note });
+        open_if_new(&mut n, &mut change);
+        Ok((n, change))
+    }
+
+    /// Resolved: every clock stops.
+    pub fn resolve(&self, c: &Case, now: DateTime<Utc>) -> CaseUpdate {
+        not_done(c)?;
+        let mut n = c.clone();
+        n.clocks.resolved_at = Some(now);
+        n.status = CaseStatus::Resolved;
+        let mut change = CaseChange::default();
+        change.events.push(EventKind::Resolved);
+        change.events.push(EventKind::StatusChanged {
+            from: c.status,
+            to: CaseStatus::Resolved,
+        });
+        Ok((n, change))
+    }
+
+    /// New level: the targets are re-planned from the receipt time (as
+    /// helpdesks measure SLAs from creation); a target already passed is a
+    /// breach at once (in hours). Raising to 1 pages at once; raising to 2
+    /// escalates to on call.
+    pub fn relevel(
+        &self,
+        c: &Case,
+        level: Level,
+        reason: &str,
+        now: DateTime<Utc>,
+        token: &str,
+    ) -> CaseUpdate {
+        not_done(c)?;
+        if c.kind != CaseKind::Support {
+            return Err(format!("{} is a privacy request: it has no level", c.id));
+        }
+        if !(1..=5).contains(&level) {
+            return Err(format!("level {level} is not 1..5"));
+        }
+        if reason.trim().is_empty() {
+            return Err("a reason is required".into());
+        }
+        let mut n = c.clone();
+        n.level = Some(level);
+        n.clocks.plan = c.clocks.plan.saturating_add(1);
+        n.clocks = self.clocks_for(&n);
+        let mut change = CaseChange::default();
+        change.events.push(EventKind::Releveled {
+            from: c.level,
+            to: level,
+            reason: reason.trim().to_string(),
+        });
+        change.events.push(EventKind::ClocksSet {
+            clocks: n.clocks.clone(),
+        });
+        let mut tok = Tokens::new(token);
+        if level == 1 && c.level != Some(1) {
+            change.notices.push(self.page(&n, 1, now, &mut tok));
+        }
+        if level == 2 && self.cal.in_hours(now) && n.clocks.responded_at.is_none() {
+            change.notices.push(self.on_call(&n, now, &mut tok));
+        }
+        change.timers = self
+            .timers_for(&n, now)
+            .into_iter()
+            .map(|mut t| {
+                // A target already passed fires at the next escalation tick.
+                if t.due < now {
+                    t.due = now;
+                }
+                t
+            })
+            .collect();
+        Ok((n, change))
+    }
+
+    // -------------------------------------------------------------- digest
+
+    /// The daily digest for the support lead (and for staff when some
+    /// levels reach them only here): open cases by level and status, what
+    /// is due today, what is breached, and new cases since `since` of the
+    /// digest-only levels. `None` when nobody is configured to receive it.
+    pub fn digest(
+        &self,
+        cases: &[Case],
+        now: DateTime<Utc>,
+        since: Option<DateTime<Utc>>,
+        token: &str,
+    ) -> Option<Result<NewMail, String>> {
+        let people = &self.config.people;
+        let digest_levels = &self.config.notify.staff_digest_only_levels;
+        let mut to = addrs(&people.support_lead);
+        if !digest_levels.is_empty() {
+            to.extend(addrs(&people.staff));
+            to.sort();
+            to.dedup();
+        }
+        if to.is_empty() {
+            return None;
+        }
+        let tz = self.cal.tz();
+        let today = self.cal.local_date(now);
+        let open: Vec<&Case> = cases.iter().filter(|c| !c.is_done()).collect();
+        // Counts by level (support) or regime (privacy), then status.
+        let mut rows: std::collections::BTreeMap<
+            String,
+            std::collections::BTreeMap<&'static str, usize>,
+        > = Default::default();
+        for c in &open {
+            let label = match c.kind {
+                CaseKind::Support => format!("support level {}", c.level.unwrap_or(4)),
+                CaseKind::Privacy => format!(
+                    "privacy {}",
+                    c.clocks.regime.map(|r| r.as_str()).unwrap_or("request")
+                ),
+            };
+            *rows
+                .entry(label)
+                .or_default()
+                .entry(c.status.as_str())
+                .or_default() += 1;
+        }
+        let by_level: Vec<_> = rows
+            .iter()
+            .map(|(label, m)| {
+                let counts = m
+                    .iter()
+                    .map(|(s, n)| format!("{n} {s}"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                minijinja::context! { label => label, counts => counts }
+            })
+            .collect();
+        let mut due_today = Vec::new();
+        let mut breached = Vec::new();
+        for c in &open {
+            if c.clocks.responded_at.is_some() {
+                continue;
+            }
+            let what = match c.kind {
+                CaseKind::Support => format!("level {}", c.level.unwrap_or(4)),
+                CaseKind::Privacy => format!(
+                    "privacy {}",
+                    c.rights
+                        .iter()
+                        .map(|r| r.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
+            };
+            let subject = c.subject.replace(['\r', '\n'], " ");
+            match (c.clocks.respond_by, c.clocks.privacy) {
+                (Some(t), _) => {
+                    let row = minijinja::context! { id => c.id, what => what, due => text::human_instant("en", tz, t), subject => subject };
+                    if t < now {
+                        breached.push(row);
+                    } else if self.cal.local_date(t) == today {
+                        due_today.push(row);
+                    }
+                }
+                (None, Some(p)) => {
+                    let row = minijinja::context! { id => c.id, what => what, due => p.respond_by.to_string(), subject => subject };
+                    if p.respond_by < today {
+                        breached.push(row);
+                    } else if p.respond_by == today {
+                        due_today.push(row);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let new_cases: Vec<_> = open
+            .iter()
+            .filter(|c| c.kind == CaseKind::Support)
+            .filter(|c| c.level.is_some_and(|l| digest_levels.contains(&l)))
+            .filter(|c| since.is_none_or(|s| c.created_at > s))
+            .map(|c| minijinja::context! { id => c.id, what => format!("level {}", c.level.unwrap_or(4)), subject => c.subject.replace(['\r', '\n'], " ") })
+            .collect();
+        let ctx = minijinja::context! {
+            today => today.to_string(),
+            today_text => text::human_date("en", today),
+            open_count => open.len(),
+            by_level => by_level,
+            due_today => due_today,
+            breached => breached,
+            new_cases => new_cases,
+            digest_levels => digest_levels,
+        };
+        let from = self.config.outbound.from_support.mailbox();
+        Some(
+            self.templates
+                .render_notice("digest.txt", ctx)
+                .map_err(|e| e.to_string())
+                .and_then(|(subject, body)| {
+                    render::build_notice(
+                        from,
+                        &to,
+                        &subject,
+                        &body,
+                        &self.config.domain,
+                        token,
+                        None,
+                        now,
+                    )
+                }),
+        )
+    }
+}
+
+fn not_done(c: &Case) -> Result<(), String> {
+    if c.is_done() {
+        Err(format!("{} is {}", c.id, c.status.as_str()))
+    } else {
+        Ok(())
+    }
+}
+
+fn open_if_new(n: &mut Case, change: &mut CaseChange) {
+    if n.status == CaseStatus::New {
+        change.events.push(EventKind::StatusChanged {
+            from: CaseStatus::New,
+            to: CaseStatus::Open,
+        });
+        n.status = CaseStatus::Open;
+    }
+}
+
+/// Distinct Message-ID tokens for the several mails of one change.
+struct Tokens {
+    base: String,
+    n: u32,
+}
+
+impl Tokens {
+    fn new(base: &str) -> Tokens {
+        Tokens {
+            base: base.to_string(),
+            n: 0,
+        }
+    }
+    fn next(&mut self, kind: &str) -> String {
+        self.n += 1;
+        format!("{kind}.{}{}", self.base, self.n)
+    }
+}

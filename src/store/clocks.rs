@@ -1,0 +1,215 @@
+//! The store side of clocks and notifications: the due index (`timers`),
+//! applying a [`CaseChange`] (events, notices to the outbox, new timers) in
+//! one transaction, and the last-run times of scheduled jobs.
+//!
+//! Timers are cancelled lazily: a stopped clock (review done, response
+//! given, case resolved, re-levelled) leaves its timers in the index, and
+//! the pure firing logic drops them when they come due. So an escalation
+//! tick reads only what is due, never every case.
+
+use super::ingest::{Tx, TxResult};
+use super::*;
+use crate::triage::Decision;
+use sled::transaction::ConflictableTransactionError as Cte;
+
+/// An outgoing notification planned for a case (pure), or why it cannot be
+/// built.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// `new_case`, `page`, `on_call`, `warning`, ... (see `notify`).
+    pub kind: String,
+    pub mail: std::result::Result<NewMail, String>,
+}
+
+/// What happens to a case besides its own fields: events, notices, timers.
+#[derive(Debug, Clone, Default)]
+pub struct CaseChange {
+    pub events: Vec<EventKind>,
+    pub notices: Vec<Notice>,
+    pub timers: Vec<Timer>,
+}
+
+/// What a new case gets (computed by a pure planner inside the ingest
+/// transaction, because the case number is only known there).
+#[derive(Debug, Clone, Default)]
+pub struct NewCasePlan {
+    pub clocks: CaseClocks,
+    pub agency: Option<String>,
+    /// The acknowledgement, when one can be addressed.
+    pub ack: Option<std::result::Result<NewMail, String>>,
+    pub change: CaseChange,
+}
+
+/// A case changed by staff (pure), or why the change is refused.
+pub type CaseUpdate = std::result::Result<(Case, CaseChange), String>;
+
+/// Plans a new case (pure).
+pub type NewCaseFn<'a> = dyn Fn(&Case, &Decision) -> NewCasePlan + Sync + 'a;
+
+impl Tx<'_> {
+    pub(super) fn put_timer(&self, t: &Timer) -> TxResult<()> {
+        self.timers.insert(t.key(), to_json(t))?;
+        Ok(())
+    }
+
+    /// Record `change` on `case` (the caller stores the case afterwards).
+    pub(super) fn apply_change(
+        &self,
+        case: &mut Case,
+        change: CaseChange,
+        now: DateTime<Utc>,
+        actor: &str,
+    ) -> TxResult<()> {
+        for ev in change.events {
+            self.event(case, now, actor, ev)?;
+        }
+        for n in change.notices {
+            match n.mail {
+                Ok(mail) => {
+                    let recipients = mail.recipients.len();
+                    let oid = self.queue(case, mail, now)?;
+                    self.event(
+                        case,
+                        now,
+                        "ticketd",
+                        EventKind::NotificationQueued {
+                            outbox: oid,
+                            kind: n.kind,
+                            recipients,
+                        },
+                    )?;
+                }
+                Err(reason) => {
+                    self.event(
+                        case,
+                        now,
+                        "ticketd",
+                        EventKind::NotificationSkipped {
+                            kind: n.kind,
+                            reason,
+                        },
+                    )?;
+                }
+            }
+        }
+        for t in &change.timers {
+            self.put_timer(t)?;
+        }
+        case.updated_at = now;
+        Ok(())
+    }
+}
+
+/// A due timer as read from the index.
+#[derive(Debug, Clone)]
+pub struct DueTimer {
+    pub key: Vec<u8>,
+    pub timer: Timer,
+}
+
+impl Store {
+    /// Timers of `queue` due at or before `now`, earliest first, at most
+    /// `limit`. Reads only the due part of the index.
+    pub fn due_timers(
+        &self,
+        queue: Queue,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueTimer>> {
+        let q = queue.byte();
+        let ms = u64::try_from(now.timestamp_millis().max(0)).unwrap_or(0);
+        let mut end = vec![q];
+        end.extend_from_slice(&ms.saturating_add(1).to_be_bytes());
+        let mut out = Vec::new();
+        for kv in self.t.timers.range(vec![q]..end).take(limit) {
+            let (k, v) = kv?;
+            out.push(DueTimer {
+                key: k.to_vec(),
+                timer: from_json("timers", &v)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every timer (for `cases show` and tests), earliest first per queue.
+    pub fn timers_for(&self, case: &str) -> Result<Vec<Timer>> {
+        let mut out = Vec::new();
+        for kv in self.t.timers.iter() {
+            let (_, v) = kv?;
+            let t: Timer = from_json("timers", &v)?;
+            if t.case == case {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many timers are in the index.
+    pub fn timer_count(&self) -> usize {
+        self.t.timers.len()
+    }
+
+    /// Settle a due timer: remove it and apply what firing it decided, all
+    /// in one transaction. `decide` sees the case as stored now (pure).
+    pub fn fire_timer(
+        &self,
+        due: &DueTimer,
+        now: DateTime<Utc>,
+        decide: &(dyn Fn(Option<&Case>) -> CaseChange + Sync),
+    ) -> Result<CaseChange> {
+        self.transact(|tx| {
+            tx.timers.remove(due.key.as_slice())?;
+            let case = tx.get_case(&due.timer.case)?;
+            let change = decide(case.as_ref());
+            if let Some(mut c) = case {
+                tx.apply_change(&mut c, change.clone(), now, "ticketd")?;
+                tx.put_case(&c)?;
+            }
+            Ok(change)
+        })
+    }
+
+    /// Change a case through `f` (pure: it gets the stored case and returns
+    /// the new case and what else happens), in one transaction. Used by the
+    /// clock stoppers (review, respond, resolve, relevel).
+    pub fn update_case(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        actor: &str,
+        f: &(dyn Fn(&Case) -> CaseUpdate + Sync),
+    ) -> Result<Case> {
+        self.transact(|tx| {
+            let case = tx
+                .get_case(id)?
+                .ok_or_else(|| Cte::Abort(StoreError::NoCase(id.to_string())))?;
+            let (mut new, change) = f(&case).map_err(|e| Cte::Abort(StoreError::Invalid(e)))?;
+            tx.apply_change(&mut new, change, now, actor)?;
+            tx.put_case(&new)?;
+            Ok(new)
+        })
+    }
+
+    /// Queue mail that belongs to no case (the digest), in one transaction.
+    pub fn queue_standalone(&self, mail: NewMail, now: DateTime<Utc>) -> Result<u64> {
+        self.transact(|tx| tx.queue_mail(None, mail.clone(), now))
+    }
+
+    /// When the scheduled job `name` last ran.
+    pub fn job_last_run(&self, name: &str) -> Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .t
+            .meta
+            .get(format!("job:{name}"))?
+            .and_then(|v| std::str::from_utf8(&v).ok().map(str::to_string))
+            .and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+            .map(|t| t.with_timezone(&Utc)))
+    }
+
+    pub fn set_job_last_run(&self, name: &str, at: DateTime<Utc>) -> Result<()> {
+        self.t
+            .meta
+            .insert(format!("job:{name}"), at.to_rfc3339().as_bytes())?;
+        Ok(())
+    }
+}
