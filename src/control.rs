@@ -41,6 +41,32 @@ pub enum Request {
         paths: Vec<PathBuf>,
         no_ack: bool,
     },
+    /// A clock stopper: review, respond, resolve or relevel a case.
+    CaseAct {
+        id: String,
+        action: CaseAction,
+        actor: String,
+    },
+    /// Run the scheduled jobs that are due now (tests, `run --once`).
+    RunJobs,
+}
+
+/// What staff did to a case (each stops or re-plans its clocks).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum CaseAction {
+    /// Triage review done.
+    Review,
+    /// First response given by other means.
+    Respond {
+        note: Option<String>,
+    },
+    Resolve,
+    /// New level, with the reason (re-plans the targets).
+    Relevel {
+        level: u8,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -104,7 +130,43 @@ pub async fn handle(p: &Pipeline, req: Request) -> Response {
                 Err(e) => Response::err(e),
             }
         }
+        Request::CaseAct { id, action, actor } => match act(p, &id, &action, &actor).await {
+            Ok(c) => Response::ok(&c),
+            Err(e) => Response::err(e),
+        },
+        Request::RunJobs => {
+            let now = p.clock.now();
+            let r = crate::schedule::run_due(p, now);
+            match r {
+                Ok(v) => match store.flush().await {
+                    Ok(()) => Response::ok(&v),
+                    Err(e) => Response::err(e),
+                },
+                Err(e) => Response::err(e),
+            }
+        }
     }
+}
+
+/// Apply a clock stopper to a case, durably.
+pub async fn act(
+    p: &Pipeline,
+    id: &str,
+    action: &CaseAction,
+    actor: &str,
+) -> Result<Case, StoreError> {
+    let now = p.clock.now();
+    let token = render::token();
+    let n = &p.notifier;
+    let id = id.to_ascii_uppercase();
+    let case = p.store.update_case(&id, now, actor, &|c| match action {
+        CaseAction::Review => n.review(c, now),
+        CaseAction::Respond { note } => n.respond(c, note.clone(), now),
+        CaseAction::Resolve => n.resolve(c, now),
+        CaseAction::Relevel { level, reason } => n.relevel(c, *level, reason, now, &token),
+    })?;
+    p.store.flush().await?;
+    Ok(case)
 }
 
 /// Result of promoting an ignored message.

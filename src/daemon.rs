@@ -45,6 +45,8 @@ pub struct RunSummary {
     pub report: Report,
     pub delivery: DeliveryStats,
     pub seeded: usize,
+    /// Scheduled jobs that were due and ran.
+    pub jobs: Vec<crate::schedule::JobReport>,
 }
 
 /// Any configured source.
@@ -178,6 +180,9 @@ impl Daemon {
                 }
             }
         }
+        let now = self.pipeline.clock.now();
+        summary.jobs = crate::schedule::run_due(&self.pipeline, now)?;
+        self.pipeline.store.flush().await?;
         summary.delivery = self.deliver().await?;
         Ok(summary)
     }
@@ -277,6 +282,12 @@ impl Daemon {
             });
         }
 
+        tasks.spawn(scheduler(
+            self.pipeline.clone(),
+            shutdown_tx.subscribe(),
+            wake_outbox.clone(),
+        ));
+
         tasks.spawn({
             let me = self.clone();
             let mut rx = shutdown_tx.subscribe();
@@ -309,6 +320,43 @@ impl Daemon {
         self.pipeline.store.flush().await?;
         tracing::info!("stopped cleanly");
         Ok(())
+    }
+}
+
+/// The scheduler task: run the jobs that are due, then sleep until the
+/// next one (at most a minute, so a changed wall clock is noticed).
+async fn scheduler(
+    p: Pipeline,
+    mut shutdown: tokio::sync::broadcast::Receiver<()>,
+    wake_outbox: Arc<tokio::sync::Notify>,
+) {
+    loop {
+        let now = p.clock.now();
+        let p2 = p.clone();
+        match tokio::task::spawn_blocking(move || crate::schedule::run_due(&p2, now)).await {
+            Ok(Ok(reports)) => {
+                if !reports.is_empty() {
+                    if let Err(e) = p.store.flush().await {
+                        tracing::error!(error = %e, "store flush after scheduled jobs failed");
+                    }
+                    if reports.iter().any(|r| r.queued > 0) {
+                        wake_outbox.notify_one();
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "scheduled jobs failed"),
+            Err(e) => tracing::error!(error = %e, "scheduler task failed"),
+        }
+        let now = p.clock.now();
+        let wait = match crate::schedule::next_wake(&p, now) {
+            Ok(Some(t)) => (t - now).to_std().unwrap_or(Duration::ZERO),
+            _ => Duration::from_secs(60),
+        }
+        .clamp(Duration::from_millis(200), Duration::from_secs(60));
+        tokio::select! {
+            _ = shutdown.recv() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
     }
 }
 

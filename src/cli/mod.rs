@@ -102,12 +102,32 @@ pub enum CasesCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one case: messages, events, outbox entries.
+    /// Show one case: clocks, messages, events, outbox entries.
     Show {
         id: String,
         /// One JSON document.
         #[arg(long)]
         json: bool,
+    },
+    /// Triage review done (stops the review clock).
+    Review { id: String },
+    /// First response given by other means (stops the response clock).
+    Respond {
+        id: String,
+        /// What was done, for the case log.
+        #[arg(long)]
+        note: Option<String>,
+    },
+    /// Resolve the case (stops every clock, ends level-1 pages).
+    Resolve { id: String },
+    /// Change the level; the targets are re-planned from the receipt time.
+    Relevel {
+        id: String,
+        #[arg(value_parser = clap::value_parser!(u8).range(1..=5))]
+        level: u8,
+        /// Why (required; kept in the case log).
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -187,6 +207,14 @@ pub async fn run(cli: Cli) -> CliResult {
                     print_cases(&v, &config);
                 }
                 Ok(())
+            }
+            CasesCommand::Review { id } => act(&config, id, control::CaseAction::Review).await,
+            CasesCommand::Respond { id, note } => {
+                act(&config, id, control::CaseAction::Respond { note }).await
+            }
+            CasesCommand::Resolve { id } => act(&config, id, control::CaseAction::Resolve).await,
+            CasesCommand::Relevel { id, level, reason } => {
+                act(&config, id, control::CaseAction::Relevel { level, reason }).await
             }
             CasesCommand::Show { id, json } => {
                 let v: CaseView = ask(&config, Request::CaseShow { id }).await?;
@@ -290,6 +318,41 @@ fn unwrap_response<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, 
         message: format!("unexpected answer from daemon: {e}"),
         code: 1,
     })
+}
+
+fn actor() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+/// A clock stopper, through the daemon when it runs.
+async fn act(config: &Config, id: String, action: control::CaseAction) -> CliResult {
+    let what = match &action {
+        control::CaseAction::Review => "reviewed".to_string(),
+        control::CaseAction::Respond { .. } => "first response recorded".to_string(),
+        control::CaseAction::Resolve => "resolved".to_string(),
+        control::CaseAction::Relevel { level, .. } => format!("now level {level}"),
+    };
+    let c: Case = ask(
+        config,
+        Request::CaseAct {
+            id,
+            action,
+            actor: actor(),
+        },
+    )
+    .await?;
+    let due = match (c.clocks.respond_by, c.clocks.privacy) {
+        (Some(t), _) if c.clocks.responded_at.is_none() && !c.is_done() => format!(
+            "; respond by {}",
+            crate::notify::text::human_instant("en", config.clocks.calendar.time_zone, t)
+        ),
+        _ => String::new(),
+    };
+    println!("{}: {what} (status {}){due}", c.id, c.status);
+    Ok(())
 }
 
 async fn run_daemon(config: Config, once: bool) -> CliResult {
@@ -533,8 +596,50 @@ fn print_case_view(v: &CaseView) {
         c.received_at.to_rfc3339(),
         c.mailbox
     );
+    if let Some(a) = &c.agency {
+        println!("agency:    {a}");
+    }
     for n in &c.notes {
         println!("note:      {n}");
+    }
+    let k = &c.clocks;
+    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
+    };
+    println!("\nclocks:");
+    println!(
+        "  review by:   {}   reviewed: {}",
+        when(k.review_by),
+        when(k.reviewed_at)
+    );
+    if c.kind == CaseKind::Support {
+        println!(
+            "  respond by:  {}   responded: {}",
+            when(k.respond_by),
+            when(k.responded_at)
+        );
+        if k.warn_at.is_some() {
+            println!("  warn at:     {}", when(k.warn_at));
+        }
+    }
+    if let Some(p) = &k.privacy {
+        let d =
+            |x: Option<chrono::NaiveDate>| x.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
+        println!(
+            "  {}: acknowledge by {}, respond by {}, extension notice by {}, extended due {}; responded: {}",
+            k.regime.map(|r| r.as_str()).unwrap_or("-"),
+            d(p.acknowledge_by),
+            p.respond_by,
+            d(p.extension_notice_by),
+            d(p.extended_respond_by),
+            when(k.responded_at)
+        );
+    }
+    if k.resolved_at.is_some() {
+        println!("  resolved:    {}", when(k.resolved_at));
+    }
+    for t in &v.timers {
+        println!("  timer:       {} at {}", t.kind.name(), t.due.to_rfc3339());
     }
     println!("\nmessages:");
     let mut t = Table::new(&["ID", "RECEIVED", "SIZE", "STORED", "MESSAGE-ID", "SUBJECT"]);

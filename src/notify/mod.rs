@@ -353,7 +353,9 @@ impl Notifier {
         let mut tok = Tokens::new(token);
         let responded = c.clocks.responded_at.is_some();
         let people = &self.config.people;
-        let in_hours = self.cal.in_hours(now);
+        // Inside support hours, or exactly at a closing time (a target that
+        // ends at closing is escalated then, not the next morning).
+        let in_hours = self.cal.in_hours(now) || self.cal.in_hours(now - Duration::seconds(1));
         // Support reminders wait for support hours: move the timer.
         let defer = |out: &mut CaseChange| {
             if let Some(open) = self.cal.next_opening(now) {

@@ -106,6 +106,9 @@ pub struct CaseView {
     pub messages: Vec<MessageRecord>,
     pub events: Vec<Event>,
     pub outbox: Vec<OutboxSummary>,
+    /// Pending timers (escalations, reminders) of the case, earliest first.
+    #[serde(default)]
+    pub timers: Vec<Timer>,
 }
 
 /// An outbox entry without its mail body.
@@ -375,11 +378,14 @@ impl Store {
             }
         }
         let events = self.events(id)?;
+        let mut timers = self.timers_for(id)?;
+        timers.sort_by_key(|t| t.due);
         Ok(CaseView {
             case,
             messages,
             events,
             outbox,
+            timers,
         })
     }
 
