@@ -597,6 +597,58 @@ fn daemon_serves_the_cli_refuses_a_second_daemon_and_stops_on_sigterm() {
     wait_for("ack file", || env.ack_files().len() == 1);
     let show = ok(&env.run(&["cases", "show", "SUP-000001"]));
     assert!(show.contains("level 1"), "{show}");
+    assert!(show.contains("timer:       page at"), "{show}");
+
+    // Clock stoppers go through the daemon's socket.
+    let out = ok(&env.run(&["cases", "review", "SUP-000001"]));
+    assert!(
+        out.starts_with("SUP-000001: reviewed (status open)"),
+        "{out}"
+    );
+    let again = env.run(&["cases", "review", "sup-000001"]);
+    assert_eq!(again.status.code(), Some(1), "a second review is refused");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already reviewed"));
+    let out = ok(&env.run(&[
+        "cases",
+        "relevel",
+        "SUP-000001",
+        "2",
+        "--reason",
+        "login works again",
+    ]));
+    assert!(
+        out.starts_with("SUP-000001: now level 2 (status open); respond by "),
+        "{out}"
+    );
+    let out = ok(&env.run(&["cases", "respond", "SUP-000001", "--note", "called back"]));
+    assert!(
+        out.starts_with("SUP-000001: first response recorded"),
+        "{out}"
+    );
+    let out = ok(&env.run(&["cases", "resolve", "SUP-000001"]));
+    assert!(
+        out.starts_with("SUP-000001: resolved (status resolved)"),
+        "{out}"
+    );
+    let show = ok(&env.run(&["cases", "show", "SUP-000001", "--json"]));
+    let view: serde_json::Value = serde_json::from_str(&show).expect("json");
+    let names: Vec<&str> = view["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["event"].as_str())
+        .collect();
+    for e in [
+        "reviewed",
+        "releveled",
+        "responded",
+        "resolved",
+        "status_changed",
+    ] {
+        assert!(names.contains(&e), "{e} in {names:?}");
+    }
+    assert_eq!(view["case"]["level"], 2);
+    assert!(view["case"]["clocks"]["resolved_at"].is_string());
 
     let second = env.run(&["run", "--once"]);
     assert_eq!(second.status.code(), Some(1));

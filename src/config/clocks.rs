@@ -124,14 +124,14 @@ pub(super) struct RawPrivacy {
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub(super) enum RawJob {
-    Expr(toml::Spanned<String>),
+    Expr(String),
     Table(RawJobTable),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawJobTable {
-    cron: toml::Spanned<String>,
+    cron: String,
     #[serde(default)]
     support_hours_only: Option<bool>,
 }
@@ -139,10 +139,10 @@ pub(super) struct RawJobTable {
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSchedule {
-    escalate: Option<RawJob>,
-    digest: Option<RawJob>,
-    privacy_reminders: Option<RawJob>,
-    retention: Option<RawJob>,
+    escalate: Option<toml::Spanned<RawJob>>,
+    digest: Option<toml::Spanned<RawJob>>,
+    privacy_reminders: Option<toml::Spanned<RawJob>>,
+    retention: Option<toml::Spanned<RawJob>>,
 }
 
 /// The clocks a case runs on.
@@ -309,12 +309,13 @@ pub(super) fn build_schedule(raw: RawSchedule, at: &AtFn<'_>) -> Result<Vec<Job>
         let (def_expr, def_hours) = name.default_job();
         let (expr, span, hours) = match rj {
             None => (def_expr.to_string(), 0..0, def_hours),
-            Some(RawJob::Expr(s)) => (s.get_ref().clone(), s.span(), def_hours),
-            Some(RawJob::Table(t)) => (
-                t.cron.get_ref().clone(),
-                t.cron.span(),
-                t.support_hours_only.unwrap_or(def_hours),
-            ),
+            Some(s) => {
+                let span = s.span();
+                match s.into_inner() {
+                    RawJob::Expr(e) => (e, span, def_hours),
+                    RawJob::Table(t) => (t.cron, span, t.support_hours_only.unwrap_or(def_hours)),
+                }
+            }
         };
         let schedule = JobSchedule::parse(&expr, hours).map_err(|e| at(span, e))?;
         jobs.push(Job {

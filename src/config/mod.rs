@@ -1099,4 +1099,67 @@ mod tests {
         .is_err());
         assert!(resolve_secret("smtp", &SecretRef::default()).is_err());
     }
+
+    #[test]
+    fn clock_sections_are_checked_with_file_line_and_key() {
+        let cases = [
+            (
+                "[calendar]\ntime_zone = \"Mars/Olympus\"\n",
+                "time_zone",
+                "unknown time zone",
+            ),
+            (
+                "[calendar]\nopens = \"19:30\"\ncloses = \"07:30\"\n",
+                "closes",
+                "must be after",
+            ),
+            (
+                "[calendar]\nworking_days = []\n",
+                "working_days",
+                "at least one working day",
+            ),
+            (
+                "[targets]\nlevel_3 = \"soon\"\n",
+                "level_3",
+                "not a duration",
+            ),
+            (
+                "[schedule]\ndigest = \"0 8 * * *\"\n",
+                "digest",
+                "not a cron expression",
+            ),
+            (
+                "[notify]\nwarn_at_percent = 100\n",
+                "warn_at_percent",
+                "between 1 and 99",
+            ),
+            (
+                "[people.on_call]\nrotation = []\nhandover = \"2026-01-05T07:30\"\n",
+                "rotation",
+                "at least one person",
+            ),
+            (
+                "[[agencies]]\nname = \"A\"\ndomains = []\n",
+                "name",
+                "at least one mail domain",
+            ),
+        ];
+        for (section, key, message) in cases {
+            let text = format!(
+                "data_dir = \"d\"\n[outbound]\nfrom_support = \"s@x.example\"\nfrom_privacy = \"p@x.example\"\ntransport = \"file\"\n{section}"
+            );
+            let err = match parse(&text) {
+                Err(e) => e.to_string(),
+                Ok(_) => panic!("{section} should be refused"),
+            };
+            assert!(
+                err.contains(&format!("key `{key}`")) && err.contains(message),
+                "{section}: {err}"
+            );
+        }
+        let c = parse(EMBEDDED_DEFAULT).expect("default");
+        assert_eq!(c.schedule.len(), 4);
+        assert_eq!(c.clocks.targets.seconds[4], 60 * 3600);
+        assert!(c.people.on_call.is_some());
+    }
 }
