@@ -163,9 +163,7 @@ impl Jurisdiction {
             }
             Jurisdiction::UkGdpr => "within one month of receipt (UK GDPR Art. 12(3))",
             // 11 CCR § 7021: confirm in 10 business days, answer in 45 days.
-            Jurisdiction::Ccpa => {
-                "within 45 calendar days of receipt; we confirm receipt within 10 business days (11 CCR 7021)"
-            }
+            Jurisdiction::Ccpa => "within 45 calendar days of receipt (11 CCR § 7021)",
         }
     }
 }

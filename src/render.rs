@@ -175,6 +175,7 @@ impl Templates {
             hours_text => extras.hours_text,
             due_text => extras.due_text,
             extended_text => extras.extended_text,
+            extension_by => extras.extension_by,
             agency => extras.agency,
             site_admins => extras.site_admins,
             rights => rights,
@@ -233,6 +234,8 @@ pub struct AckExtras {
     /// Privacy due date in words.
     pub due_text: Option<String>,
     pub extended_text: Option<String>,
+    /// "by two further months" (GDPR) or "by up to 45 further days" (CCPA).
+    pub extension_by: Option<String>,
     pub agency: Option<String>,
     /// Named when the requester is not one of them.
     pub site_admins: Vec<String>,

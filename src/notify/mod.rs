@@ -144,6 +144,8 @@ impl Notifier {
         if let Some(p) = &case.clocks.privacy {
             x.due_text = Some(text::human_date(lang, p.respond_by));
             x.extended_text = p.extended_respond_by.map(|d| text::human_date(lang, d));
+            x.extension_by =
+                Some(text::extension_by(lang, case.clocks.regime == Some(Regime::Ccpa)).into());
         }
         if let Some(name) = &case.agency {
             if let Some(a) = self.config.agencies.iter().find(|a| &a.name == name) {

@@ -301,6 +301,21 @@ pub fn right_description(lang: &str, r: crate::policy::Right) -> &'static str {
     }
 }
 
+/// How far an answer may be extended: two months (GDPR Art. 12(3)) or 45
+/// days (CCPA, to 90 days in all).
+pub fn extension_by(lang: &str, ccpa: bool) -> &'static str {
+    match (lang, ccpa) {
+        ("de", false) => "um zwei Monate",
+        ("de", true) => "um bis zu 45 Tage",
+        ("fr", false) => "de deux mois",
+        ("fr", true) => "de 45 jours au plus",
+        ("es", false) => "dos meses",
+        ("es", true) => "hasta 45 días",
+        (_, false) => "by two further months",
+        (_, true) => "by up to 45 further days",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
