@@ -378,3 +378,59 @@ fn data_survives_reopen() {
     let next = ingest(&s, msg(Some("2@x"), b"two", ticket(2)));
     assert!(matches!(next, IngestOutcome::NewCase { ref case, .. } if case == "SUP-000002"));
 }
+
+#[test]
+fn an_escalation_tick_reads_only_the_due_timers_of_its_queue() {
+    let (_d, s) = open();
+    let timer = |case: String, due: DateTime<Utc>, kind: TimerKind| Timer {
+        case,
+        due,
+        plan: 0,
+        kind,
+    };
+    // 2,000 timers in the future, 3 due, and a privacy timer that is due but
+    // belongs to the other queue.
+    let mut all = Vec::new();
+    for i in 0..2000 {
+        all.push(timer(
+            format!("SUP-{i:06}"),
+            t0() + chrono::Duration::minutes(1 + i64::from(i)),
+            TimerKind::Breach,
+        ));
+    }
+    for i in 0..3 {
+        all.push(timer(
+            format!("SUP-9{i:05}"),
+            t0() - chrono::Duration::minutes(i64::from(i)),
+            TimerKind::Warn,
+        ));
+    }
+    all.push(timer(
+        "PRV-000001".into(),
+        t0() - chrono::Duration::days(1),
+        TimerKind::PrivacyOverdue {
+            date: t0().date_naive(),
+        },
+    ));
+    s.transact(|tx| {
+        for t in &all {
+            tx.put_timer(t)?;
+        }
+        Ok(())
+    })
+    .expect("timers");
+    assert_eq!(s.timer_count(), 2004);
+    let due = s.due_timers(Queue::Escalate, t0(), 100).expect("due");
+    let cases: Vec<&str> = due.iter().map(|d| d.timer.case.as_str()).collect();
+    // Earliest first; a timer due exactly now is due.
+    assert_eq!(cases, ["SUP-900002", "SUP-900001", "SUP-900000"]);
+    let p = s.due_timers(Queue::Privacy, t0(), 100).expect("due");
+    assert_eq!(p.len(), 1);
+    // Settling one removes it from the index, atomically with its change.
+    s.fire_timer(&due[0], t0(), &|_| CaseChange::default())
+        .expect("fire");
+    assert_eq!(
+        s.due_timers(Queue::Escalate, t0(), 100).expect("due").len(),
+        2
+    );
+}
