@@ -7,8 +7,8 @@
 //!   every case is durable with its acknowledgement queued: messages/s and
 //!   peak RSS;
 //! - delivery: the outbox through Postfix until every mail is accepted:
-//!   mails/s, next to Postfix's own `smtp-source` (1, 4 and 8 sessions, mails
-//!   of the same average size) against the same Postfix, each measurement
+//!   mails/s, next to Postfix's own `smtp-source` (1, 4 and 8 sessions kept
+//!   open, mails of the same average size) against the same Postfix, each measurement
 //!   started with Postfix's queue empty;
 //! - latency: APPEND → acknowledgement in the requester's mailbox, for 100
 //!   single messages appended while the daemon sits in IDLE: p50 / p99
@@ -182,7 +182,7 @@ async fn preload(stack: &MailStack, n: usize) {
 }
 
 /// Postfix's own load generator against the same Postfix: `sessions`
-/// parallel sessions, `n` mails of about `bytes` bytes each (smtp-source
+/// parallel sessions each kept open, `n` mails of about `bytes` bytes each (smtp-source
 /// adds ≈ 100 bytes of headers to its `-l` payload), one recipient in
 /// example.test, so Postfix delivers them into Dovecot over LMTP as it does
 /// our mail. Starts with Postfix's queue empty, as our run does.
@@ -195,6 +195,9 @@ fn smtp_source(stack: &MailStack, sessions: u32, n: usize, bytes: usize) -> Opti
     let st = std::process::Command::new(bin)
         .args([
             "-c",
+            // One connection per session for all its mails, as ours are
+            // (without -d smtp-source reconnects for every mail).
+            "-d",
             "-s",
             &sessions.to_string(),
             "-m",
@@ -355,7 +358,8 @@ async fn main() {
     }
     drop(d);
 
-    // Latency.
+    // Latency, from an idle Postfix (the ceiling runs leave a queue behind).
+    wait_postfix_queue_empty(&stack);
     let data = tempfile::tempdir().expect("tempdir");
     let d = Arc::new(
         Daemon::open(config(&stack, data.path(), true), Arc::new(SystemClock)).expect("daemon"),
