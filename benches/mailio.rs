@@ -291,8 +291,13 @@ async fn main() {
         return;
     }
     // Delivery.
+    let t = Instant::now();
     let pending = d.pipeline.store.outbox_pending().unwrap_or_default();
     let queued = pending.len();
+    println!(
+        "  reading the {queued} pending outbox entries (as every delivery pass does): {:.0} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
     let avg_bytes = pending.iter().map(|e| e.mail.len()).sum::<usize>() / queued.max(1);
     drop(pending);
     let transport = ticketd::outbox::AnyTransport::from_config(&cfg.outbound);
@@ -323,18 +328,23 @@ async fn main() {
     }
     let secs = start.elapsed().as_secs_f64();
     let ours = sent as f64 / secs;
+    // Entries that did not go through at the first attempt, by outcome.
     let mut errors: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
     for e in d.pipeline.store.outbox_all().unwrap_or_default() {
         if e.attempts > 1 || e.last_error.is_some() {
-            let key = e
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "retried, then sent".into());
-            *errors.entry(key.chars().take(90).collect()).or_default() += 1;
+            let error = e.last_error.as_deref().unwrap_or("-");
+            let key = match e.state {
+                ticketd::store::OutboxState::Sent => {
+                    format!("sent after {} attempts", e.attempts)
+                }
+                ticketd::store::OutboxState::Failed => format!("failed for good: {error}"),
+                other => format!("{other:?} after {} attempts: {error}", e.attempts),
+            };
+            *errors.entry(key.chars().take(110).collect()).or_default() += 1;
         }
     }
     for (e, n) in &errors {
-        println!("  delivery retries: {n} × {e}");
+        println!("  delivery not at the first attempt: {n} × {e}");
     }
     let m = sent.max(1000);
     let ceilings: Vec<(u32, Option<f64>)> = [1, 4, 8]
