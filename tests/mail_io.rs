@@ -667,3 +667,136 @@ async fn smtp_submission_with_auth_and_oversize_message_alerts_the_operator() {
         "taken, not fetched again"
     );
 }
+
+fn smtp(
+    stack: &MailStack,
+    host: &str,
+    tls: ticketd::config::TlsMode,
+    ca: Option<String>,
+) -> ticketd::outbox::smtp::SmtpTransport {
+    ticketd::outbox::smtp::SmtpTransport::new(
+        ticketd::config::Endpoint {
+            host: host.into(),
+            port: stack.port("SMTP_PORT"),
+            tls,
+            ca_file: ca.map(Into::into),
+            credentials: ticketd::config::Credentials::None,
+            timeout: ticketd::config::HumanDuration(Duration::from_secs(5)),
+        },
+        2,
+    )
+}
+
+fn entry(id: u64, to: &str) -> ticketd::store::OutboxEntry {
+    let now = chrono::Utc::now();
+    ticketd::store::OutboxEntry {
+        id,
+        case: None,
+        purpose: ticketd::store::Purpose::StaffNotice,
+        from: "support@example.test".into(),
+        recipients: vec![to.into()],
+        message_id: format!("direct.{id}@casehost.example.test"),
+        in_reply_to: None,
+        subject: format!("direct {id}"),
+        state: ticketd::store::OutboxState::Sending,
+        attempts: 1,
+        created_at: now,
+        next_attempt_at: now,
+        last_error: None,
+        sent_at: None,
+        delivered_as: None,
+        mail: format!(
+            "From: support@example.test\r\nTo: {to}\r\nSubject: direct {id}\r\nMessage-ID: <direct.{id}@casehost.example.test>\r\n\r\n.leading dot\r\nbody {id}\r\n"
+        ),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_connections_survive_refusals_and_a_server_restart() {
+    use ticketd::outbox::{SendError, Transport};
+    let stack = MailStack::start();
+    let t = smtp(&stack, "127.0.0.1", ticketd::config::TlsMode::None, None);
+    t.send(&entry(1, "d1@example.test"))
+        .await
+        .expect("first mail");
+    // A refused recipient, permanent and transient: the right kind of
+    // error, and the connection (after RSET) still carries the next mail.
+    let e = t.send(&entry(2, "permfail@example.test")).await;
+    assert!(
+        matches!(e, Err(SendError::Permanent(ref m)) if m.contains("550")),
+        "{e:?}"
+    );
+    let e = t.send(&entry(3, "tempfail@example.test")).await;
+    assert!(
+        matches!(e, Err(SendError::Transient(ref m)) if m.contains("451")),
+        "{e:?}"
+    );
+    t.send(&entry(4, "d1@example.test"))
+        .await
+        .expect("after refusals");
+    // Postfix restarts: the idle connection is dead, and the next mail goes
+    // through a new one at once, not after a deferral.
+    stack.stop_postfix();
+    stack.start_postfix();
+    t.send(&entry(5, "d1@example.test"))
+        .await
+        .expect("after restart");
+    let got = stack
+        .wait_messages("d1@example.test", "INBOX", 3, Duration::from_secs(20))
+        .await;
+    let text: Vec<String> = got
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    for id in [1, 4, 5] {
+        assert!(
+            text.iter().any(|m| m.contains(&format!("body {id}"))),
+            "mail {id} arrived"
+        );
+    }
+    assert!(
+        text.iter().all(|m| m.contains("\n.leading dot")),
+        "dot-stuffing undone by the server"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_starttls_with_the_test_ca_and_a_wrong_ca_is_refused() {
+    use ticketd::outbox::Transport;
+    let stack = MailStack::start();
+    let t = smtp(
+        &stack,
+        "localhost",
+        ticketd::config::TlsMode::Starttls,
+        Some(stack.get("CA_FILE")),
+    );
+    t.send(&entry(1, "tls1@example.test"))
+        .await
+        .expect("STARTTLS mail");
+    stack
+        .wait_messages("tls1@example.test", "INBOX", 1, Duration::from_secs(20))
+        .await;
+    let wrong = smtp(
+        &stack,
+        "localhost",
+        ticketd::config::TlsMode::Starttls,
+        Some(stack.get("WRONG_CA_FILE")),
+    );
+    let e = wrong.send(&entry(2, "tls2@example.test")).await;
+    assert!(
+        matches!(e, Err(ticketd::outbox::SendError::Transient(ref m)) if m.to_lowercase().contains("certificate") || m.contains("TLS")),
+        "{e:?}"
+    );
+    // Implicit TLS against a plaintext port fails cleanly, without hanging.
+    let implicit = smtp(
+        &stack,
+        "localhost",
+        ticketd::config::TlsMode::Implicit,
+        Some(stack.get("CA_FILE")),
+    );
+    let e = implicit.send(&entry(3, "tls3@example.test")).await;
+    assert!(
+        matches!(e, Err(ticketd::outbox::SendError::Transient(_))),
+        "{e:?}"
+    );
+}
