@@ -110,6 +110,7 @@ impl Daemon {
             );
         }
         let transport = AnyTransport::from_config(&config.outbound);
+
         let policy = OutboxPolicy::from_config(&config);
         let pipeline = Pipeline::new(
             Arc::new(store),
@@ -117,6 +118,13 @@ impl Daemon {
             Arc::new(templates),
             clock,
         );
+        let gaps = pipeline.notifier.unconfigured();
+        if !gaps.is_empty() {
+            tracing::warn!(
+                empty = %gaps.join(", "),
+                "some notifications go to nobody: these people lists are empty"
+            );
+        }
         Ok(Daemon {
             pipeline,
             transport,

@@ -662,7 +662,7 @@ fn print_case_view(v: &CaseView) {
     let mut t = Table::new(&["SEQ", "AT", "ACTOR", "EVENT", "DETAIL"]);
     for e in &v.events {
         let detail = match &e.kind {
-            crate::store::EventKind::Triaged { decision } => decision.reasons.join("; "),
+            crate::store::EventKind::Triaged { decision, .. } => decision.reasons.join("; "),
             other => serde_json::to_value(other)
                 .ok()
                 .and_then(|v| v.as_object().cloned())

@@ -74,10 +74,18 @@ impl Default for CalendarSettings {
 /// gives up (a calendar whose every day is a holiday).
 const MAX_DAYS: usize = 3 * 366;
 
+/// Years whose rule-computed holidays are worked out once, when the
+/// calendar is built (others are computed on demand).
+const CACHED_YEARS: std::ops::RangeInclusive<i32> = 1990..=2100;
+
 /// A business calendar built from [`CalendarSettings`].
 #[derive(Debug, Clone)]
 pub struct BusinessCalendar {
     s: CalendarSettings,
+    /// US federal holidays of [`CACHED_YEARS`] (empty for `holidays = "none"`).
+    us: std::sync::Arc<BTreeSet<NaiveDate>>,
+    /// England-and-Wales bank holidays of [`CACHED_YEARS`].
+    uk: std::sync::Arc<BTreeSet<NaiveDate>>,
 }
 
 impl Default for BusinessCalendar {
@@ -88,7 +96,22 @@ impl Default for BusinessCalendar {
 
 impl BusinessCalendar {
     pub fn new(s: CalendarSettings) -> Self {
-        BusinessCalendar { s }
+        let us = match s.holidays {
+            HolidayRule::UsFederal => CACHED_YEARS
+                .flat_map(holidays::us_federal)
+                .map(|(d, _)| d)
+                .collect(),
+            HolidayRule::None => BTreeSet::new(),
+        };
+        let uk = CACHED_YEARS
+            .flat_map(holidays::uk_england_wales)
+            .map(|(d, _)| d)
+            .collect();
+        BusinessCalendar {
+            s,
+            us: std::sync::Arc::new(us),
+            uk: std::sync::Arc::new(uk),
+        }
     }
 
     pub fn settings(&self) -> &CalendarSettings {
@@ -124,6 +147,7 @@ impl BusinessCalendar {
             return false;
         }
         match self.s.holidays {
+            HolidayRule::UsFederal if CACHED_YEARS.contains(&d.year()) => self.us.contains(&d),
             HolidayRule::UsFederal => holidays::us_federal(d.year()).iter().any(|(h, _)| *h == d),
             HolidayRule::None => false,
         }
@@ -161,6 +185,9 @@ impl BusinessCalendar {
         }
         if self.s.uk_removed_bank_holidays.contains(&d) {
             return false;
+        }
+        if CACHED_YEARS.contains(&d.year()) {
+            return self.uk.contains(&d);
         }
         holidays::uk_england_wales(d.year())
             .iter()

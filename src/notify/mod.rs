@@ -202,7 +202,7 @@ impl Notifier {
             CaseKind::Support => {
                 let level = c.level.unwrap_or(4);
                 if !self.config.notify.staff_digest_only_levels.contains(&level) {
-                    out.push(self.notice(
+                    out.extend(self.notice(
                         "new_case",
                         c,
                         addrs(&people.staff),
@@ -213,10 +213,10 @@ impl Notifier {
                     ));
                 }
                 if level == 1 {
-                    out.push(self.page(c, 1, now, tok));
+                    out.extend(self.page(c, 1, now, tok));
                 }
                 if level == 2 && self.cal.in_hours(now) {
-                    out.push(self.on_call(c, now, tok));
+                    out.extend(self.on_call(c, now, tok));
                 }
                 if let Some(a) = c
                     .agency
@@ -239,16 +239,16 @@ impl Notifier {
                                 now,
                                 tok,
                             );
-                            if let Ok(m) = &mut n.mail {
+                            if let Some(Ok(m)) = n.as_mut().map(|n| &mut n.mail) {
                                 m.purpose = Purpose::AgencyNotice;
                             }
-                            out.push(n);
+                            out.extend(n);
                         }
                     }
                 }
             }
             CaseKind::Privacy => {
-                out.push(self.notice(
+                out.extend(self.notice(
                     "privacy_new",
                     c,
                     addrs(&people.privacy_officer),
@@ -373,7 +373,7 @@ impl Notifier {
                 } else if !in_hours {
                     defer(&mut out);
                 } else {
-                    out.notices.push(self.notice(
+                    out.notices.extend(self.notice(
                         "review_missed",
                         c,
                         addrs(&people.support_lead),
@@ -385,7 +385,7 @@ impl Notifier {
                 }
             }
             TimerKind::Page { n } => {
-                out.notices.push(self.page(c, *n, now, &mut tok));
+                out.notices.extend(self.page(c, *n, now, &mut tok));
                 let every = self.page_every();
                 let mut next = t.due + every;
                 while next <= now {
@@ -402,7 +402,7 @@ impl Notifier {
                 } else if !in_hours {
                     defer(&mut out);
                 } else {
-                    out.notices.push(self.on_call(c, now, &mut tok));
+                    out.notices.extend(self.on_call(c, now, &mut tok));
                 }
             }
             TimerKind::Warn => {
@@ -410,7 +410,7 @@ impl Notifier {
                 } else if !in_hours {
                     defer(&mut out);
                 } else {
-                    out.notices.push(self.notice(
+                    out.notices.extend(self.notice(
                         "warning",
                         c,
                         addrs(&people.staff),
@@ -426,7 +426,7 @@ impl Notifier {
                 } else if !in_hours {
                     defer(&mut out);
                 } else {
-                    out.notices.push(self.notice(
+                    out.notices.extend(self.notice(
                         "breach",
                         c,
                         addrs(&people.support_lead),
@@ -439,7 +439,7 @@ impl Notifier {
             }
             TimerKind::PrivacyReminder { date, days_before } => {
                 if !responded {
-                    out.notices.push(self.notice(
+                    out.notices.extend(self.notice(
                         "privacy_reminder",
                         c,
                         addrs(&people.privacy_officer),
@@ -457,7 +457,7 @@ impl Notifier {
             TimerKind::PrivacyOverdue { date } => {
                 if !responded {
                     let today = self.cal.local_date(now);
-                    out.notices.push(self.notice(
+                    out.notices.extend(self.notice(
                         "privacy_overdue",
                         c,
                         union(&people.privacy_officer, &people.support_lead),
@@ -480,7 +480,7 @@ impl Notifier {
         out
     }
 
-    fn page(&self, c: &Case, n: u32, now: DateTime<Utc>, tok: &mut Tokens) -> Notice {
+    fn page(&self, c: &Case, n: u32, now: DateTime<Utc>, tok: &mut Tokens) -> Option<Notice> {
         let people = &self.config.people;
         let age = now - c.received_at;
         self.notice(
@@ -498,7 +498,7 @@ impl Notifier {
         )
     }
 
-    fn on_call(&self, c: &Case, now: DateTime<Utc>, tok: &mut Tokens) -> Notice {
+    fn on_call(&self, c: &Case, now: DateTime<Utc>, tok: &mut Tokens) -> Option<Notice> {
         let to = self
             .config
             .people
@@ -518,7 +518,9 @@ impl Notifier {
         )
     }
 
-    /// One notification mail for case `c` from `template`, or why not.
+    /// One notification mail for case `c` from `template`, or why it could
+    /// not be built. `None` when nobody is configured for it (the daemon
+    /// warns about such gaps once, at start, rather than on every case).
     #[allow(clippy::too_many_arguments)]
     fn notice(
         &self,
@@ -529,10 +531,11 @@ impl Notifier {
         extra: minijinja::Value,
         now: DateTime<Utc>,
         tok: &mut Tokens,
-    ) -> Notice {
-        let mail = if to.is_empty() {
-            Err(format!("nobody is configured to receive {kind} notices"))
-        } else {
+    ) -> Option<Notice> {
+        if to.is_empty() {
+            return None;
+        }
+        let mail = {
             let ctx = minijinja::context! { ..extra, ..self.case_context(c) };
             self.templates
                 .render_notice(template, ctx)
@@ -554,10 +557,30 @@ impl Notifier {
                     )
                 })
         };
-        Notice {
+        Some(Notice {
             kind: kind.to_string(),
             mail,
+        })
+    }
+
+    /// The people lists that are empty, so some notices go to nobody.
+    pub fn unconfigured(&self) -> Vec<&'static str> {
+        let p = &self.config.people;
+        let mut v = Vec::new();
+        for (name, list) in [
+            ("people.staff", &p.staff),
+            ("people.developers", &p.developers),
+            ("people.support_lead", &p.support_lead),
+            ("people.privacy_officer", &p.privacy_officer),
+        ] {
+            if list.is_empty() {
+                v.push(name);
+            }
         }
+        if p.on_call.is_none() {
+            v.push("people.on_call");
+        }
+        v
     }
 
     /// What every notification template may use about a case.
@@ -678,10 +701,10 @@ impl Notifier {
         });
         let mut tok = Tokens::new(token);
         if level == 1 && c.level != Some(1) {
-            change.notices.push(self.page(&n, 1, now, &mut tok));
+            change.notices.extend(self.page(&n, 1, now, &mut tok));
         }
         if level == 2 && self.cal.in_hours(now) && n.clocks.responded_at.is_none() {
-            change.notices.push(self.on_call(&n, now, &mut tok));
+            change.notices.extend(self.on_call(&n, now, &mut tok));
         }
         change.timers = self
             .timers_for(&n, now)

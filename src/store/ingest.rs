@@ -244,14 +244,6 @@ impl Tx<'_> {
                 source: source.to_string(),
             },
         )?;
-        self.event(
-            &mut case,
-            now,
-            "ticketd",
-            EventKind::Triaged {
-                decision: decision.clone(),
-            },
-        )?;
         let NewCasePlan {
             clocks,
             agency,
@@ -260,7 +252,15 @@ impl Tx<'_> {
         } = plan(&case, decision);
         case.clocks = clocks.clone();
         case.agency = agency;
-        self.event(&mut case, now, "ticketd", EventKind::ClocksSet { clocks })?;
+        self.event(
+            &mut case,
+            now,
+            "ticketd",
+            EventKind::Triaged {
+                decision: decision.clone(),
+                clocks: Some(clocks),
+            },
+        )?;
         let mut outbox = None;
         let skipped = |reason: String| EventKind::AckSkipped { reason };
         match (decision.ack, reply_address, ack) {

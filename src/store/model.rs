@@ -305,6 +305,9 @@ pub enum EventKind {
     },
     Triaged {
         decision: Decision,
+        /// The clocks the new case was given (one event, not two, per case).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        clocks: Option<CaseClocks>,
     },
     FollowUp {
         message: u64,
