@@ -47,8 +47,6 @@ pub enum Request {
         action: CaseAction,
         actor: String,
     },
-    /// Run the scheduled jobs that are due now (tests, `run --once`).
-    RunJobs,
 }
 
 /// What staff did to a case (each stops or re-plans its clocks).
@@ -134,17 +132,6 @@ pub async fn handle(p: &Pipeline, req: Request) -> Response {
             Ok(c) => Response::ok(&c),
             Err(e) => Response::err(e),
         },
-        Request::RunJobs => {
-            let now = p.clock.now();
-            let r = crate::schedule::run_due(p, now);
-            match r {
-                Ok(v) => match store.flush().await {
-                    Ok(()) => Response::ok(&v),
-                    Err(e) => Response::err(e),
-                },
-                Err(e) => Response::err(e),
-            }
-        }
     }
 }
 

@@ -13,8 +13,8 @@ use crate::notify::Notifier;
 use crate::render::{self, AckParts, Templates};
 use crate::source::{Envelope, Source, SourceError};
 use crate::store::{
-    AlertRenderer, Case, CaseKind, IngestInput, IngestOutcome, NewCasePlan, NewMail, Store,
-    StoreError, ThreadHint,
+    AlertRenderer, Case, IngestInput, IngestOutcome, NewCasePlan, NewMail, Store, StoreError,
+    ThreadHint,
 };
 use crate::triage::{self, Decision, Kind, TriageContext};
 use serde::Serialize;
@@ -199,10 +199,7 @@ impl Pipeline {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<NewMail, String> {
         let extras = self.notifier.ack_extras(case, a.language);
-        let from = match case.kind {
-            CaseKind::Support => self.config.outbound.from_support.mailbox(),
-            CaseKind::Privacy => self.config.outbound.from_privacy.mailbox(),
-        };
+        let from = self.notifier.sender(case.kind);
         render::build_ack(
             &self.templates,
             case,

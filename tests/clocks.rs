@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use std::sync::Arc;
-use ticketd::clock::ManualClock;
+use ticketd::clock::{Clock, ManualClock};
 use ticketd::config::{Config, Role};
 use ticketd::control::{self, CaseAction};
 use ticketd::pipeline::{IngestOptions, Pipeline};
@@ -141,7 +141,7 @@ impl Sim {
     /// Advance the clock to `until` in `step`s, running due jobs each time.
     fn run_until(&self, until: &str, step: Duration) {
         let end = at(until);
-        let mut t = self.clock.now_utc();
+        let mut t = self.clock.now();
         while t < end {
             t = (t + step).min(end);
             self.clock.set(t);
@@ -193,16 +193,6 @@ impl Sim {
             .find(|e| e.purpose == Purpose::Ack && e.case.as_deref() == Some(case))
             .expect("acknowledgement");
         decode_body(&e.mail)
-    }
-}
-
-trait NowUtc {
-    fn now_utc(&self) -> DateTime<Utc>;
-}
-
-impl NowUtc for ManualClock {
-    fn now_utc(&self) -> DateTime<Utc> {
-        ticketd::clock::Clock::now(self)
     }
 }
 

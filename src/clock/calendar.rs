@@ -153,23 +153,6 @@ impl BusinessCalendar {
         }
     }
 
-    /// The holiday's name, if `d` is one.
-    pub fn holiday_name(&self, d: NaiveDate) -> Option<&'static str> {
-        if self.s.extra_holidays.contains(&d) {
-            return Some("holiday (config)");
-        }
-        if self.s.removed_holidays.contains(&d) {
-            return None;
-        }
-        match self.s.holidays {
-            HolidayRule::UsFederal => holidays::us_federal(d.year())
-                .into_iter()
-                .find(|(h, _)| *h == d)
-                .map(|(_, n)| n),
-            HolidayRule::None => None,
-        }
-    }
-
     /// A working day that is not a holiday ("business day" in CCPA terms).
     pub fn is_business_day(&self, d: NaiveDate) -> bool {
         self.s.working_days.contains(&d.weekday()) && !self.is_holiday(d)
@@ -268,30 +251,6 @@ impl BusinessCalendar {
     /// The first instant at or after `t` inside support hours.
     pub fn next_opening(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.add_support_time(t, Duration::zero())
-    }
-
-    /// Support time that passes between `a` and `b` (zero if `b ≤ a`).
-    pub fn support_time_between(&self, a: DateTime<Utc>, b: DateTime<Utc>) -> Duration {
-        let mut total = Duration::zero();
-        if b <= a {
-            return total;
-        }
-        let mut date = self.local_date(a);
-        let last = self.local_date(b);
-        while date <= last {
-            if let Some((open, close)) = self.window(date) {
-                let s = a.max(open);
-                let e = b.min(close);
-                if e > s {
-                    total += e - s;
-                }
-            }
-            match date.succ_opt() {
-                Some(n) => date = n,
-                None => break,
-            }
-        }
-        total
     }
 
     /// Midnight at the start of local date `d`, as an instant.

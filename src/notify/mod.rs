@@ -65,8 +65,12 @@ impl Notifier {
         &self.cal
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
+    /// The sender for mail about a case of `kind`.
+    pub fn sender(&self, kind: CaseKind) -> &lettre::message::Mailbox {
+        match kind {
+            CaseKind::Support => self.config.outbound.from_support.mailbox(),
+            CaseKind::Privacy => self.config.outbound.from_privacy.mailbox(),
+        }
     }
 
     fn regime(&self, case: &Case) -> Regime {
@@ -358,31 +362,37 @@ impl Notifier {
         // Inside support hours, or exactly at a closing time (a target that
         // ends at closing is escalated then, not the next morning).
         let in_hours = self.cal.in_hours(now) || self.cal.in_hours(now - Duration::seconds(1));
-        // Support reminders wait for support hours: move the timer.
-        let defer = |out: &mut CaseChange| {
-            if let Some(open) = self.cal.next_opening(now) {
-                out.timers.push(Timer {
-                    due: open,
-                    ..t.clone()
-                });
-            }
+        // Support reminders stop with the clock they belong to, and wait
+        // for support hours (the timer moves to the next opening).
+        let support_timer = match &t.kind {
+            TimerKind::ReviewMissed => Some(c.clocks.reviewed_at.is_some() || responded),
+            TimerKind::OnCall | TimerKind::Warn | TimerKind::Breach => Some(responded),
+            _ => None,
         };
+        match support_timer {
+            Some(true) => return out,
+            Some(false) if !in_hours => {
+                if let Some(open) = self.cal.next_opening(now) {
+                    out.timers.push(Timer {
+                        due: open,
+                        ..t.clone()
+                    });
+                }
+                return out;
+            }
+            _ => {}
+        }
         match &t.kind {
             TimerKind::ReviewMissed => {
-                if c.clocks.reviewed_at.is_some() || responded {
-                } else if !in_hours {
-                    defer(&mut out);
-                } else {
-                    out.notices.extend(self.notice(
-                        "review_missed",
-                        c,
-                        addrs(&people.support_lead),
-                        "notify_review_missed.txt",
-                        minijinja::context! {},
-                        now,
-                        &mut tok,
-                    ));
-                }
+                out.notices.extend(self.notice(
+                    "review_missed",
+                    c,
+                    addrs(&people.support_lead),
+                    "notify_review_missed.txt",
+                    minijinja::context! {},
+                    now,
+                    &mut tok,
+                ));
             }
             TimerKind::Page { n } => {
                 out.notices.extend(self.page(c, *n, now, &mut tok));
@@ -397,45 +407,28 @@ impl Notifier {
                     ..t.clone()
                 });
             }
-            TimerKind::OnCall => {
-                if responded {
-                } else if !in_hours {
-                    defer(&mut out);
-                } else {
-                    out.notices.extend(self.on_call(c, now, &mut tok));
-                }
-            }
+            TimerKind::OnCall => out.notices.extend(self.on_call(c, now, &mut tok)),
             TimerKind::Warn => {
-                if responded {
-                } else if !in_hours {
-                    defer(&mut out);
-                } else {
-                    out.notices.extend(self.notice(
-                        "warning",
-                        c,
-                        addrs(&people.staff),
-                        "notify_warning.txt",
-                        minijinja::context! { percent => self.config.notify.warn_at_percent },
-                        now,
-                        &mut tok,
-                    ));
-                }
+                out.notices.extend(self.notice(
+                    "warning",
+                    c,
+                    addrs(&people.staff),
+                    "notify_warning.txt",
+                    minijinja::context! { percent => self.config.notify.warn_at_percent },
+                    now,
+                    &mut tok,
+                ));
             }
             TimerKind::Breach => {
-                if responded {
-                } else if !in_hours {
-                    defer(&mut out);
-                } else {
-                    out.notices.extend(self.notice(
-                        "breach",
-                        c,
-                        addrs(&people.support_lead),
-                        "notify_breach.txt",
-                        minijinja::context! {},
-                        now,
-                        &mut tok,
-                    ));
-                }
+                out.notices.extend(self.notice(
+                    "breach",
+                    c,
+                    addrs(&people.support_lead),
+                    "notify_breach.txt",
+                    minijinja::context! {},
+                    now,
+                    &mut tok,
+                ));
             }
             TimerKind::PrivacyReminder { date, days_before } => {
                 if !responded {
@@ -541,12 +534,8 @@ impl Notifier {
                 .render_notice(template, ctx)
                 .map_err(|e| e.to_string())
                 .and_then(|(subject, body)| {
-                    let from = match c.kind {
-                        CaseKind::Support => self.config.outbound.from_support.mailbox(),
-                        CaseKind::Privacy => self.config.outbound.from_privacy.mailbox(),
-                    };
                     render::build_notice(
-                        from,
+                        self.sender(c.kind),
                         &to,
                         &subject,
                         &body,
