@@ -14,9 +14,12 @@
 //!   single messages appended while the daemon sits in IDLE: p50 / p99
 //!   (skipped with `TICKETD_BENCH_NO_LATENCY`).
 
+#[path = "corpus.rs"]
+mod bench_corpus;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use bench_corpus::{corpus, cpu_seconds, variant};
 use common::{request, MailStack};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -83,71 +86,6 @@ batch_size = 1000
         pw = stack.path().join("password").display(),
     );
     Config::from_toml(&t, "bench.toml", data).expect("config")
-}
-
-fn corpus() -> Vec<Vec<u8>> {
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/corpus");
-    let mut v: Vec<Vec<u8>> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-                .filter_map(|p| std::fs::read(p).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// Make message `i` unique (Message-ID, sender) from a corpus template.
-///
-/// Headers that would send the acknowledgement elsewhere (Reply-To: some
-/// templates name addresses outside the test domain, which Postfix refuses
-/// with 554) or mark the mail as automatic are dropped, each with its folded
-/// continuation lines, so every variant is answered at `req*@example.test`.
-fn variant(template: &[u8], i: usize) -> Vec<u8> {
-    let mut out = format!(
-        "From: Requester {i} <req{}@example.test>\r\nTo: support@example.test\r\nMessage-ID: <bench.{i}@example.test>\r\n",
-        i % 100
-    )
-    .into_bytes();
-    let text = String::from_utf8_lossy(template);
-    let mut in_headers = true;
-    let mut dropping = false;
-    for line in text.split_inclusive('\n') {
-        if in_headers {
-            if line.trim().is_empty() {
-                in_headers = false;
-            } else if line.starts_with([' ', '\t']) {
-                // A folded continuation belongs to the header above it.
-                if dropping {
-                    continue;
-                }
-            } else {
-                let l = line.to_ascii_lowercase();
-                dropping = [
-                    "from:",
-                    "to:",
-                    "reply-to:",
-                    "message-id:",
-                    "in-reply-to:",
-                    "references:",
-                    "auto-submitted",
-                    "precedence",
-                    "list-",
-                    "x-auto",
-                ]
-                .iter()
-                .any(|h| l.starts_with(h));
-                if dropping {
-                    continue;
-                }
-            }
-        }
-        out.extend_from_slice(line.as_bytes());
-    }
-    out
 }
 
 async fn preload(stack: &MailStack, n: usize) {
@@ -270,6 +208,17 @@ async fn main() {
     let d = Arc::new(Daemon::open(cfg.clone(), Arc::new(SystemClock)).expect("daemon"));
     let imap = cfg.mailboxes[0].imap.clone().expect("imap");
     let mut src = AnySource::Imap(Box::new(ImapSource::new("support", imap, None)));
+    const DOVECOT: &[&str] = &[
+        "dovecot",
+        "imap",
+        "imap-login",
+        "auth",
+        "log",
+        "config",
+        "anvil",
+        "stats",
+    ];
+    let cpu0 = cpu_seconds(DOVECOT);
     let start = Instant::now();
     let report = d
         .pipeline
@@ -285,6 +234,17 @@ async fn main() {
         report.ignored,
         report.acks_queued,
         peak_rss_mb()
+    );
+    let cpu1 = cpu_seconds(DOVECOT);
+    let (used, discarded) = d.pipeline.plans_made_ahead();
+    println!("  new-case plans made ahead: {used} used, {discarded} discarded");
+    println!(
+        "  CPU during ingest: ticketd {:.2} s, Dovecot {:.2} s (of {:.2} s on 2 cores) = {:.0} + {:.0} µs per message",
+        cpu1.0 - cpu0.0,
+        cpu1.1 - cpu0.1,
+        2.0 * secs,
+        1e6 * (cpu1.0 - cpu0.0) / taken.max(1) as f64,
+        1e6 * (cpu1.1 - cpu0.1) / taken.max(1) as f64,
     );
 
     if std::env::var("TICKETD_BENCH_ONLY_INGEST").is_ok() {

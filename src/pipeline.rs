@@ -13,11 +13,12 @@ use crate::notify::Notifier;
 use crate::render::{self, AckParts, Templates};
 use crate::source::{Envelope, Source, SourceError};
 use crate::store::{
-    AlertRenderer, Case, IngestInput, IngestOutcome, NewCasePlan, NewMail, Store, StoreError,
-    ThreadHint,
+    self, AlertRenderer, Case, CaseKind, IngestInput, IngestOutcome, NewCasePlan, NewMail, Store,
+    StoreError, ThreadHint,
 };
 use crate::triage::{self, Decision, Kind, TriageContext};
 use serde::Serialize;
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,9 +32,10 @@ pub enum PipelineError {
 /// Messages stored per store transaction in a drain (group commit).
 const GROUP: usize = 100;
 
-/// A message parsed and triaged, ready for the store transaction.
-pub struct Prepared<'e> {
-    pub env: &'e Envelope,
+/// A message parsed and triaged, ready for the store transaction. `E` is
+/// the envelope, owned (a drain hands batches between threads) or borrowed.
+pub struct Prepared<E = Envelope> {
+    pub env: E,
     hash: String,
     parsed: Option<mail::ParsedMail>,
     unparseable: Option<String>,
@@ -46,6 +48,44 @@ pub struct Prepared<'e> {
     token: String,
     /// Historic import: no acknowledgement, notices or timers.
     quiet: bool,
+    /// When it was prepared: the case's creation time.
+    now: chrono::DateTime<chrono::Utc>,
+    /// Its plan as a new case, made ahead of the store transaction.
+    ahead: Option<PlannedAhead>,
+}
+
+/// A new case's plan made before the store transaction, with the case and
+/// the decision it was made for. The plan is a pure function of those (and
+/// of the message), so the transaction uses it exactly when the case it
+/// opens equals `case`; otherwise it plans afresh. A wrong guess costs
+/// time, never correctness.
+struct PlannedAhead {
+    case: Case,
+    /// Made for the decision as a new case (`fallback`), not the first one.
+    fallback: bool,
+    plan: NewCasePlan,
+}
+
+/// The store's sequences as a batch will leave them (`message`, and case
+/// numbers per kind): the base from which the next batch's case numbers are
+/// guessed while this one is still being stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Forecast {
+    pub message: u64,
+    pub support: u64,
+    pub privacy: u64,
+}
+
+impl Forecast {
+    /// These sequences moved on by what a batch moves them: `to - from`.
+    fn plus(self, from: &Forecast, to: &Forecast) -> Forecast {
+        let d = |a: u64, b: u64| b.saturating_sub(a);
+        Forecast {
+            message: self.message + d(from.message, to.message),
+            support: self.support + d(from.support, to.support),
+            privacy: self.privacy + d(from.privacy, to.privacy),
+        }
+    }
 }
 
 /// Who an acknowledgement answers, and in which language.
@@ -117,6 +157,8 @@ pub struct Pipeline {
     pub notifier: Notifier,
     own: Arc<Vec<String>>,
     rules: Arc<triage::Rules>,
+    /// New-case plans made ahead of the store transaction: used, discarded.
+    ahead: Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 impl Pipeline {
@@ -138,6 +180,7 @@ impl Pipeline {
             clock,
             own,
             rules,
+            ahead: Arc::default(),
         }
     }
 
@@ -218,9 +261,9 @@ impl Pipeline {
 
     /// The plan for a new case from prepared message `p` (pure; runs inside
     /// the store transaction).
-    fn plan_for(
+    fn plan_for<E>(
         &self,
-        p: &Prepared<'_>,
+        p: &Prepared<E>,
         case: &Case,
         d: &Decision,
         now: chrono::DateTime<chrono::Utc>,
@@ -239,6 +282,182 @@ impl Pipeline {
         };
         self.notifier
             .plan_new_case(case, d, now, &p.token, p.quiet, &ack)
+    }
+
+    /// The plan made ahead for this case and decision, else a fresh one.
+    fn plan_or_use_ahead<E>(&self, p: &Prepared<E>, case: &Case, d: &Decision) -> NewCasePlan {
+        use std::sync::atomic::Ordering::Relaxed;
+        if let Some(a) = &p.ahead {
+            let made_for = if a.fallback {
+                p.fallback.as_ref()
+            } else {
+                p.decision.as_ref()
+            };
+            if made_for.is_some_and(|m| std::ptr::eq(m, d)) && a.case == *case {
+                self.ahead[0].fetch_add(1, Relaxed);
+                return a.plan.clone();
+            }
+            self.ahead[1].fetch_add(1, Relaxed);
+        }
+        self.plan_for(p, case, d, p.now)
+    }
+
+    /// New-case plans made ahead so far: (used, discarded because the
+    /// transaction opened a different case).
+    pub fn plans_made_ahead(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.ahead[0].load(Relaxed), self.ahead[1].load(Relaxed))
+    }
+
+    /// The store's sequences now (see [`Forecast`]).
+    pub fn forecast_now(&self) -> Forecast {
+        let seq = |n: &str| self.store.seq(n).unwrap_or(0);
+        Forecast {
+            message: seq("message"),
+            support: seq("case:SUP"),
+            privacy: seq("case:PRV"),
+        }
+    }
+
+    /// Guess what each prepared message will become in the store, starting
+    /// from `base` (duplicates, follow-ups and set-aside messages open no
+    /// case), and plan the guessed new cases on all cores, so that the
+    /// store transaction (one at a time, under sled's lock) does not render
+    /// acknowledgements and notices itself. Returns the sequences as the
+    /// batch will leave them.
+    fn plan_ahead(&self, prepared: &mut [Prepared], base: Forecast) -> Forecast {
+        use std::collections::{HashMap, HashSet};
+        let mut f = base;
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut new_msgids: HashSet<String> = HashSet::new();
+        // Cases this batch opens: (requester, reply address).
+        let mut new_cases: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+        let mut todo: Vec<(usize, Case, bool)> = Vec::new();
+        for (i, p) in prepared.iter().enumerate() {
+            let m = p.parsed.as_ref();
+            let mid = m.and_then(|m| m.message_id.as_deref());
+            let key = store::dedupe_key(mid, &p.hash);
+            if self.store.has_dedupe(&key).unwrap_or(false) || !seen.insert(key) {
+                continue;
+            }
+            f.message += 1;
+            let Some(d) = p.decision.as_ref().filter(|d| d.kind != Kind::Ignore) else {
+                continue;
+            };
+            let known_msgid = |id: &String| {
+                new_msgids.contains(id) || matches!(self.store.msgid_case(id), Ok(Some(_)))
+            };
+            // As the transaction threads (`thread_target`): a stored
+            // Message-ID in the headers; for a reply, our Message-ID for the
+            // case, or its subject tag from the case's own requester.
+            let sender = m.and_then(|m| m.from.as_ref()).map(|a| a.address.as_str());
+            let tag_joins = |c: &String| {
+                let who = match new_cases.get(c) {
+                    Some(w) => Some(w.clone()),
+                    None => self
+                        .store
+                        .case(c)
+                        .ok()
+                        .flatten()
+                        .map(|c| (c.requester.map(|a| a.address), c.reply_address)),
+                };
+                who.is_some_and(|(requester, reply_to)| {
+                    p.case_ref_from_header
+                        || (sender.is_some()
+                            && (sender == requester.as_deref() || sender == reply_to.as_deref()))
+                })
+            };
+            let joins = p.header_ids.iter().any(known_msgid)
+                || (d.kind == Kind::Reply && d.case_ref.as_ref().is_some_and(tag_joins));
+            if joins {
+                continue;
+            }
+            let (d, fallback) = match (&p.fallback, d.kind) {
+                (Some(fb), Kind::Reply) => (fb, true),
+                _ => (d, false),
+            };
+            if d.kind == Kind::Ignore || d.kind == Kind::Reply {
+                continue;
+            }
+            let kind = store::case_kind(d);
+            let n = match kind {
+                CaseKind::Support => {
+                    f.support += 1;
+                    f.support
+                }
+                CaseKind::Privacy => {
+                    f.privacy += 1;
+                    f.privacy
+                }
+            };
+            let env = &p.env;
+            let case = store::planned_case(
+                &store::case_id(kind, n),
+                d,
+                f.message,
+                m.map(|m| m.subject.as_str()).unwrap_or(""),
+                m.and_then(|m| m.from.as_ref()),
+                &p.reply_address,
+                &env.source,
+                env.received_at,
+                p.now,
+                Vec::new(),
+            );
+            if let Some(mid) = mid {
+                new_msgids.insert(mid.to_string());
+            }
+            new_cases.insert(
+                case.id.clone(),
+                (
+                    case.requester.as_ref().map(|a| a.address.clone()),
+                    case.reply_address.clone(),
+                ),
+            );
+            todo.push((i, case, fallback));
+        }
+        let shared: &[Prepared] = prepared;
+        let planned = par_map(todo, |(i, case, fallback)| {
+            let p = &shared[i];
+            let d = if fallback {
+                p.fallback.as_ref()
+            } else {
+                p.decision.as_ref()
+            };
+            d.map(|d| {
+                let plan = self.plan_for(p, &case, d, p.now);
+                (
+                    i,
+                    PlannedAhead {
+                        case,
+                        fallback,
+                        plan,
+                    },
+                )
+            })
+        });
+        for (i, a) in planned.into_iter().flatten() {
+            if let Some(p) = prepared.get_mut(i) {
+                p.ahead = Some(a);
+            }
+        }
+        f
+    }
+
+    /// Prepare a batch on all cores and plan its new cases ahead (see
+    /// [`Pipeline::plan_ahead`]) from `base`, or from the store's sequences
+    /// now. Returns the batch, the base and the sequences as it will leave
+    /// them.
+    pub fn prepare_batch(
+        &self,
+        envs: Vec<Envelope>,
+        role: Role,
+        opts: IngestOptions,
+        base: Option<Forecast>,
+    ) -> (Vec<Prepared>, Forecast, Forecast) {
+        let mut prepared = self.prepare_all(envs, role, opts);
+        let base = base.unwrap_or_else(|| self.forecast_now());
+        let end = self.plan_ahead(&mut prepared, base);
+        (prepared, base, end)
     }
 
     /// The role of the mailbox a source name belongs to (imports: support).
@@ -264,7 +483,13 @@ impl Pipeline {
 
     /// Parse and triage one message: everything the store transaction
     /// needs, computed without touching the store (runs in parallel).
-    pub fn prepare<'e>(&self, env: &'e Envelope, role: Role, opts: IngestOptions) -> Prepared<'e> {
+    pub fn prepare<E: Borrow<Envelope>>(
+        &self,
+        e: E,
+        role: Role,
+        opts: IngestOptions,
+    ) -> Prepared<E> {
+        let env = e.borrow();
         let limit = usize::try_from(self.config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
         let parsed = mail::parse(&env.raw, limit);
         let (decision, fallback, ack_to) = match &parsed {
@@ -294,9 +519,10 @@ impl Pipeline {
             }
             Err(_) => (Vec::new(), false),
         };
+        let hash = mail::content_hash(&env.raw);
         Prepared {
-            env,
-            hash: mail::content_hash(&env.raw),
+            env: e,
+            hash,
             unparseable: parsed
                 .as_ref()
                 .err()
@@ -310,23 +536,27 @@ impl Pipeline {
             case_ref_from_header,
             token: render::token(),
             quiet: opts.no_ack,
+            now: self.clock.now(),
+            ahead: None,
         }
     }
 
     /// Store prepared messages in one transaction (not yet durable: flush
     /// after). Should the group fail, each message is tried on its own, so
     /// one bad message never holds up the others.
-    pub fn commit(&self, prepared: &[Prepared<'_>]) -> Vec<Result<IngestOutcome, StoreError>> {
-        let now = self.clock.now();
+    pub fn commit<E: Borrow<Envelope> + Sync>(
+        &self,
+        prepared: &[Prepared<E>],
+    ) -> Vec<Result<IngestOutcome, StoreError>> {
         let plans: Vec<_> = prepared
             .iter()
-            .map(|p| move |case: &Case, d: &Decision| self.plan_for(p, case, d, now))
+            .map(|p| move |case: &Case, d: &Decision| self.plan_or_use_ahead(p, case, d))
             .collect();
         let alerts: Vec<_> = prepared
             .iter()
             .map(|p| {
                 move |case: Option<&Case>| -> Result<NewMail, String> {
-                    self.oversize_alert(p.env, case, &p.token, now)
+                    self.oversize_alert(p.env.borrow(), case, &p.token, p.now)
                 }
             })
             .collect();
@@ -335,17 +565,17 @@ impl Pipeline {
             .zip(plans.iter().zip(alerts.iter()))
             .map(|(p, (plan, alert))| {
                 let m = p.parsed.as_ref();
+                let env: &Envelope = p.env.borrow();
                 IngestInput {
-                    source: &p.env.source,
-                    source_key: &p.env.key,
-                    received_at: p.env.received_at,
-                    now,
+                    source: &env.source,
+                    source_key: &env.key,
+                    received_at: env.received_at,
+                    now: p.now,
                     actor: "ticketd",
-                    raw: &p.env.raw,
+                    raw: &env.raw,
                     max_stored_bytes: self.config.limits.max_stored_message_bytes,
-                    original_size: p.env.original_size,
-                    render_alert: p
-                        .env
+                    original_size: env.original_size,
+                    render_alert: env
                         .original_size
                         .is_some()
                         .then_some(alert as &AlertRenderer<'_>),
@@ -375,7 +605,7 @@ impl Pipeline {
         };
         for (p, r) in prepared.iter().zip(&results) {
             if let Ok(o) = r {
-                log_outcome(p.env, o);
+                log_outcome(p.env.borrow(), o);
             }
         }
         results
@@ -394,42 +624,25 @@ impl Pipeline {
             .unwrap_or_else(|| Err(StoreError::Invalid("nothing committed".into())))
     }
 
-    /// Prepare many messages on all cores.
-    pub fn prepare_all<'e>(
+    /// Prepare many messages on all cores, in order (no planning ahead).
+    pub fn prepare_all(
         &self,
-        envs: &'e [Envelope],
+        envs: Vec<Envelope>,
         role: Role,
         opts: IngestOptions,
-    ) -> Vec<Prepared<'e>> {
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(8);
-        if envs.len() < 32 || threads < 2 {
-            return envs.iter().map(|e| self.prepare(e, role, opts)).collect();
-        }
-        let chunk = envs.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = envs
-                .chunks(chunk)
-                .map(|c| {
-                    scope.spawn(move || {
-                        c.iter()
-                            .map(|e| self.prepare(e, role, opts))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect()
-        })
+    ) -> Vec<Prepared> {
+        par_map(envs, |e| self.prepare(e, role, opts))
     }
 
-    /// Drain a source: batches of up to `batch` messages, one flush per
-    /// batch, ack after the flush. Stops early (after the message in hand)
-    /// when `stop()` turns true.
+    /// Drain a source: batches of up to `batch` messages, each stored in
+    /// group transactions and flushed once, and acked to the source only
+    /// after that flush. Stops early (finishing the batches in hand) when
+    /// `stop()` turns true. A fetch error ends the drain after the batches
+    /// already fetched are stored and taken.
+    ///
+    /// Three stages overlap: while batch k is committed (one thread) and
+    /// batch k+1 is parsed and triaged (all cores), the source takes batch
+    /// k-1 (already flushed) and fetches batch k+2.
     pub async fn drain<S: Source>(
         &self,
         src: &mut S,
@@ -437,47 +650,89 @@ impl Pipeline {
         opts: IngestOptions,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> Result<Report, PipelineError> {
-        // Stages overlap: while batch N is parsed, triaged and committed on
-        // worker threads, the source takes batch N-1 (already flushed) and
-        // fetches batch N+1. A batch is acked only after its flush.
+        type Stored = (Vec<Envelope>, Vec<Result<IngestOutcome, StoreError>>);
+        let worker_failed = |e: tokio::task::JoinError| {
+            PipelineError::Store(StoreError::Invalid(format!("ingest worker failed: {e}")))
+        };
         let mut report = Report::default();
         let role = self.role_of(src.name());
+        let mut fetched: Option<Vec<Envelope>> = None;
+        type Planned = (Vec<Prepared>, Forecast, Forecast);
+        let mut preparing: Option<tokio::task::JoinHandle<Planned>> = None;
+        // Where the sequences will stand once the batch being committed is
+        // stored: the base for planning the next batch ahead.
+        let mut next_base: Option<Forecast> = None;
+        let mut committing: Option<tokio::task::JoinHandle<Stored>> = None;
         let mut flushed: Vec<Envelope> = Vec::new();
-        let mut next = if stop() {
-            None
-        } else {
-            Some(src.fetch(batch).await?)
-        };
-        while let Some(fetched) = next.take() {
-            for (key, err) in &fetched.errors {
-                tracing::warn!(source = src.name(), key = %key, error = %err, "cannot read message; left in source");
-                report.errors.push(format!("{}: {key}: {err}", src.name()));
+        let mut source_done = false;
+        let mut fetch_error = None;
+        loop {
+            if stop() {
+                // Not started yet: left in the source for next time.
+                fetched = None;
+                source_done = true;
             }
-            if fetched.envelopes.is_empty() {
-                break;
+            // Hand work on: the prepared batch to the committer, the
+            // fetched batch to the preparers.
+            if committing.is_none() {
+                if let Some(h) = preparing.take() {
+                    let (prepared, base, end) = h.await.map_err(worker_failed)?;
+                    // The store is at rest between commits: count on from
+                    // its real sequences, so one wrong guess stays in one
+                    // batch.
+                    next_base = Some(self.forecast_now().plus(&base, &end));
+                    let p = self.clone();
+                    committing = Some(tokio::task::spawn_blocking(move || {
+                        let results: Vec<_> =
+                            prepared.chunks(GROUP).flat_map(|g| p.commit(g)).collect();
+                        let envs = prepared.into_iter().map(|p| p.env).collect();
+                        (envs, results)
+                    }));
+                }
             }
-            let p = self.clone();
-            let work = tokio::task::spawn_blocking(move || {
-                let envs = fetched.envelopes;
-                let prepared = p.prepare_all(&envs, role, opts);
-                let results: Vec<Result<IngestOutcome, StoreError>> =
-                    prepared.chunks(GROUP).flat_map(|g| p.commit(g)).collect();
-                drop(prepared);
-                (envs, results)
-            });
-            // Meanwhile: take the previous batch, then look for the next.
+            if preparing.is_none() {
+                if let Some(envs) = fetched.take() {
+                    let p = self.clone();
+                    let base = next_base.take();
+                    preparing = Some(tokio::task::spawn_blocking(move || {
+                        p.prepare_batch(envs, role, opts, base)
+                    }));
+                }
+            }
+            // Meanwhile the source takes the flushed batch and fetches on.
             if !flushed.is_empty() {
                 src.ack(&flushed).await?;
                 flushed.clear();
             }
-            let fetch_next = if stop() {
-                None
-            } else {
-                Some(src.fetch(batch).await)
+            if fetched.is_none() && !source_done {
+                match src.fetch(batch).await {
+                    Ok(f) => {
+                        for (key, err) in &f.errors {
+                            tracing::warn!(source = src.name(), key = %key, error = %err, "cannot read message; left in source");
+                            report.errors.push(format!("{}: {key}: {err}", src.name()));
+                        }
+                        if f.envelopes.is_empty() {
+                            source_done = true;
+                        } else {
+                            fetched = Some(f.envelopes);
+                        }
+                    }
+                    Err(e) => {
+                        // What is in hand is still stored and taken.
+                        fetch_error = Some(e);
+                        source_done = true;
+                    }
+                }
+            }
+            // The committed batch becomes durable; the source takes it next
+            // time round.
+            let Some(h) = committing.take() else {
+                if preparing.is_none() && fetched.is_none() {
+                    break;
+                }
+                continue;
             };
-            let (envs, results) = work
-                .await
-                .map_err(|e| StoreError::Invalid(format!("ingest worker failed: {e}")))?;
+            let (envs, results) = h.await.map_err(worker_failed)?;
             let mut taken = Vec::with_capacity(envs.len());
             for (env, r) in envs.into_iter().zip(results) {
                 match r {
@@ -502,20 +757,47 @@ impl Pipeline {
             self.store.flush().await?;
             crate::failpoint::hit("after_flush_before_ack");
             flushed = taken;
-            next = match fetch_next {
-                Some(Ok(f)) => Some(f),
-                Some(Err(e)) => {
-                    // The committed batch is durable; it is taken next time.
-                    return Err(e.into());
-                }
-                None => None,
-            };
         }
         if !flushed.is_empty() {
             src.ack(&flushed).await?;
         }
-        Ok(report)
+        match fetch_error {
+            Some(e) => Err(e.into()),
+            None => Ok(report),
+        }
     }
+}
+
+/// `f` over `items` on all cores (at most 8 threads), results in order.
+fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if items.len() < 32 || threads < 2 {
+        return items.into_iter().map(f).collect();
+    }
+    let per = items.len().div_ceil(threads);
+    let mut chunks: Vec<Vec<T>> = Vec::with_capacity(threads);
+    let mut rest = items.into_iter();
+    loop {
+        let c: Vec<T> = rest.by_ref().take(per).collect();
+        if c.is_empty() {
+            break;
+        }
+        chunks.push(c);
+    }
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = chunks
+            .into_iter()
+            .map(|c| scope.spawn(move || c.into_iter().map(f).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    })
 }
 
 fn log_outcome(env: &Envelope, o: &IngestOutcome) {

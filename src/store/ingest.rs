@@ -207,42 +207,33 @@ impl Tx<'_> {
         notes: Vec<String>,
         plan: &NewCaseFn<'_>,
     ) -> TxResult<(String, Option<u64>)> {
-        let kind = if decision.kind == Kind::Privacy {
-            CaseKind::Privacy
-        } else {
-            CaseKind::Support
-        };
+        let kind = case_kind(decision);
         let n = self.next_seq(&format!("case:{}", kind.prefix()))?;
-        let id = format!("{}-{:06}", kind.prefix(), n);
-        let mut case = Case {
-            id: id.clone(),
-            kind,
-            status: CaseStatus::New,
-            level: decision.level,
-            rights: decision.rights.clone().unwrap_or_default(),
-            jurisdiction: decision.jurisdiction,
-            subject: input_subject.to_string(),
-            requester: from.cloned(),
-            reply_address: reply_address.as_ref().ok().cloned(),
-            mailbox: source.to_string(),
+        let mut case = planned_case(
+            &case_id(kind, n),
+            decision,
+            message,
+            input_subject,
+            from,
+            reply_address,
+            source,
             received_at,
-            created_at: now,
-            updated_at: now,
-            messages: vec![message],
-            outbox: Vec::new(),
-            next_event: 1,
-            notes,
-            clocks: CaseClocks::default(),
-            agency: None,
-        };
-        self.event(
-            &mut case,
             now,
-            actor,
-            EventKind::Received {
-                message,
-                source: source.to_string(),
-            },
+            notes,
+        );
+        let id = case.id.clone();
+        // The Received event is seq 1, as `planned_case` counts it.
+        self.events.insert(
+            event_key(&id, 1),
+            to_json(&Event {
+                seq: 1,
+                at: now,
+                actor: actor.to_string(),
+                kind: EventKind::Received {
+                    message,
+                    source: source.to_string(),
+                },
+            }),
         )?;
         let NewCasePlan {
             clocks,
@@ -498,10 +489,7 @@ impl Store {
 
 fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
     // 1. Dedupe: Message-ID when present, else the content hash.
-    let dedupe_key = match input.message_id {
-        Some(mid) => format!("mid:{mid}"),
-        None => format!("hash:{}", input.content_hash),
-    };
+    let dedupe_key = dedupe_key(input.message_id, input.content_hash);
     if let Some(v) = tx.dedupe.get(dedupe_key.as_bytes())? {
         return Ok(IngestOutcome::Duplicate {
             message: from_be(&v).unwrap_or(0),
@@ -697,6 +685,68 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
         tx.cursors.insert(name.as_bytes(), value)?;
     }
     Ok(outcome)
+}
+
+/// The kind of case a decision opens.
+pub fn case_kind(decision: &Decision) -> CaseKind {
+    if decision.kind == Kind::Privacy {
+        CaseKind::Privacy
+    } else {
+        CaseKind::Support
+    }
+}
+
+/// A case number: `SUP-000042`.
+pub fn case_id(kind: CaseKind, n: u64) -> String {
+    format!("{}-{:06}", kind.prefix(), n)
+}
+
+/// The dedupe key of a message: its Message-ID, else its content hash.
+pub fn dedupe_key(message_id: Option<&str>, content_hash: &str) -> String {
+    match message_id {
+        Some(mid) => format!("mid:{mid}"),
+        None => format!("hash:{content_hash}"),
+    }
+}
+
+/// A new case as its planner sees it: opened from `decision` with its
+/// first message, the Received event (seq 1) written, no clocks yet. The
+/// ingest transaction builds it this way, and so can a caller that plans
+/// ahead of the transaction (the plan is a pure function of this case).
+#[allow(clippy::too_many_arguments)]
+pub fn planned_case(
+    id: &str,
+    decision: &Decision,
+    message: u64,
+    subject: &str,
+    from: Option<&Addr>,
+    reply_address: &std::result::Result<String, String>,
+    source: &str,
+    received_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    notes: Vec<String>,
+) -> Case {
+    Case {
+        id: id.to_string(),
+        kind: case_kind(decision),
+        status: CaseStatus::New,
+        level: decision.level,
+        rights: decision.rights.clone().unwrap_or_default(),
+        jurisdiction: decision.jurisdiction,
+        subject: subject.to_string(),
+        requester: from.cloned(),
+        reply_address: reply_address.as_ref().ok().cloned(),
+        mailbox: source.to_string(),
+        received_at,
+        created_at: now,
+        updated_at: now,
+        messages: vec![message],
+        outbox: Vec::new(),
+        next_event: 2,
+        notes,
+        clocks: CaseClocks::default(),
+        agency: None,
+    }
 }
 
 fn outcome_case(o: &IngestOutcome) -> Option<&str> {

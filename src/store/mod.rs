@@ -33,7 +33,10 @@ mod ingest;
 pub mod model;
 
 pub use clocks::{CaseChange, CaseUpdate, DueTimer, NewCaseFn, NewCasePlan, Notice};
-pub use ingest::{AlertRenderer, IngestInput, IngestOutcome, ThreadHint};
+pub use ingest::{
+    case_id, case_kind, dedupe_key, planned_case, AlertRenderer, IngestInput, IngestOutcome,
+    ThreadHint,
+};
 pub use model::*;
 
 use chrono::{DateTime, Utc};
@@ -261,6 +264,37 @@ impl Store {
     pub async fn flush(&self) -> Result<()> {
         self.db.flush_async().await?;
         Ok(())
+    }
+
+    /// The last value handed out by sequence `name` (`message`,
+    /// `case:SUP`, ...), 0 before the first. Outside any transaction: for
+    /// planning ahead, never for allocating.
+    pub fn seq(&self, name: &str) -> Result<u64> {
+        Ok(self
+            .t
+            .meta
+            .get(format!("seq:{name}").as_bytes())?
+            .and_then(|v| from_be(&v))
+            .unwrap_or(0))
+    }
+
+    /// Whether a message with this [`dedupe_key`] is stored.
+    pub fn has_dedupe(&self, key: &str) -> Result<bool> {
+        Ok(self.t.dedupe.contains_key(key.as_bytes())?)
+    }
+
+    /// The case a stored Message-ID (ours or received) belongs to.
+    pub fn msgid_case(&self, id: &str) -> Result<Option<String>> {
+        Ok(self
+            .t
+            .msgids
+            .get(id.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+
+    /// Whether case `id` exists.
+    pub fn has_case(&self, id: &str) -> Result<bool> {
+        Ok(self.t.cases.contains_key(id.as_bytes())?)
     }
 
     /// Blocking flush, for synchronous callers (tests, CLI).

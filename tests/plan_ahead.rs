@@ -1,0 +1,223 @@
+//! Planning new cases ahead of the store transaction (acknowledgements and
+//! notices rendered on all cores before sled's lock is taken) is a guess
+//! about which case numbers the transaction will hand out. These tests make
+//! the guess wrong on purpose and check that it never shows: every
+//! acknowledgement names the case it belongs to, and a discarded plan is
+//! counted, not used.
+
+use std::sync::Arc;
+use ticketd::clock::SystemClock;
+use ticketd::config::{Config, Role};
+use ticketd::pipeline::{Forecast, IngestOptions, Pipeline};
+use ticketd::render::Templates;
+use ticketd::source::{Envelope, Fetched, Source, SourceError};
+use ticketd::store::{IngestOutcome, Purpose, Store};
+
+const CONFIG: &str = r#"
+data_dir = "data"
+domain = "casehost.example"
+
+[[mailboxes]]
+name = "support"
+role = "support"
+address = "support@casehost.example"
+source = "maildir"
+path = "maildir"
+
+[outbound]
+from_support = "CaseHost Support <support@casehost.example>"
+from_privacy = "CaseHost Privacy <privacy@casehost.example>"
+transport = "file"
+
+[people]
+staff = ["staff@casehost.example"]
+"#;
+
+fn pipeline(dir: &std::path::Path) -> Pipeline {
+    let config = Config::from_toml(CONFIG, "plan-ahead.toml", dir).expect("config");
+    let store = Store::open(&config.data_dir).expect("store");
+    Pipeline::new(
+        Arc::new(store),
+        Arc::new(config),
+        Arc::new(Templates::load(None).expect("templates")),
+        Arc::new(SystemClock),
+    )
+}
+
+/// The demo messages (7 new cases, a follow-up, 2 set aside), each made
+/// unique by a prefix on its Message-IDs (one has none), plus an exact
+/// repeat of the first.
+fn batch(tag: &str) -> Vec<Envelope> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo");
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("fixtures/demo")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    names.sort();
+    let mut out: Vec<Envelope> = names
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let raw = std::fs::read_to_string(p).expect("fixture");
+            Envelope {
+                source: "support".into(),
+                key: format!("{tag}:{i}"),
+                received_at: chrono::Utc::now(),
+                raw: raw
+                    .replace("Message-ID: <", &format!("Message-ID: <{tag}."))
+                    .replace("In-Reply-To: <", &format!("In-Reply-To: <{tag}."))
+                    .replace("References: <", &format!("References: <{tag}."))
+                    .into_bytes(),
+                original_size: None,
+            }
+        })
+        .collect();
+    let mut again = out[0].clone();
+    again.key = format!("{tag}:again");
+    out.push(again);
+    out
+}
+
+/// Store a prepared batch; check each acknowledgement names its case.
+/// Returns the number of new cases.
+fn commit_and_check(p: &Pipeline, prepared: &[ticketd::pipeline::Prepared]) -> usize {
+    let outbox = |id: u64| {
+        p.store
+            .outbox_all()
+            .expect("outbox")
+            .into_iter()
+            .find(|e| e.id == id)
+            .expect("outbox entry")
+    };
+    let mut new_cases = 0;
+    for r in p.commit(prepared) {
+        if let IngestOutcome::NewCase {
+            case,
+            outbox: Some(id),
+            ..
+        } = r.expect("stored")
+        {
+            new_cases += 1;
+            let e = outbox(id);
+            assert!(
+                e.subject.contains(&format!("[{case}]")),
+                "ack of {case} is titled {:?}",
+                e.subject
+            );
+            assert!(
+                e.message_id.contains(&case),
+                "ack of {case} has Message-ID {}",
+                e.message_id
+            );
+            assert!(e.mail.contains(&case), "ack of {case} does not name it");
+            assert_eq!(e.case.as_deref(), Some(case.as_str()));
+        }
+    }
+    new_cases
+}
+
+#[test]
+fn a_wrong_guess_is_discarded_and_a_right_one_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = pipeline(dir.path());
+
+    // Support case numbers guessed 40 too high; messages and privacy right.
+    let wrong = Forecast {
+        message: 0,
+        support: 40,
+        privacy: 0,
+    };
+    let (prepared, base, end) = p.prepare_batch(
+        batch("one"),
+        Role::Support,
+        IngestOptions::default(),
+        Some(wrong),
+    );
+    assert_eq!(base, wrong);
+    // 7 new cases (5 support, 2 privacy) out of 10 distinct messages.
+    assert_eq!(
+        end,
+        Forecast {
+            message: 10,
+            support: 45,
+            privacy: 2
+        }
+    );
+    assert_eq!(commit_and_check(&p, &prepared), 7);
+    let (used, discarded) = p.plans_made_ahead();
+    assert_eq!(
+        (used, discarded),
+        (2, 5),
+        "privacy plans used, support plans discarded"
+    );
+
+    // From the store's real sequences the guess is right, the follow-up
+    // and the repeats included (the message without a Message-ID is now a
+    // duplicate by content).
+    let (prepared, base, _) =
+        p.prepare_batch(batch("two"), Role::Support, IngestOptions::default(), None);
+    assert_eq!(
+        base,
+        Forecast {
+            message: 10,
+            support: 5,
+            privacy: 2
+        }
+    );
+    assert_eq!(commit_and_check(&p, &prepared), 6);
+    assert_eq!(p.plans_made_ahead(), (8, 5));
+}
+
+#[test]
+fn a_drain_plans_every_new_case_ahead() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = pipeline(dir.path());
+    // Three batches of the demo set: the second and third are planned while
+    // the one before is still being stored.
+    let mut src = Memory {
+        left: [batch("a"), batch("b"), batch("c")].concat(),
+        acked: Vec::new(),
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let report = rt
+        .block_on(p.drain(&mut src, 11, IngestOptions::default(), &|| false))
+        .expect("drain");
+    assert_eq!(report.new_cases, 7 + 6 + 6);
+    assert_eq!(report.duplicates, 3 + 2);
+    assert_eq!(report.follow_ups, 3);
+    assert_eq!(p.plans_made_ahead(), (19, 0));
+    assert_eq!(src.acked.len(), 33, "every message taken after its flush");
+    let mut acks = 0;
+    for e in p.store.outbox_all().expect("outbox") {
+        let case = e.case.clone().expect("case of every mail here");
+        if e.purpose == Purpose::Ack {
+            acks += 1;
+            assert!(e.subject.contains(&format!("[{case}]")), "{:?}", e.subject);
+            assert!(e.message_id.contains(&case) && e.mail.contains(&case));
+        }
+    }
+    assert_eq!(acks, 19);
+}
+
+/// A source in memory: hands out its messages in batches, records acks.
+struct Memory {
+    left: Vec<Envelope>,
+    acked: Vec<String>,
+}
+
+impl Source for Memory {
+    fn name(&self) -> &str {
+        "support"
+    }
+    async fn fetch(&mut self, max: usize) -> Result<Fetched, SourceError> {
+        let n = max.min(self.left.len());
+        Ok(Fetched {
+            envelopes: self.left.drain(..n).collect(),
+            ..Fetched::default()
+        })
+    }
+    async fn ack(&mut self, taken: &[Envelope]) -> Result<(), SourceError> {
+        self.acked.extend(taken.iter().map(|e| e.key.clone()));
+        Ok(())
+    }
+}
