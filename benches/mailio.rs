@@ -236,6 +236,9 @@ async fn main() {
         peak_rss_mb()
     );
     let cpu1 = cpu_seconds(DOVECOT);
+    for e in report.errors.iter().take(3) {
+        println!("  error: {e}");
+    }
     let (used, discarded) = d.pipeline.plans_made_ahead();
     println!("  new-case plans made ahead: {used} used, {discarded} discarded");
     println!(

@@ -74,6 +74,16 @@ impl Source for AnySource {
             AnySource::Imap(s) => s.ack(taken).await,
         }
     }
+    async fn ack_and_fetch(
+        &mut self,
+        taken: &[Envelope],
+        max: usize,
+    ) -> (Result<(), SourceError>, Result<Fetched, SourceError>) {
+        match self {
+            AnySource::Maildir(s) => s.ack_and_fetch(taken, max).await,
+            AnySource::Imap(s) => s.ack_and_fetch(taken, max).await,
+        }
+    }
     async fn wait(&mut self, max: Duration) -> Result<(), SourceError> {
         match self {
             AnySource::Maildir(s) => s.wait(max).await,

@@ -34,13 +34,6 @@
 //! - [`tls`], [`secrets`]: TLS client settings (checks always on) and
 //!   credentials (passwords, XOAUTH2 tokens) resolved at connect time.
 
-/// mimalloc instead of glibc's allocator for every binary built on this
-/// crate: ingest allocates and frees many small, short-lived buffers on
-/// several threads (parse, triage, rendering, sled's node copies), where
-/// glibc spent about a quarter of the worker threads' time (BENCHMARKS.md).
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod classify;
 pub mod cli;
 pub mod clock;

@@ -641,8 +641,9 @@ impl Pipeline {
     /// already fetched are stored and taken.
     ///
     /// Three stages overlap: while batch k is committed (one thread) and
-    /// batch k+1 is parsed and triaged (all cores), the source takes batch
-    /// k-1 (already flushed) and fetches batch k+2.
+    /// batch k+1 is parsed, triaged and planned (all cores), the source takes
+    /// batch k-1 (already flushed) and fetches batch k+2 — at once, where it
+    /// can ([`Source::ack_and_fetch`]: IMAP moves on a second session).
     pub async fn drain<S: Source>(
         &self,
         src: &mut S,
@@ -700,12 +701,11 @@ impl Pipeline {
                 }
             }
             // Meanwhile the source takes the flushed batch and fetches on.
-            if !flushed.is_empty() {
-                src.ack(&flushed).await?;
-                flushed.clear();
-            }
             if fetched.is_none() && !source_done {
-                match src.fetch(batch).await {
+                let (acked, f) = src.ack_and_fetch(&flushed, batch).await;
+                acked?;
+                flushed.clear();
+                match f {
                     Ok(f) => {
                         for (key, err) in &f.errors {
                             tracing::warn!(source = src.name(), key = %key, error = %err, "cannot read message; left in source");
@@ -723,6 +723,10 @@ impl Pipeline {
                         source_done = true;
                     }
                 }
+            }
+            if !flushed.is_empty() {
+                src.ack(&flushed).await?;
+                flushed.clear();
             }
             // The committed batch becomes durable; the source takes it next
             // time round.

@@ -430,6 +430,70 @@ async fn recreated_folder_with_new_uidvalidity_creates_no_duplicates() {
     );
 }
 
+/// A backlog is drained with the move of one batch and the fetch of the
+/// next at once, on two sessions (batches of 250; the second session is
+/// opened from 200): every message becomes one case and ends in
+/// the processed folder, none is fetched twice, none is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_moved_on_a_second_session_while_the_next_batch_is_fetched() {
+    let stack = MailStack::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let n = 900;
+    {
+        let mut s = stack.imap("support@example.test").await;
+        for i in 0..n {
+            let raw = request(
+                &format!("R{i} <r{i}@example.test>"),
+                "support@example.test",
+                &format!("Error in report {i}"),
+                "The monthly report shows an error when I export it.",
+                &format!("backlog.{i}@example.test"),
+            );
+            s.append("INBOX", None, None, &raw).await.expect("append");
+        }
+        let _ = s.logout().await;
+    }
+    let mut m = mb("support", "support", "support@example.test");
+    m.extra = "fetch_batch = 250\n".into();
+    let cfg = config(&stack, data.path(), &[m], "\n[daemon]\nbatch_size = 250\n");
+    let imap = cfg.mailboxes[0].imap.clone().expect("imap");
+    let d = open(cfg);
+    // One drain, as the daemon runs it when mail is waiting: it ends only
+    // when a fetch finds nothing left.
+    let mut src = ticketd::daemon::AnySource::Imap(Box::new(
+        ticketd::source::imap::ImapSource::new("support", imap, None),
+    ));
+    let r = d
+        .pipeline
+        .drain(
+            &mut src,
+            250,
+            ticketd::pipeline::IngestOptions::default(),
+            &|| false,
+        )
+        .await
+        .expect("drain");
+    assert_eq!(
+        (r.new_cases, r.duplicates, r.errors.len()),
+        (n, 0, 0),
+        "{:?}",
+        r.errors
+    );
+    assert!(stack
+        .messages("support@example.test", "INBOX")
+        .await
+        .is_empty());
+    assert_eq!(
+        stack
+            .messages("support@example.test", "Processed")
+            .await
+            .len(),
+        n
+    );
+    let again = d.run_once().await.expect("second run");
+    assert_eq!(again.report.new_cases + again.report.duplicates, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_implicit_and_starttls_with_the_test_ca_and_a_wrong_ca_is_refused() {
     let stack = MailStack::start();

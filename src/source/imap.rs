@@ -119,6 +119,13 @@ pub struct ImapSource {
     s: ImapSettings,
     secrets: Secrets,
     session: Option<Session<Stream>>,
+    /// A second session that moves taken mail while `session` fetches
+    /// more: opened only while a backlog is drained (see
+    /// [`Source::ack_and_fetch`]), closed when the source goes idle.
+    mover: Option<Session<Stream>>,
+    /// The mover took messages since the main session last synced: it
+    /// may still list them until a NOOP brings their expunges.
+    moved_elsewhere: bool,
     has_idle: bool,
     has_move: bool,
     has_uidplus: bool,
@@ -156,6 +163,8 @@ impl ImapSource {
             after: settings.after.clone(),
             s: settings,
             session: None,
+            mover: None,
+            moved_elsewhere: false,
             has_idle: false,
             has_move: false,
             has_uidplus: false,
@@ -200,6 +209,7 @@ impl ImapSource {
     /// Forget the session after an error; the next call reconnects.
     fn drop_session(&mut self, e: &SourceError) {
         self.session = None;
+        self.mover = None;
         self.in_flight.clear();
         let msg = e.to_string();
         self.set_health(|h| {
@@ -208,7 +218,18 @@ impl ImapSource {
         });
     }
 
-    async fn connect(&mut self) -> Result<(), SourceError> {
+    /// Connect, secure, log in and SELECT the folder: a new session and
+    /// the server's capabilities and UIDVALIDITY.
+    async fn open_session(
+        &mut self,
+    ) -> Result<
+        (
+            Session<Stream>,
+            async_imap::types::Capabilities,
+            Option<u32>,
+        ),
+        SourceError,
+    > {
         let ep = self.s.endpoint.clone();
         let tcp = self
             .within("connect", TcpStream::connect((ep.host.as_str(), ep.port)))
@@ -273,6 +294,13 @@ impl ImapSource {
             Err(_) => return Err(err(&self.name, "login", "timed out")),
         };
         let caps = self.within("CAPABILITY", session.capabilities()).await?;
+        let folder = self.s.folder.clone();
+        let mb = self.within("SELECT", session.select(&folder)).await?;
+        Ok((session, caps, mb.uid_validity))
+    }
+
+    async fn connect(&mut self) -> Result<(), SourceError> {
+        let (session, caps, uid_validity) = self.open_session().await?;
         self.has_idle = caps.has_str("IDLE");
         self.has_move = caps.has_str("MOVE");
         self.has_uidplus = caps.has_str("UIDPLUS");
@@ -283,15 +311,13 @@ impl ImapSource {
             }
             other => other.clone(),
         };
-        let folder = self.s.folder.clone();
-        let mb = self.within("SELECT", session.select(&folder)).await?;
-        if let (Some(old), Some(new)) = (self.known_uidvalidity, mb.uid_validity) {
+        if let (Some(old), Some(new)) = (self.known_uidvalidity, uid_validity) {
             if old != new {
                 tracing::warn!(mailbox = %self.name, old, new, "UIDVALIDITY changed: rescanning; dedupe keeps cases single");
             }
         }
-        self.uidvalidity = mb.uid_validity;
-        self.known_uidvalidity = mb.uid_validity;
+        self.uidvalidity = uid_validity;
+        self.known_uidvalidity = uid_validity;
         self.session = Some(session);
         if !self.folder_checked {
             self.ensure_target_folder().await?;
@@ -350,163 +376,98 @@ impl ImapSource {
         Ok(())
     }
 
+    /// What a fetch or a move needs besides its session.
+    fn ctx(&self) -> Ctx {
+        Ctx {
+            name: self.name.clone(),
+            timeout: self.timeout(),
+            after: self.after.clone(),
+            has_move: self.has_move,
+            has_uidplus: self.has_uidplus,
+            limit: self.s.max_message_bytes,
+            fetch_batch: self.s.fetch_batch,
+            uidvalidity: self.uidvalidity.unwrap_or(0),
+        }
+    }
+
     async fn fetch_inner(&mut self, max: usize) -> Result<Fetched, SourceError> {
         self.ensure().await?;
-        let timeout = self.timeout();
-        let name = self.name.clone();
-        let criteria = match &self.after {
-            AfterTake::Move(_) => "ALL".to_string(),
-            AfterTake::Flag(kw) => format!("UNKEYWORD {kw}"),
-        };
-        let limit = self.s.max_message_bytes;
-        let batch = max.min(self.s.fetch_batch).max(1);
-        let uidvalidity = self.uidvalidity.unwrap_or(0);
+        let ctx = self.ctx();
         let session = self
             .session
             .as_mut()
-            .ok_or_else(|| err(&name, "fetch", "not connected"))?;
-        // Notifications are only hints; the search below is the truth.
-        while session.unsolicited_responses.try_recv().is_ok() {}
-        let found = timed(&name, "UID SEARCH", timeout, session.uid_search(&criteria)).await?;
-        let mut uids: Vec<u32> = found
-            .into_iter()
-            .filter(|u| !self.in_flight.contains(u))
-            .collect();
-        uids.sort_unstable();
-        uids.truncate(batch);
-        let mut out = Fetched::default();
-        if uids.is_empty() {
-            self.set_health(|h| h.last_sync = Some(Utc::now()));
-            return Ok(out);
-        }
-        let set = uid_set(&uids);
-        // Sizes first, so an oversize message is never fetched whole.
-        let sizes: BTreeMap<u32, u32> = {
-            let stream =
-                match tokio::time::timeout(timeout, session.uid_fetch(&set, "(UID RFC822.SIZE)"))
-                    .await
-                {
-                    Ok(r) => r.map_err(|e| err(&name, "UID FETCH sizes", e))?,
-                    Err(_) => return Err(err(&name, "UID FETCH sizes", "timed out")),
-                };
-            let fetched: Vec<_> = timed(
-                &name,
-                "UID FETCH sizes",
-                timeout,
-                stream.try_collect::<Vec<_>>(),
-            )
-            .await?;
-            fetched
-                .iter()
-                .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
-                .collect()
-        };
-        let (small, big): (Vec<u32>, Vec<u32>) =
-            sizes.keys().partition(|u| u64::from(sizes[u]) <= limit);
-        for (uids, query, oversize) in [
-            (small, "(UID INTERNALDATE BODY.PEEK[])", false),
-            (big, "(UID INTERNALDATE BODY.PEEK[HEADER])", true),
-        ] {
-            if uids.is_empty() {
-                continue;
-            }
-            let set = uid_set(&uids);
-            let stream = timed(&name, "UID FETCH", timeout, session.uid_fetch(&set, query)).await?;
-            // The body fetch may take long for a big batch: allow the
-            // timeout per 4 MB of data.
-            let budget = timeout * (1 + (uids.len() as u32 / 50));
-            let fetched: Vec<_> = tokio::time::timeout(budget, stream.try_collect::<Vec<_>>())
-                .await
-                .map_err(|_| err(&name, "UID FETCH", "timed out"))?
-                .map_err(|e| err(&name, "UID FETCH", e))?;
-            for f in fetched {
-                let Some(uid) = f.uid else { continue };
-                let raw = if oversize { f.header() } else { f.body() };
-                let Some(raw) = raw else {
-                    out.errors
-                        .push((uid.to_string(), "server returned no body".into()));
-                    continue;
-                };
-                let received_at = f
-                    .internal_date()
-                    .map(|d| d.with_timezone(&Utc))
-                    .unwrap_or_else(Utc::now);
-                self.in_flight.insert(uid);
-                out.envelopes.push(Envelope {
-                    source: name.clone(),
-                    key: format!("{uidvalidity}:{uid}"),
-                    received_at,
-                    raw: raw.to_vec(),
-                    original_size: oversize
-                        .then(|| u64::from(sizes.get(&uid).copied().unwrap_or(0))),
-                });
-            }
-        }
-        out.envelopes.sort_by_key(|e| {
-            e.key
-                .rsplit(':')
-                .next()
-                .and_then(|u| u.parse::<u32>().ok())
-                .unwrap_or(0)
-        });
-        self.set_health(|h| h.last_sync = Some(Utc::now()));
+            .ok_or_else(|| err(&ctx.name, "fetch", "not connected"))?;
+        let sync = std::mem::take(&mut self.moved_elsewhere);
+        let (out, uids) = fetch_on(session, &ctx, &self.in_flight, max, sync).await?;
+        self.fetched(uids);
         Ok(out)
     }
 
-    async fn ack_inner(&mut self, taken: &[Envelope]) -> Result<(), SourceError> {
+    /// Messages handed out: not offered again until taken or reset.
+    fn fetched(&mut self, uids: Vec<u32>) {
+        self.in_flight.extend(uids);
+        self.set_health(|h| h.last_sync = Some(Utc::now()));
+    }
+
+    /// The UIDs of `taken` in the folder as it is now (none after a
+    /// UIDVALIDITY change: those UIDs name other messages; the rescan finds
+    /// them again and dedupe takes them).
+    fn uids_of(&self, taken: &[Envelope]) -> Vec<u32> {
         let current = self.uidvalidity.unwrap_or(0);
-        let uids: Vec<u32> = taken
+        taken
             .iter()
             .filter_map(|e| {
                 let (v, u) = e.key.split_once(':')?;
-                // After a reconnect with a new UIDVALIDITY these UIDs name
-                // other messages: leave them; the rescan finds them again
-                // and dedupe takes them.
                 (v.parse::<u32>().ok()? == current).then_some(u.parse().ok()?)
             })
-            .collect();
+            .collect()
+    }
+
+    async fn ack_inner(&mut self, taken: &[Envelope]) -> Result<(), SourceError> {
+        let uids = self.uids_of(taken);
         if uids.is_empty() {
             return Ok(());
         }
         self.ensure().await?;
-        let timeout = self.timeout();
-        let name = self.name.clone();
-        let (has_move, has_uidplus) = (self.has_move, self.has_uidplus);
-        let after = self.after.clone();
+        let ctx = self.ctx();
         let session = self
             .session
             .as_mut()
-            .ok_or_else(|| err(&name, "ack", "not connected"))?;
-        let set = uid_set(&uids);
-        match after {
-            AfterTake::Move(folder) if has_move => {
-                timed(&name, "UID MOVE", timeout, session.uid_mv(&set, &folder)).await?;
-            }
-            AfterTake::Move(folder) if has_uidplus => {
-                timed(&name, "UID COPY", timeout, session.uid_copy(&set, &folder)).await?;
-                store_flags(&name, timeout, session, &set, "\\Deleted").await?;
-                let s = timed(&name, "UID EXPUNGE", timeout, session.uid_expunge(&set)).await?;
-                timed(&name, "UID EXPUNGE", timeout, s.try_collect::<Vec<_>>()).await?;
-            }
-            AfterTake::Move(folder) => {
-                // `after` is Move only on servers with MOVE or UIDPLUS.
-                return Err(err(
-                    &name,
-                    "ack",
-                    format!("cannot move to {folder} on this server"),
-                ));
-            }
-            AfterTake::Flag(kw) => {
-                store_flags(&name, timeout, session, &set, &format!("\\Seen {kw}")).await?;
-            }
-        }
+            .ok_or_else(|| err(&ctx.name, "ack", "not connected"))?;
+        take_on(session, &ctx, &uid_set(&uids)).await?;
         for u in &uids {
             self.in_flight.remove(u);
         }
         Ok(())
     }
 
+    /// The second session, opened on first use; `None` when it cannot be
+    /// (the caller then moves on the main session).
+    async fn ensure_mover(&mut self) -> bool {
+        if self.mover.is_some() {
+            return true;
+        }
+        match self.open_session().await {
+            Ok((s, _, v)) if v == self.uidvalidity => {
+                self.mover = Some(s);
+                true
+            }
+            Ok(_) => {
+                tracing::warn!(mailbox = %self.name, "second session sees another UIDVALIDITY; moving on the main session");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(mailbox = %self.name, error = %e, "cannot open a second session; moving on the main session");
+                false
+            }
+        }
+    }
+
     async fn wait_inner(&mut self, max: Duration) -> Result<(), SourceError> {
+        // The backlog is drained: the second session is not needed.
+        if let Some(mut m) = self.mover.take() {
+            let _ = tokio::time::timeout(self.timeout(), m.logout()).await;
+        }
         if !(self.s.idle && self.has_idle) || self.session.is_none() {
             let nap = if self.session.is_none() {
                 max.min(Duration::from_secs(1))
@@ -531,6 +492,157 @@ impl ImapSource {
         self.session = Some(session);
         Ok(())
     }
+}
+
+/// Taken messages per ack below which moving and fetching share one
+/// session (a second one pays off only for a backlog).
+const MOVER_MIN: usize = 200;
+
+/// What a fetch or a move needs besides its session, so that both can run
+/// at once on two sessions.
+struct Ctx {
+    name: String,
+    timeout: Duration,
+    after: AfterTake,
+    has_move: bool,
+    has_uidplus: bool,
+    limit: u64,
+    fetch_batch: usize,
+    uidvalidity: u32,
+}
+
+/// Up to `max` messages not in `in_flight`, oldest first, and their UIDs.
+/// With `sync`, a NOOP first, so that messages another session took are no
+/// longer listed (Dovecot reports their expunges to this session then, not
+/// during the search).
+async fn fetch_on(
+    session: &mut Session<Stream>,
+    ctx: &Ctx,
+    in_flight: &HashSet<u32>,
+    max: usize,
+    sync: bool,
+) -> Result<(Fetched, Vec<u32>), SourceError> {
+    let (timeout, name, limit, uidvalidity) = (ctx.timeout, &ctx.name, ctx.limit, ctx.uidvalidity);
+    let criteria = match &ctx.after {
+        AfterTake::Move(_) => "ALL".to_string(),
+        AfterTake::Flag(kw) => format!("UNKEYWORD {kw}"),
+    };
+    let batch = max.min(ctx.fetch_batch).max(1);
+    let mut taken_uids = Vec::new();
+    if sync {
+        timed(name, "NOOP", timeout, session.noop()).await?;
+    }
+    // Notifications are only hints; the search below is the truth.
+    while session.unsolicited_responses.try_recv().is_ok() {}
+    let found = timed(name, "UID SEARCH", timeout, session.uid_search(&criteria)).await?;
+    let mut uids: Vec<u32> = found
+        .into_iter()
+        .filter(|u| !in_flight.contains(u))
+        .collect();
+    uids.sort_unstable();
+    uids.truncate(batch);
+    let mut out = Fetched::default();
+    if uids.is_empty() {
+        return Ok((out, taken_uids));
+    }
+    let set = uid_set(&uids);
+    // Sizes first, so an oversize message is never fetched whole.
+    let sizes: BTreeMap<u32, u32> = {
+        let stream =
+            match tokio::time::timeout(timeout, session.uid_fetch(&set, "(UID RFC822.SIZE)")).await
+            {
+                Ok(r) => r.map_err(|e| err(name, "UID FETCH sizes", e))?,
+                Err(_) => return Err(err(name, "UID FETCH sizes", "timed out")),
+            };
+        let fetched: Vec<_> = timed(
+            name,
+            "UID FETCH sizes",
+            timeout,
+            stream.try_collect::<Vec<_>>(),
+        )
+        .await?;
+        fetched
+            .iter()
+            .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
+            .collect()
+    };
+    let (small, big): (Vec<u32>, Vec<u32>) =
+        sizes.keys().partition(|u| u64::from(sizes[u]) <= limit);
+    for (uids, query, oversize) in [
+        (small, "(UID INTERNALDATE BODY.PEEK[])", false),
+        (big, "(UID INTERNALDATE BODY.PEEK[HEADER])", true),
+    ] {
+        if uids.is_empty() {
+            continue;
+        }
+        let set = uid_set(&uids);
+        let stream = timed(name, "UID FETCH", timeout, session.uid_fetch(&set, query)).await?;
+        // The body fetch may take long for a big batch: allow the
+        // timeout per 4 MB of data.
+        let budget = timeout * (1 + (uids.len() as u32 / 50));
+        let fetched: Vec<_> = tokio::time::timeout(budget, stream.try_collect::<Vec<_>>())
+            .await
+            .map_err(|_| err(name, "UID FETCH", "timed out"))?
+            .map_err(|e| err(name, "UID FETCH", e))?;
+        for f in fetched {
+            let Some(uid) = f.uid else { continue };
+            let raw = if oversize { f.header() } else { f.body() };
+            let Some(raw) = raw else {
+                out.errors
+                    .push((uid.to_string(), "server returned no body".into()));
+                continue;
+            };
+            let received_at = f
+                .internal_date()
+                .map(|d| d.with_timezone(&Utc))
+                .unwrap_or_else(Utc::now);
+            taken_uids.push(uid);
+            out.envelopes.push(Envelope {
+                source: name.clone(),
+                key: format!("{uidvalidity}:{uid}"),
+                received_at,
+                raw: raw.to_vec(),
+                original_size: oversize.then(|| u64::from(sizes.get(&uid).copied().unwrap_or(0))),
+            });
+        }
+    }
+    out.envelopes.sort_by_key(|e| {
+        e.key
+            .rsplit(':')
+            .next()
+            .and_then(|u| u.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    Ok((out, taken_uids))
+}
+
+/// Take the messages in `set` as configured: MOVE (or COPY + UID EXPUNGE),
+/// or flag them.
+async fn take_on(session: &mut Session<Stream>, ctx: &Ctx, set: &str) -> Result<(), SourceError> {
+    let (name, timeout) = (ctx.name.as_str(), ctx.timeout);
+    match &ctx.after {
+        AfterTake::Move(folder) if ctx.has_move => {
+            timed(name, "UID MOVE", timeout, session.uid_mv(set, folder)).await?;
+        }
+        AfterTake::Move(folder) if ctx.has_uidplus => {
+            timed(name, "UID COPY", timeout, session.uid_copy(set, folder)).await?;
+            store_flags(name, timeout, session, set, "\\Deleted").await?;
+            let s = timed(name, "UID EXPUNGE", timeout, session.uid_expunge(set)).await?;
+            timed(name, "UID EXPUNGE", timeout, s.try_collect::<Vec<_>>()).await?;
+        }
+        AfterTake::Move(folder) => {
+            // `after` is Move only on servers with MOVE or UIDPLUS.
+            return Err(err(
+                name,
+                "ack",
+                format!("cannot move to {folder} on this server"),
+            ));
+        }
+        AfterTake::Flag(kw) => {
+            store_flags(name, timeout, session, set, &format!("\\Seen {kw}")).await?;
+        }
+    }
+    Ok(())
 }
 
 /// Run one IMAP command with a timeout.
@@ -614,6 +726,62 @@ impl Source for ImapSource {
                 Err(e)
             }
         }
+    }
+
+    async fn ack_and_fetch(
+        &mut self,
+        taken: &[Envelope],
+        max: usize,
+    ) -> (Result<(), SourceError>, Result<Fetched, SourceError>) {
+        let uids = self.uids_of(taken);
+        let together = uids.len() >= MOVER_MIN
+            && self.session.is_some()
+            && matches!(self.after, AfterTake::Move(_))
+            && self.ensure_mover().await;
+        if !together {
+            let a = self.ack(taken).await;
+            if a.is_err() {
+                return (a, Ok(Fetched::default()));
+            }
+            return (a, self.fetch(max).await);
+        }
+        let ctx = self.ctx();
+        let (Some(main), Some(mover)) = (self.session.as_mut(), self.mover.as_mut()) else {
+            return (Ok(()), Ok(Fetched::default()));
+        };
+        // The fetch skips the UIDs being moved: they are still in flight.
+        let set = uid_set(&uids);
+        let sync = std::mem::take(&mut self.moved_elsewhere);
+        let (moved, fetched) = tokio::join!(
+            take_on(mover, &ctx, &set),
+            fetch_on(main, &ctx, &self.in_flight, max, sync)
+        );
+        let fetched = match fetched {
+            Ok((f, new)) => {
+                self.fetched(new);
+                Ok(f)
+            }
+            Err(e) => {
+                self.drop_session(&e);
+                Err(e)
+            }
+        };
+        let acked = match moved {
+            Ok(()) => {
+                for u in &uids {
+                    self.in_flight.remove(u);
+                }
+                self.moved_elsewhere = true;
+                Ok(())
+            }
+            Err(e) => {
+                // Try once more on the main session.
+                tracing::warn!(mailbox = %self.name, error = %e, "move on the second session failed; moving on the main session");
+                self.mover = None;
+                self.ack(taken).await
+            }
+        };
+        (acked, fetched)
     }
 
     async fn wait(&mut self, max: Duration) -> Result<(), SourceError> {

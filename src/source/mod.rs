@@ -49,6 +49,23 @@ pub trait Source: Send {
     /// Take these messages from the source. Called only after their cases
     /// are durable.
     fn ack(&mut self, taken: &[Envelope]) -> impl Future<Output = Result<(), SourceError>> + Send;
+    /// Take `taken` (as [`Source::ack`]) and fetch up to `max` more (as
+    /// [`Source::fetch`]); the fetch is skipped when the take fails. A
+    /// source that can do both at once (IMAP, with a second session while
+    /// it drains a backlog) overrides this.
+    fn ack_and_fetch(
+        &mut self,
+        taken: &[Envelope],
+        max: usize,
+    ) -> impl Future<Output = (Result<(), SourceError>, Result<Fetched, SourceError>)> + Send {
+        async move {
+            let acked = self.ack(taken).await;
+            if acked.is_err() {
+                return (acked, Ok(Fetched::default()));
+            }
+            (acked, self.fetch(max).await)
+        }
+    }
     /// Wait until new mail may be there (IMAP IDLE), at most `max`.
     fn wait(
         &mut self,
