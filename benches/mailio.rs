@@ -88,6 +88,55 @@ batch_size = 1000
     Config::from_toml(&t, "bench.toml", data).expect("config")
 }
 
+/// The IMAP side of ingest alone, against the same Dovecot in the same run:
+/// one session that searches, fetches whole messages (1,000 at a time, as
+/// ingest does) and moves them on, doing nothing with them — what ingest
+/// would reach if parsing, triage and the store cost nothing. Works on the
+/// `Processed` folder ingest has just filled, moving to `Bare`.
+async fn bare_imap_ceiling(stack: &MailStack, n: usize) {
+    use futures::TryStreamExt;
+    let mut s = stack.imap("support@example.test").await;
+    s.create("Bare").await.expect("create Bare");
+    s.select("Processed").await.expect("select Processed");
+    let start = Instant::now();
+    let mut moved = 0;
+    loop {
+        let mut uids: Vec<u32> = s
+            .uid_search("ALL")
+            .await
+            .expect("search")
+            .into_iter()
+            .collect();
+        uids.sort_unstable();
+        uids.truncate(1000);
+        if uids.is_empty() {
+            break;
+        }
+        let set = ticketd::source::imap::uid_set(&uids);
+        let bodies: Vec<_> = s
+            .uid_fetch(&set, "(UID INTERNALDATE BODY.PEEK[])")
+            .await
+            .expect("fetch")
+            .try_collect()
+            .await
+            .expect("fetch");
+        let bytes: usize = bodies
+            .iter()
+            .filter_map(|f| f.body())
+            .map(<[u8]>::len)
+            .sum();
+        std::hint::black_box(bytes);
+        s.uid_mv(&set, "Bare").await.expect("move");
+        moved += uids.len();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "  IMAP alone (search, fetch, move; nothing done with the mail): {moved} messages in {secs:.2} s = {:.0} messages/s (ingest took {n})",
+        moved as f64 / secs
+    );
+    let _ = s.logout().await;
+}
+
 async fn preload(stack: &MailStack, n: usize) {
     let templates = corpus();
     let per = n.div_ceil(8);
@@ -249,6 +298,7 @@ async fn main() {
         1e6 * (cpu1.0 - cpu0.0) / taken.max(1) as f64,
         1e6 * (cpu1.1 - cpu0.1) / taken.max(1) as f64,
     );
+    bare_imap_ceiling(&stack, taken).await;
 
     if std::env::var("TICKETD_BENCH_ONLY_INGEST").is_ok() {
         return;
