@@ -46,9 +46,50 @@ pub type CaseUpdate = std::result::Result<(Case, CaseChange), String>;
 /// Plans a new case (pure).
 pub type NewCaseFn<'a> = dyn Fn(&Case, &Decision) -> NewCasePlan + Sync + 'a;
 
+/// A due-index entry: a case's earliest timer of one queue, and the
+/// case's later timers of that queue, indexed in turn when it is settled.
+/// One index write per case and queue instead of one per timer (a new case
+/// has up to three), since every write is paid under sled's one lock.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Indexed {
+    #[serde(flatten)]
+    timer: Timer,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    then: Vec<Timer>,
+}
+
 impl Tx<'_> {
+    #[cfg(test)]
     pub(super) fn put_timer(&self, t: &Timer) -> TxResult<()> {
-        self.timers.insert(t.key(), to_json(t))?;
+        self.put_timers(std::slice::from_ref(t))
+    }
+
+    /// Index `timers`: per queue, the earliest with the rest behind it. An
+    /// entry already under the same key keeps its followers.
+    pub(super) fn put_timers(&self, timers: &[Timer]) -> TxResult<()> {
+        let mut by_queue: Vec<Vec<Timer>> = Vec::new();
+        for t in timers {
+            match by_queue
+                .iter_mut()
+                .find(|q| q[0].kind.queue() == t.kind.queue())
+            {
+                Some(q) => q.push(t.clone()),
+                None => by_queue.push(vec![t.clone()]),
+            }
+        }
+        for mut chain in by_queue {
+            chain.sort_by_key(|t| t.due);
+            let timer = chain.remove(0);
+            let key = timer.key();
+            if let Some(v) = self.timers.get(&key)? {
+                if let Ok(old) = serde_json::from_slice::<Indexed>(&v) {
+                    chain.extend(old.then);
+                    chain.sort_by_key(|t| t.due);
+                }
+            }
+            self.timers
+                .insert(key, to_json(&Indexed { timer, then: chain }))?;
+        }
         Ok(())
     }
 
@@ -92,9 +133,7 @@ impl Tx<'_> {
                 }
             }
         }
-        for t in &change.timers {
-            self.put_timer(t)?;
-        }
+        self.put_timers(&change.timers)?;
         case.updated_at = now;
         Ok(())
     }
@@ -123,28 +162,31 @@ impl Store {
         let mut out = Vec::new();
         for kv in self.t.timers.range(vec![q]..end).take(limit) {
             let (k, v) = kv?;
+            let e: Indexed = from_json("timers", &v)?;
             out.push(DueTimer {
                 key: k.to_vec(),
-                timer: from_json("timers", &v)?,
+                timer: e.timer,
             });
         }
         Ok(out)
     }
 
-    /// Every timer (for `cases show` and tests), earliest first per queue.
+    /// Every pending timer of `case` (for `cases show` and tests), indexed
+    /// or waiting behind an earlier one.
     pub fn timers_for(&self, case: &str) -> Result<Vec<Timer>> {
         let mut out = Vec::new();
         for kv in self.t.timers.iter() {
             let (_, v) = kv?;
-            let t: Timer = from_json("timers", &v)?;
-            if t.case == case {
-                out.push(t);
+            let e: Indexed = from_json("timers", &v)?;
+            if e.timer.case == case {
+                out.push(e.timer);
+                out.extend(e.then);
             }
         }
         Ok(out)
     }
 
-    /// How many timers are in the index.
+    /// How many entries are in the due index (one per case and queue).
     pub fn timer_count(&self) -> usize {
         self.t.timers.len()
     }
@@ -158,7 +200,12 @@ impl Store {
         decide: &(dyn Fn(Option<&Case>) -> CaseChange + Sync),
     ) -> Result<CaseChange> {
         self.transact(|tx| {
-            tx.timers.remove(due.key.as_slice())?;
+            // Its followers are indexed next (the next due one in front).
+            let then = match tx.timers.remove(due.key.as_slice())? {
+                Some(v) => from_json::<Indexed>("timers", &v).map_err(Cte::Abort)?.then,
+                None => Vec::new(),
+            };
+            tx.put_timers(&then)?;
             let case = tx.get_case(&due.timer.case)?;
             let change = decide(case.as_ref());
             if let Some(mut c) = case {

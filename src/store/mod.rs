@@ -23,7 +23,7 @@
 //! | `ignored` | u64 BE ignored id | [`IgnoredRecord`] JSON |
 //! | `cursors` | source name | source-specific bytes |
 //! | `rate` | recipient address | JSON list of send times (last hour) |
-//! | `timers` | queue byte, u64 BE due ms, case id, 0, kind | [`Timer`] JSON (the due index) |
+//! | `timers` | queue byte, u64 BE due ms, case id, 0, kind | a case's earliest [`Timer`] of one queue, JSON, with its later ones in `then` (the due index) |
 //! | `meta` | `job:<name>` | RFC 3339 time the scheduled job last ran |
 //!
 //! Not for: deciding what a message is (triage) or sending mail (outbox).

@@ -427,3 +427,69 @@ fn an_escalation_tick_reads_only_the_due_timers_of_its_queue() {
         2
     );
 }
+
+#[test]
+fn a_case_has_one_index_entry_per_queue_and_its_later_timers_follow_in_turn() {
+    let (_d, s) = open();
+    let timer = |due: DateTime<Utc>, kind: TimerKind| Timer {
+        case: "SUP-000001".into(),
+        due,
+        plan: 0,
+        kind,
+    };
+    let m = chrono::Duration::minutes;
+    let review = timer(t0() - m(30), TimerKind::ReviewMissed);
+    let warn = timer(t0() - m(10), TimerKind::Warn);
+    let breach = timer(t0() + m(10), TimerKind::Breach);
+    let overdue = timer(
+        t0() - m(5),
+        TimerKind::PrivacyOverdue {
+            date: t0().date_naive(),
+        },
+    );
+    s.transact(|tx| {
+        tx.put_timers(&[
+            breach.clone(),
+            review.clone(),
+            warn.clone(),
+            overdue.clone(),
+        ])
+    })
+    .expect("timers");
+    // One entry per queue; every timer still listed for the case.
+    assert_eq!(s.timer_count(), 2);
+    assert_eq!(s.timers_for("SUP-000001").expect("timers").len(), 4);
+    // The earliest is due first; its follower is indexed when it is
+    // settled, and is due in the same tick if its time has come.
+    let due = s.due_timers(Queue::Escalate, t0(), 100).expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].timer.kind, TimerKind::ReviewMissed);
+    s.fire_timer(&due[0], t0(), &|_| CaseChange::default())
+        .expect("fire");
+    let due = s.due_timers(Queue::Escalate, t0(), 100).expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].timer.kind, TimerKind::Warn);
+    s.fire_timer(&due[0], t0(), &|_| CaseChange::default())
+        .expect("fire");
+    assert!(s
+        .due_timers(Queue::Escalate, t0(), 100)
+        .expect("due")
+        .is_empty());
+    let later = s
+        .due_timers(Queue::Escalate, t0() + m(10), 100)
+        .expect("due");
+    assert_eq!(later.len(), 1);
+    assert_eq!(later[0].timer.kind, TimerKind::Breach);
+    // A second chain under the same first key keeps both sets of followers.
+    let extra = timer(t0() + m(20), TimerKind::Warn);
+    s.transact(|tx| tx.put_timers(&[breach.clone(), extra.clone()]))
+        .expect("again");
+    assert_eq!(s.timer_count(), 2);
+    let kinds: Vec<TimerKind> = s
+        .timers_for("SUP-000001")
+        .expect("timers")
+        .into_iter()
+        .map(|t| t.kind)
+        .collect();
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+}
