@@ -1,7 +1,9 @@
 //! One message from a source into the store: parse → triage → one store
 //! transaction (case, events, outbox, dedupe, cursor). [`Pipeline::drain`]
-//! does it for batches: ingest each message, flush once (group commit), and
-//! only then ack the batch to its source.
+//! does it for batches: prepare on all cores (parse, triage, and the plans
+//! of the new cases it expects), store in group transactions, flush once,
+//! and only then ack the batch to its source — with the batches before and
+//! after in other stages meanwhile.
 //!
 //! **Invariant:** a message is taken from its source only after
 //! `flush_async` has returned for the transaction that stored it.

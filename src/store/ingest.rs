@@ -3,8 +3,10 @@
 //! outbox entry, Message-ID index, source cursor — all or nothing.
 //!
 //! The closure may be re-run by sled on conflict, so it has no side effects;
-//! the acknowledgement is rendered inside it by a pure callback because the
-//! case number is only known there.
+//! a new case's plan (clocks, acknowledgement, notices, timers) comes from a
+//! pure callback, because the case number is only known there. The callback
+//! may hand back a plan made ahead of the transaction for the very case
+//! [`planned_case`] builds (see `Pipeline::plan_ahead`).
 
 use super::*;
 use crate::mail::Addr;
