@@ -126,6 +126,9 @@ pub struct ImapSource {
     /// The mover took messages since the main session last synced: it
     /// may still list them until a NOOP brings their expunges.
     moved_elsewhere: bool,
+    /// A second session could not be had (a server's connection limit):
+    /// not tried again; everything runs on the main session.
+    mover_refused: bool,
     has_idle: bool,
     has_move: bool,
     has_uidplus: bool,
@@ -165,6 +168,7 @@ impl ImapSource {
             session: None,
             mover: None,
             moved_elsewhere: false,
+            mover_refused: false,
             has_idle: false,
             has_move: false,
             has_uidplus: false,
@@ -447,6 +451,9 @@ impl ImapSource {
         if self.mover.is_some() {
             return true;
         }
+        if self.mover_refused {
+            return false;
+        }
         match self.open_session().await {
             Ok((s, _, v)) if v == self.uidvalidity => {
                 self.mover = Some(s);
@@ -457,7 +464,8 @@ impl ImapSource {
                 false
             }
             Err(e) => {
-                tracing::warn!(mailbox = %self.name, error = %e, "cannot open a second session; moving on the main session");
+                tracing::warn!(mailbox = %self.name, error = %e, "cannot open a second session; from now on moving on the main session");
+                self.mover_refused = true;
                 false
             }
         }
