@@ -13,10 +13,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use ticketd::clock::{Clock, ManualClock};
 use ticketd::config::{Config, Role};
+use ticketd::daemon::Daemon;
 use ticketd::pipeline::{IngestOptions, Pipeline};
-use ticketd::render::Templates;
 use ticketd::source::Envelope;
-use ticketd::store::Store;
 
 const CONFIG: &str = r#"
 data_dir = "data"
@@ -53,15 +52,9 @@ fn at(s: &str) -> Result<DateTime<Utc>, Box<dyn std::error::Error>> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let config = Config::from_toml(CONFIG, "samples.toml", dir.path())?;
-    let store = Store::open(&config.data_dir)?;
     let start = at("2026-11-20T06:00:00-05:00")?;
     let clock = Arc::new(ManualClock::new(start));
-    let p = Pipeline::new(
-        Arc::new(store),
-        Arc::new(config),
-        Arc::new(Templates::load(None)?),
-        clock.clone(),
-    );
+    let p = Daemon::open(config, clock.clone())?.pipeline;
     ticketd::schedule::run_due(&p, start)?;
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/demo");
     let deliveries = [

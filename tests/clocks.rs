@@ -12,10 +12,10 @@ use std::sync::Arc;
 use ticketd::clock::{Clock, ManualClock};
 use ticketd::config::{Config, Role};
 use ticketd::control::{self, CaseAction};
+use ticketd::daemon::Daemon;
 use ticketd::pipeline::{IngestOptions, Pipeline};
-use ticketd::render::Templates;
 use ticketd::source::Envelope;
-use ticketd::store::{OutboxEntry, Purpose, Store};
+use ticketd::store::{OutboxEntry, Purpose};
 
 const CONFIG: &str = r#"
 data_dir = "data"
@@ -84,14 +84,11 @@ impl Sim {
     fn with_config(start: &str, text: &str) -> Sim {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = Config::from_toml(text, "clocks-test.toml", dir.path()).expect("config");
-        let store = Store::open(&config.data_dir).expect("store");
         let clock = Arc::new(ManualClock::new(at(start)));
-        let p = Pipeline::new(
-            Arc::new(store),
-            Arc::new(config),
-            Arc::new(Templates::load(None).expect("templates")),
-            clock.clone(),
-        );
+        // Wired as the daemon wires it, on the controlled clock.
+        let p = Daemon::open(config, clock.clone())
+            .expect("daemon")
+            .pipeline;
         // First sight of the store: every job records "now" as its last run.
         ticketd::schedule::run_due(&p, at(start)).expect("jobs");
         Sim {

@@ -8,10 +8,10 @@
 use std::sync::Arc;
 use ticketd::clock::SystemClock;
 use ticketd::config::{Config, Role};
+use ticketd::daemon::Daemon;
 use ticketd::pipeline::{Forecast, IngestOptions, Pipeline};
-use ticketd::render::Templates;
 use ticketd::source::{Envelope, Fetched, Source, SourceError};
-use ticketd::store::{IngestOutcome, Purpose, Store};
+use ticketd::store::{IngestOutcome, Purpose};
 
 const CONFIG: &str = r#"
 data_dir = "data"
@@ -33,15 +33,10 @@ transport = "file"
 staff = ["staff@casehost.example"]
 "#;
 
-fn pipeline(dir: &std::path::Path) -> Pipeline {
+/// A pipeline wired as the daemon wires it.
+fn daemon(dir: &std::path::Path) -> Daemon {
     let config = Config::from_toml(CONFIG, "plan-ahead.toml", dir).expect("config");
-    let store = Store::open(&config.data_dir).expect("store");
-    Pipeline::new(
-        Arc::new(store),
-        Arc::new(config),
-        Arc::new(Templates::load(None).expect("templates")),
-        Arc::new(SystemClock),
-    )
+    Daemon::open(config, Arc::new(SystemClock)).expect("daemon")
 }
 
 /// The demo messages (7 new cases, a follow-up, 2 set aside), each made
@@ -119,7 +114,8 @@ fn commit_and_check(p: &Pipeline, prepared: &[ticketd::pipeline::Prepared]) -> u
 #[test]
 fn a_wrong_guess_is_discarded_and_a_right_one_used() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = pipeline(dir.path());
+    let d = daemon(dir.path());
+    let p = &d.pipeline;
 
     // Support case numbers guessed 40 too high; messages and privacy right.
     let wrong = Forecast {
@@ -143,7 +139,7 @@ fn a_wrong_guess_is_discarded_and_a_right_one_used() {
             privacy: 2
         }
     );
-    assert_eq!(commit_and_check(&p, &prepared), 7);
+    assert_eq!(commit_and_check(p, &prepared), 7);
     let (used, discarded) = p.plans_made_ahead();
     assert_eq!(
         (used, discarded),
@@ -164,14 +160,15 @@ fn a_wrong_guess_is_discarded_and_a_right_one_used() {
             privacy: 2
         }
     );
-    assert_eq!(commit_and_check(&p, &prepared), 6);
+    assert_eq!(commit_and_check(p, &prepared), 6);
     assert_eq!(p.plans_made_ahead(), (8, 5));
 }
 
 #[test]
 fn a_drain_plans_every_new_case_ahead() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = pipeline(dir.path());
+    let d = daemon(dir.path());
+    let p = &d.pipeline;
     // Three batches of the demo set: the second and third are planned while
     // the one before is still being stored.
     let mut src = Memory {

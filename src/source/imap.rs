@@ -439,10 +439,15 @@ impl ImapSource {
             .as_mut()
             .ok_or_else(|| err(&ctx.name, "ack", "not connected"))?;
         take_on(session, &ctx, &uid_set(&uids)).await?;
-        for u in &uids {
+        self.taken(&uids);
+        Ok(())
+    }
+
+    /// Messages taken: gone from the folder, no longer in flight.
+    fn taken(&mut self, uids: &[u32]) {
+        for u in uids {
             self.in_flight.remove(u);
         }
-        Ok(())
     }
 
     /// The second session, opened on first use; `None` when it cannot be
@@ -776,9 +781,7 @@ impl Source for ImapSource {
         };
         let acked = match moved {
             Ok(()) => {
-                for u in &uids {
-                    self.in_flight.remove(u);
-                }
+                self.taken(&uids);
                 self.moved_elsewhere = true;
                 Ok(())
             }

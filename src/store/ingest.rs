@@ -103,7 +103,7 @@ pub(super) type TxResult<T> = std::result::Result<T, Cte<StoreError>>;
 
 impl Tx<'_> {
     pub(super) fn next_seq(&self, name: &str) -> TxResult<u64> {
-        let key = format!("seq:{name}");
+        let key = seq_key(name);
         let cur = self
             .meta
             .get(key.as_bytes())?

@@ -76,6 +76,11 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The `meta` key of sequence `name`.
+fn seq_key(name: &str) -> String {
+    format!("seq:{name}")
+}
+
 /// Named handles on every tree.
 #[derive(Clone)]
 pub(crate) struct Trees {
@@ -273,7 +278,7 @@ impl Store {
         Ok(self
             .t
             .meta
-            .get(format!("seq:{name}").as_bytes())?
+            .get(seq_key(name).as_bytes())?
             .and_then(|v| from_be(&v))
             .unwrap_or(0))
     }
@@ -290,11 +295,6 @@ impl Store {
             .msgids
             .get(id.as_bytes())?
             .map(|v| String::from_utf8_lossy(&v).into_owned()))
-    }
-
-    /// Whether case `id` exists.
-    pub fn has_case(&self, id: &str) -> Result<bool> {
-        Ok(self.t.cases.contains_key(id.as_bytes())?)
     }
 
     /// Blocking flush, for synchronous callers (tests, CLI).
