@@ -190,6 +190,35 @@ pub(crate) fn event_key(case: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+/// How long [`open_sled`] waits for sled's own file lock.
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Open sled at `path`. Called only while `ticketd.lock` is held, so no
+/// other ticketd can hold sled's own lock on `path/db`: if it is busy,
+/// it is a store this process just dropped whose background I/O threads
+/// still hold the file for a few milliseconds (sled's pagecache jobs keep
+/// a handle to it). Wait for them instead of failing a reopen, as a
+/// restart inside one process (tests, a reload) does.
+fn open_sled(path: &Path) -> Result<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::Other
+                    && e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < SLED_LOCK_WAIT =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 impl Store {
     /// Open (creating if needed) the store in `data_dir/store`.
     pub fn open(data_dir: &Path) -> Result<Store> {
@@ -212,10 +241,7 @@ impl Store {
         if lock.try_lock_exclusive().is_err() {
             return Err(StoreError::Locked(data_dir.to_path_buf()));
         }
-        let db = sled::Config::new()
-            .path(data_dir.join("store"))
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
+        let db = open_sled(&data_dir.join("store"))?;
         let t = Trees {
             meta: db.open_tree("meta")?,
             cases: db.open_tree("cases")?,

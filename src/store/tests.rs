@@ -493,3 +493,19 @@ fn a_case_has_one_index_entry_per_queue_and_its_later_timers_follow_in_turn() {
         .collect();
     assert_eq!(kinds.len(), 3, "{kinds:?}");
 }
+
+#[test]
+fn reopening_at_once_after_a_drop_waits_for_sleds_own_lock() {
+    // sled's background I/O threads keep its file lock for a moment after
+    // the last handle is dropped; a reopen in the same process (a restart,
+    // a test) must wait for them rather than fail. Many quick cycles.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 0..40u32 {
+        let s = Store::open(dir.path()).expect("reopen right after drop");
+        let id = format!("{i}@x");
+        ingest(&s, msg(Some(&id), id.as_bytes(), ticket(3)));
+        s.flush_blocking().expect("flush");
+    }
+    let s = Store::open(dir.path()).expect("open");
+    assert_eq!(s.seq("case:SUP").ok(), Some(40));
+}
