@@ -12,6 +12,7 @@ use std::time::Duration;
 use ticketd::clock::SystemClock;
 use ticketd::config::Config;
 use ticketd::daemon::Daemon;
+use ticketd::source::imap::ImapSource;
 
 /// One IMAP mailbox in the test config.
 struct Mb<'a> {
@@ -430,39 +431,44 @@ async fn recreated_folder_with_new_uidvalidity_creates_no_duplicates() {
     );
 }
 
-/// A backlog is drained with the move of one batch and the fetch of the
-/// next at once, on two sessions (batches of 250; the second session is
-/// opened from 200): every message becomes one case and ends in
-/// the processed folder, none is fetched twice, none is left behind.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_backlog_is_moved_on_a_second_session_while_the_next_batch_is_fetched() {
-    let stack = MailStack::start();
+/// 900 messages waiting in `support@`'s INBOX, taken in one drain with
+/// batches of 250: the move of one batch and the fetch of the next run at
+/// once on two sessions (the second is opened from 200 taken messages),
+/// unless the server refuses the second. With `keep_other_session`, the
+/// session that appended them (another client of the mailbox) stays open
+/// throughout and counts against a connection limit. Checks that every
+/// message became one case and moved to Processed, none fetched twice,
+/// none left behind, and that a second run finds nothing; returns whether
+/// the drain found its second session refused.
+async fn drain_a_backlog(stack: &MailStack, keep_other_session: bool) -> bool {
     let data = tempfile::tempdir().expect("tempdir");
     let n = 900;
-    {
-        let mut s = stack.imap("support@example.test").await;
-        for i in 0..n {
-            let raw = request(
-                &format!("R{i} <r{i}@example.test>"),
-                "support@example.test",
-                &format!("Error in report {i}"),
-                "The monthly report shows an error when I export it.",
-                &format!("backlog.{i}@example.test"),
-            );
-            s.append("INBOX", None, None, &raw).await.expect("append");
-        }
-        let _ = s.logout().await;
+    let mut other = stack.imap("support@example.test").await;
+    for i in 0..n {
+        let raw = request(
+            &format!("R{i} <r{i}@example.test>"),
+            "support@example.test",
+            &format!("Error in report {i}"),
+            "The monthly report shows an error when I export it.",
+            &format!("backlog.{i}@example.test"),
+        );
+        other
+            .append("INBOX", None, None, &raw)
+            .await
+            .expect("append");
+    }
+    if !keep_other_session {
+        let _ = other.logout().await;
     }
     let mut m = mb("support", "support", "support@example.test");
     m.extra = "fetch_batch = 250\n".into();
-    let cfg = config(&stack, data.path(), &[m], "\n[daemon]\nbatch_size = 250\n");
+    let cfg = config(stack, data.path(), &[m], "\n[daemon]\nbatch_size = 250\n");
     let imap = cfg.mailboxes[0].imap.clone().expect("imap");
     let d = open(cfg);
     // One drain, as the daemon runs it when mail is waiting: it ends only
     // when a fetch finds nothing left.
-    let mut src = ticketd::daemon::AnySource::Imap(Box::new(
-        ticketd::source::imap::ImapSource::new("support", imap, None),
-    ));
+    let mut src =
+        ticketd::daemon::AnySource::Imap(Box::new(ImapSource::new("support", imap, None)));
     let r = d
         .pipeline
         .drain(
@@ -479,6 +485,15 @@ async fn a_backlog_is_moved_on_a_second_session_while_the_next_batch_is_fetched(
         "{:?}",
         r.errors
     );
+    if keep_other_session {
+        let _ = other.logout().await;
+    }
+    let ticketd::daemon::AnySource::Imap(src) = src else {
+        unreachable!("built as an IMAP source")
+    };
+    // Dropping the daemon's sessions frees their connection slots.
+    let refused = src.second_session_refused();
+    drop(src);
     assert!(stack
         .messages("support@example.test", "INBOX")
         .await
@@ -492,6 +507,29 @@ async fn a_backlog_is_moved_on_a_second_session_while_the_next_batch_is_fetched(
     );
     let again = d.run_once().await.expect("second run");
     assert_eq!(again.report.new_cases + again.report.duplicates, 0);
+    refused
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_moved_on_a_second_session_while_the_next_batch_is_fetched() {
+    let stack = MailStack::start();
+    assert!(
+        !drain_a_backlog(&stack, false).await,
+        "the second session was opened"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_limit_keeps_a_backlog_on_one_session() {
+    // A provider allows two sessions per user and address; another client
+    // holds one, so ticketd's second session is refused. The backlog is
+    // then fetched and moved on the main session alone, and nothing is
+    // lost or doubled.
+    let stack = MailStack::start_with(&[("MAILSTACK_MAX_USERIP_CONNECTIONS", "2")]);
+    assert!(
+        drain_a_backlog(&stack, true).await,
+        "the second session was refused"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -738,10 +776,20 @@ fn smtp(
     tls: ticketd::config::TlsMode,
     ca: Option<String>,
 ) -> ticketd::outbox::smtp::SmtpTransport {
+    smtp_on(stack, "SMTP_PORT", host, tls, ca)
+}
+
+fn smtp_on(
+    stack: &MailStack,
+    port: &str,
+    host: &str,
+    tls: ticketd::config::TlsMode,
+    ca: Option<String>,
+) -> ticketd::outbox::smtp::SmtpTransport {
     ticketd::outbox::smtp::SmtpTransport::new(
         ticketd::config::Endpoint {
             host: host.into(),
-            port: stack.port("SMTP_PORT"),
+            port: stack.port(port),
             tls,
             ca_file: ca.map(Into::into),
             credentials: ticketd::config::Credentials::None,
@@ -825,7 +873,7 @@ async fn smtp_connections_survive_refusals_and_a_server_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn smtp_starttls_with_the_test_ca_and_a_wrong_ca_is_refused() {
+async fn smtp_implicit_tls_and_starttls_with_the_test_ca_and_a_wrong_ca_is_refused() {
     use ticketd::outbox::Transport;
     let stack = MailStack::start();
     let t = smtp(
@@ -863,4 +911,41 @@ async fn smtp_starttls_with_the_test_ca_and_a_wrong_ca_is_refused() {
         matches!(e, Err(ticketd::outbox::SendError::Transient(_))),
         "{e:?}"
     );
+    // Implicit TLS (port 465 style, Postfix's wrapper mode) with the test
+    // CA: delivered. With the wrong CA: refused, never sent in plaintext.
+    let smtps = smtp_on(
+        &stack,
+        "SMTPS_PORT",
+        "localhost",
+        ticketd::config::TlsMode::Implicit,
+        Some(stack.get("CA_FILE")),
+    );
+    smtps
+        .send(&entry(4, "tls4@example.test"))
+        .await
+        .expect("implicit-TLS mail");
+    let got = stack
+        .wait_messages("tls4@example.test", "INBOX", 1, Duration::from_secs(20))
+        .await;
+    assert!(String::from_utf8_lossy(&got[0]).contains("body 4"));
+    let wrong = smtp_on(
+        &stack,
+        "SMTPS_PORT",
+        "localhost",
+        ticketd::config::TlsMode::Implicit,
+        Some(stack.get("WRONG_CA_FILE")),
+    );
+    let e = wrong.send(&entry(5, "tls5@example.test")).await;
+    assert!(
+        matches!(e, Err(ticketd::outbox::SendError::Transient(ref m)) if m.to_lowercase().contains("certificate") || m.contains("TLS")),
+        "{e:?}"
+    );
+    // The refused mails never reached anyone.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for user in ["tls2@example.test", "tls5@example.test"] {
+        assert!(
+            stack.messages(user, "INBOX").await.is_empty(),
+            "{user} got mail over an unverified connection"
+        );
+    }
 }

@@ -180,6 +180,12 @@ impl ImapSource {
         }
     }
 
+    /// Whether a second session was refused (a provider's connection
+    /// limit), so that everything now runs on the main session.
+    pub fn second_session_refused(&self) -> bool {
+        self.mover_refused
+    }
+
     pub fn health(&self) -> Arc<Mutex<Health>> {
         self.health.clone()
     }

@@ -15,9 +15,14 @@ pub fn script() -> PathBuf {
 }
 
 fn run(args: &[&str]) {
+    run_with(args, &[]);
+}
+
+fn run_with(args: &[&str], env: &[(&str, &str)]) {
     let out = Command::new("bash")
         .arg(script())
         .args(args)
+        .envs(env.iter().copied())
         .output()
         .expect("run mailstack.sh");
     assert!(
@@ -38,12 +43,18 @@ pub struct MailStack {
 
 impl MailStack {
     pub fn start() -> MailStack {
+        MailStack::start_with(&[])
+    }
+
+    /// Start with settings for `mailstack.sh start` in its environment
+    /// (`MAILSTACK_MAX_USERIP_CONNECTIONS`, see tests/mailstack/README.md).
+    pub fn start_with(env: &[(&str, &str)]) -> MailStack {
         INSTALL.call_once(|| run(&["install"]));
         let dir = tempfile::Builder::new()
             .prefix("ms")
             .tempdir()
             .expect("tempdir");
-        run(&["start", dir.path().to_str().expect("utf-8 path")]);
+        run_with(&["start", dir.path().to_str().expect("utf-8 path")], env);
         let env = std::fs::read_to_string(dir.path().join("env"))
             .expect("env file")
             .lines()
@@ -83,18 +94,27 @@ impl MailStack {
         run(&["start-postfix", self.path().to_str().unwrap_or("")]);
     }
 
-    /// A plaintext IMAP session on loopback for `user`.
+    /// A plaintext IMAP session on loopback for `user`. A login refused by
+    /// a connection limit (a stack started with a low
+    /// `MAILSTACK_MAX_USERIP_CONNECTIONS`) is retried for a few seconds,
+    /// while sessions just closed are still counted.
     pub async fn imap(&self, user: &str) -> async_imap::Session<tokio::net::TcpStream> {
-        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port("IMAP_PORT")))
-            .await
-            .expect("connect imap");
-        let mut client = async_imap::Client::new(tcp);
-        client.read_response().await.expect("greeting");
-        client
-            .login(user, self.get("PASSWORD"))
-            .await
-            .map_err(|(e, _)| e)
-            .expect("login")
+        let mut tries = 0;
+        loop {
+            let tcp = tokio::net::TcpStream::connect(("127.0.0.1", self.port("IMAP_PORT")))
+                .await
+                .expect("connect imap");
+            let mut client = async_imap::Client::new(tcp);
+            client.read_response().await.expect("greeting");
+            match client.login(user, self.get("PASSWORD")).await {
+                Ok(s) => return s,
+                Err((e, _)) if e.to_string().contains("connections") && tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err((e, _)) => panic!("login: {e}"),
+            }
+        }
     }
 
     /// APPEND a message to `user`'s `folder` (created when missing).

@@ -343,9 +343,10 @@ write_configs() {
     local d="$1"
     export MS_DIR="$d" MS_BASE_DIR="$BASE_DIR" MS_QUEUE_DIR="$QUEUE_DIR" MS_MAIL_ROOT="$d/mail"
     export MS_IMAP_PORT="$IMAP_PORT" MS_IMAPS_PORT="$IMAPS_PORT" MS_LMTP_PORT="$LMTP_PORT"
-    export MS_SMTP_PORT="$SMTP_PORT" MS_SUBMISSION_PORT="$SUBMISSION_PORT"
+    export MS_SMTP_PORT="$SMTP_PORT" MS_SUBMISSION_PORT="$SUBMISSION_PORT" MS_SMTPS_PORT="$SMTPS_PORT"
     export MS_AUTH_PORT="$AUTH_PORT" MS_INTROSPECT_PORT="$INTROSPECT_PORT"
     export MS_INSTANCE="$(basename "$RUN_DIR")"
+    export MS_MAX_USERIP="${MAILSTACK_MAX_USERIP_CONNECTIONS:-200}"
     export MS_DH_LINE=""
     [ -r /usr/share/dovecot/dh.pem ] && MS_DH_LINE="ssl_dh = </usr/share/dovecot/dh.pem"
 
@@ -379,6 +380,7 @@ IMAPS_PORT=$IMAPS_PORT
 LMTP_PORT=$LMTP_PORT
 SMTP_PORT=$SMTP_PORT
 SUBMISSION_PORT=$SUBMISSION_PORT
+SMTPS_PORT=$SMTPS_PORT
 INTROSPECT_PORT=$INTROSPECT_PORT
 AUTH_PORT=$AUTH_PORT
 HOST=127.0.0.1
@@ -409,6 +411,7 @@ load_env() { # load_env DIR -> sets shell variables from DIR/env
     LMTP_PORT="$(envget "$d" LMTP_PORT)"
     SMTP_PORT="$(envget "$d" SMTP_PORT)"
     SUBMISSION_PORT="$(envget "$d" SUBMISSION_PORT)"
+    SMTPS_PORT="$(envget "$d" SMTPS_PORT)"
     INTROSPECT_PORT="$(envget "$d" INTROSPECT_PORT)"
     AUTH_PORT="$(envget "$d" AUTH_PORT)"
     RUN_DIR="$(envget "$d" RUN_DIR)"
@@ -528,7 +531,8 @@ start_postfix() {
         return 1
     fi
     log "postfix wait"
-    if ! wait_banner "$SMTP_PORT" "220" 15 || ! wait_banner "$SUBMISSION_PORT" "220" 5; then
+    if ! wait_banner "$SMTP_PORT" "220" 15 || ! wait_banner "$SUBMISSION_PORT" "220" 5 ||
+       ! wait_port "$SMTPS_PORT" 5; then
         echo "mailstack: postfix did not come up on its ports" >&2
         tail_log "postfix startup" "$pf/startup.log"
         tail_log "postfix log" "$pf/maillog"
@@ -588,10 +592,10 @@ do_start() {
     local attempt ports
     for attempt in 1 2 3; do
         # shellcheck disable=SC2207
-        ports=($(free_ports 7))
+        ports=($(free_ports 8))
         IMAP_PORT=${ports[0]} IMAPS_PORT=${ports[1]} LMTP_PORT=${ports[2]}
         SMTP_PORT=${ports[3]} SUBMISSION_PORT=${ports[4]} AUTH_PORT=${ports[5]}
-        INTROSPECT_PORT=${ports[6]}
+        INTROSPECT_PORT=${ports[6]} SMTPS_PORT=${ports[7]}
         # Unix sockets live in a short, world-traversable RUN_DIR (socket
         # paths are limited to 108 bytes and DIR may be long): Dovecot's
         # base_dir and Postfix's queue (the postfix command connects to

@@ -325,7 +325,7 @@ def t_tls(env):
             pass
 
 
-@step("SMTP (port SMTP_PORT) -> Postfix -> LMTP -> Dovecot, read over IMAP")
+@step("SMTP (SMTP_PORT, STARTTLS; SMTPS_PORT, implicit TLS) -> Postfix -> LMTP -> Dovecot, read over IMAP")
 def t_smtp(env):
     with smtplib.SMTP("127.0.0.1", int(env["SMTP_PORT"]), timeout=10) as s:
         s.ehlo("selftest.example.test")
@@ -341,8 +341,19 @@ def t_smtp(env):
             raise Fail("SMTP STARTTLS with wrong CA must fail")
         except ssl.SSLCertVerificationError:
             pass
+    with smtplib.SMTP_SSL("127.0.0.1", int(env["SMTPS_PORT"]), timeout=10,
+                          context=ctx(env["CA_FILE"])) as s:
+        s.ehlo("selftest.example.test")
+        s.send_message(message("requester@elsewhere.test", "bob@example.test", "smtp-implicit-tls"))
+    try:
+        smtplib.SMTP_SSL("127.0.0.1", int(env["SMTPS_PORT"]), timeout=10,
+                         context=ctx(env["WRONG_CA_FILE"]))
+        raise Fail("SMTP implicit TLS with wrong CA must fail")
+    except ssl.SSLCertVerificationError:
+        pass
     wait_for_subject(env, "bob@example.test", "smtp-plain")
     wait_for_subject(env, "bob@example.test", "smtp-starttls")
+    wait_for_subject(env, "bob@example.test", "smtp-implicit-tls")
     # mail to other domains never leaves: refused at RCPT
     with smtplib.SMTP("127.0.0.1", int(env["SMTP_PORT"]), timeout=10) as s:
         try:
