@@ -180,6 +180,13 @@ impl ImapSource {
         }
     }
 
+    /// Connect, log in and select the folder now, rather than on the first
+    /// fetch (the mail I/O benchmark times the connection apart from the
+    /// ingest).
+    pub async fn connect_now(&mut self) -> Result<(), SourceError> {
+        self.ensure().await
+    }
+
     /// Whether a second session was refused (a provider's connection
     /// limit), so that everything now runs on the main session.
     pub fn second_session_refused(&self) -> bool {
