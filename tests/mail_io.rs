@@ -506,6 +506,7 @@ async fn drain_a_backlog(stack: &MailStack, keep_other_session: bool) -> bool {
         n
     );
     let again = d.run_once().await.expect("second run");
+    assert!(again.report.errors.is_empty(), "{:?}", again.report.errors);
     assert_eq!(again.report.new_cases + again.report.duplicates, 0);
     refused
 }
