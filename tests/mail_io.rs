@@ -200,24 +200,8 @@ async fn support_and_privacy_requests_become_cases_and_acks_reach_the_requester(
     assert!(String::from_utf8_lossy(&jo[0]).contains("[PRV-000001]"));
 
     // Taken messages moved to Processed; nothing deleted.
-    assert!(stack
-        .messages("support@example.test", "INBOX")
-        .await
-        .is_empty());
-    assert_eq!(
-        stack
-            .messages("support@example.test", "Processed")
-            .await
-            .len(),
-        1
-    );
-    assert_eq!(
-        stack
-            .messages("privacy@example.test", "Processed")
-            .await
-            .len(),
-        1
-    );
+    stack.assert_taken("support@example.test", 1).await;
+    stack.assert_taken("privacy@example.test", 1).await;
     // Receipt time is the server's INTERNALDATE (just now), never the
     // sender's Date header (2026-11-24 15:00 UTC in the test mail).
     let age = chrono::Utc::now() - sup.received_at;
@@ -494,17 +478,7 @@ async fn drain_a_backlog(stack: &MailStack, keep_other_session: bool) -> bool {
     // Dropping the daemon's sessions frees their connection slots.
     let refused = src.second_session_refused();
     drop(src);
-    assert!(stack
-        .messages("support@example.test", "INBOX")
-        .await
-        .is_empty());
-    assert_eq!(
-        stack
-            .messages("support@example.test", "Processed")
-            .await
-            .len(),
-        n
-    );
+    stack.assert_taken("support@example.test", n).await;
     let again = d.run_once().await.expect("second run");
     assert!(again.report.errors.is_empty(), "{:?}", again.report.errors);
     assert_eq!(again.report.new_cases + again.report.duplicates, 0);

@@ -7,35 +7,16 @@
 
 use std::sync::Arc;
 use ticketd::clock::SystemClock;
-use ticketd::config::{Config, Role};
+use ticketd::config::{Config, Role, EMBEDDED_DEFAULT};
 use ticketd::daemon::Daemon;
 use ticketd::pipeline::{Forecast, IngestOptions, Pipeline};
 use ticketd::source::{Envelope, Fetched, Source, SourceError};
 use ticketd::store::{IngestOutcome, Purpose};
 
-const CONFIG: &str = r#"
-data_dir = "data"
-domain = "casehost.example"
-
-[[mailboxes]]
-name = "support"
-role = "support"
-address = "support@casehost.example"
-source = "maildir"
-path = "maildir"
-
-[outbound]
-from_support = "CaseHost Support <support@casehost.example>"
-from_privacy = "CaseHost Privacy <privacy@casehost.example>"
-transport = "file"
-
-[people]
-staff = ["staff@casehost.example"]
-"#;
-
-/// A pipeline wired as the daemon wires it.
+/// A pipeline wired as the daemon wires it, on the embedded default
+/// configuration (its demo Maildir is never read here).
 fn daemon(dir: &std::path::Path) -> Daemon {
-    let config = Config::from_toml(CONFIG, "plan-ahead.toml", dir).expect("config");
+    let config = Config::from_toml(EMBEDDED_DEFAULT, "embedded", dir).expect("config");
     Daemon::open(config, Arc::new(SystemClock)).expect("daemon")
 }
 

@@ -143,6 +143,18 @@ impl MailStack {
         out
     }
 
+    /// Every message of `user`'s INBOX was taken: the INBOX is empty and
+    /// `n` messages are in `Processed` (moved, never deleted).
+    pub async fn assert_taken(&self, user: &str, n: usize) {
+        let left = self.messages(user, "INBOX").await.len();
+        let moved = self.messages(user, "Processed").await.len();
+        assert_eq!(
+            (left, moved),
+            (0, n),
+            "{user}: (left in INBOX, in Processed)"
+        );
+    }
+
     /// Wait until `user`'s `folder` holds at least `n` messages.
     pub async fn wait_messages(
         &self,
