@@ -311,14 +311,32 @@ impl Daemon {
             let mut rx = shutdown_tx.subscribe();
             let wake = wake_outbox.clone();
             async move {
+                let mut last_probe = tokio::time::Instant::now();
                 loop {
-                    if let Err(e) = me.deliver().await {
-                        tracing::error!(error = %e, "outbox pass failed");
+                    let again = match me.deliver().await {
+                        // The server is back: what waited goes now.
+                        Ok(stats) => stats.released > 0,
+                        Err(e) => {
+                            tracing::error!(error = %e, "outbox pass failed");
+                            false
+                        }
+                    };
+                    if again {
+                        continue;
                     }
                     tokio::select! {
                         _ = rx.recv() => break,
                         _ = wake.notified() => {}
                         _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
+                    // Mail waiting out an outage: try one every PROBE to
+                    // see whether the server is back.
+                    if last_probe.elapsed() >= OUTBOX_PROBE {
+                        last_probe = tokio::time::Instant::now();
+                        let now = me.pipeline.clock.now();
+                        if let Err(e) = outbox::probe_waiting(&me.pipeline.store, now) {
+                            tracing::error!(error = %e, "outbox probe failed");
+                        }
                     }
                 }
             }
@@ -377,6 +395,11 @@ async fn scheduler(
         }
     }
 }
+
+/// How often the outbox worker tries one waiting mail early while mail
+/// waits out a transient failure (an SMTP outage ends within this of the
+/// server coming back).
+const OUTBOX_PROBE: Duration = Duration::from_secs(15);
 
 /// Exponential backoff with jitter: 1 s, 2 s, 4 s … capped at 5 min, each
 /// plus up to 25 % random.

@@ -18,6 +18,7 @@
 //! - [`policy`]: the vendor's support levels, targets and privacy rights.
 //! - [`render`]: acknowledgement templates and the building of outgoing mail.
 //! - [`classify`]: `ticketd classify`, triage of files in a stable JSON shape.
+//! - [`logmask`]: addresses in foreign text shortened before they are logged.
 //!
 //! I/O shell (behind small traits so tests can drive time and faults):
 //! - [`source`]: where messages come from (Maildir, import files; IMAP later).
@@ -42,6 +43,7 @@ pub mod control;
 pub mod daemon;
 pub mod demo;
 pub mod failpoint;
+pub mod logmask;
 pub mod mail;
 pub mod notify;
 pub mod outbox;

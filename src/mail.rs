@@ -81,8 +81,12 @@ impl ParsedMail {
 pub enum NotMail {
     #[error("empty input (0 bytes)")]
     Empty,
-    #[error("no mail headers found (not an RFC 5322 message)")]
+    #[error("no header section: the bytes do not start with header fields (not an RFC 5322 message)")]
     NoHeaders,
+    #[error("none of the usual mail headers (From, To, Subject, Date, Message-ID, Received, ...) among the {count} header fields found (first: {first})")]
+    NoMailHeaders { count: usize, first: String },
+    #[error("header field names with 8-bit, control or space bytes, which RFC 5322 forbids (first bad name: {name}): binary data or a corrupted message")]
+    BadHeaderName { name: String },
     #[error("the MIME parser failed on this message")]
     ParserFailed,
 }
@@ -106,6 +110,11 @@ const MAIL_HEADERS: &[&str] = &[
 pub const DEFAULT_HTML_LIMIT: usize = 256 * 1024;
 /// Body text kept for triage (the requester's words come first).
 pub const TEXT_LIMIT: usize = 256 * 1024;
+/// Subject bytes kept (RFC 5322's line limit): a 1 MB Subject is recorded
+/// and quoted by its first 998 bytes only.
+pub const SUBJECT_LIMIT: usize = 998;
+/// Display-name bytes kept.
+pub const NAME_LIMIT: usize = 200;
 
 /// Parse at most `limit` bytes of `raw` (HTML capped at the default).
 pub fn parse(raw: &[u8], limit: usize) -> Result<ParsedMail, NotMail> {
@@ -139,19 +148,22 @@ pub fn parse_with(raw: &[u8], limit: usize, html_limit: usize) -> Result<ParsedM
         let name = h.name().to_ascii_lowercase();
         headers.push((name, header_text(h.value())));
     }
+    // A header name must be printable ASCII; binary junk parsed as headers
+    // means this is not mail.
+    if let Some((n, _)) = headers
+        .iter()
+        .find(|(n, _)| n.is_empty() || n.bytes().any(|b| !(33..=126).contains(&b)))
+    {
+        return Err(NotMail::BadHeaderName { name: shown(n) });
+    }
     if !headers
         .iter()
         .any(|(n, _)| MAIL_HEADERS.contains(&n.as_str()))
     {
-        return Err(NotMail::NoHeaders);
-    }
-    // A header name must be printable ASCII; binary junk parsed as headers
-    // means this is not mail.
-    if headers
-        .iter()
-        .any(|(n, _)| n.is_empty() || n.bytes().any(|b| !(33..=126).contains(&b)))
-    {
-        return Err(NotMail::NoHeaders);
+        return Err(NotMail::NoMailHeaders {
+            count: headers.len(),
+            first: headers.first().map(|(n, _)| shown(n)).unwrap_or_default(),
+        });
     }
 
     let mut warnings = Vec::new();
@@ -214,14 +226,24 @@ pub fn parse_with(raw: &[u8], limit: usize, html_limit: usize) -> Result<ParsedM
         warnings.push("no From header".into());
     }
 
+    let mut subject = msg
+        .subject()
+        .map(|s| s.replace(['\r', '\n'], " ").trim().to_string())
+        .unwrap_or_default();
+    if subject.len() > SUBJECT_LIMIT {
+        let cut = floor_boundary(&subject, SUBJECT_LIMIT);
+        warnings.push(format!(
+            "Subject is {} bytes; kept the first {cut}",
+            subject.len()
+        ));
+        subject.truncate(cut);
+    }
+
     Ok(ParsedMail {
         message_id,
         in_reply_to,
         references,
-        subject: msg
-            .subject()
-            .map(|s| s.replace(['\r', '\n'], " ").trim().to_string())
-            .unwrap_or_default(),
+        subject,
         from: msg.from().and_then(|a| addrs(a).into_iter().next()),
         reply_to: msg.reply_to().map(addrs).unwrap_or_default(),
         to: msg.to().map(addrs).unwrap_or_default(),
@@ -248,6 +270,12 @@ pub fn html_to_text(html: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A header name as a reason may show it: escaped, at most 40 characters.
+fn shown(name: &str) -> String {
+    let e: String = name.chars().flat_map(char::escape_default).take(40).collect();
+    format!("\"{e}\"")
+}
+
 fn floor_boundary(s: &str, mut i: usize) -> usize {
     if i >= s.len() {
         return s.len();
@@ -268,7 +296,10 @@ fn addrs(a: &mail_parser::Address<'_>) -> Vec<Addr> {
             Some(Addr {
                 name: x
                     .name()
-                    .map(|n| n.trim().to_string())
+                    .map(|n| {
+                        let n = n.trim();
+                        n[..floor_boundary(n, NAME_LIMIT)].to_string()
+                    })
                     .filter(|n| !n.is_empty()),
                 address,
             })
@@ -321,9 +352,89 @@ fn header_text(v: &mail_parser::HeaderValue<'_>) -> String {
     }
 }
 
-/// Blake3 hash of the raw bytes, hex: the dedupe key of mail without a
-/// Message-ID.
+/// Header fields that the servers on the way in add or rewrite (trace,
+/// delivery and filter headers, mbox and IMAP artefacts): two deliveries
+/// of the same message differ only in these, so the content hash skips
+/// them.
+const TRACE_HEADERS: &[&str] = &[
+    "return-path",
+    "received",
+    "delivered-to",
+    "x-original-to",
+    "x-delivered-to",
+    "envelope-to",
+    "x-envelope-to",
+    "x-envelope-from",
+    "authentication-results",
+    "arc-authentication-results",
+    "arc-seal",
+    "arc-message-signature",
+    "received-spf",
+    "x-received",
+    "x-uid",
+    "status",
+    "x-status",
+    "x-keywords",
+    "lines",
+    "content-length",
+];
+const TRACE_PREFIXES: &[&str] = &[
+    "x-spam-",
+    "x-virus-",
+    "x-rspamd-",
+    "x-ms-exchange-organization-",
+    "x-ms-exchange-transport-",
+    "x-google-smtp-",
+];
+
+/// Whether a header field (by lower-case name) is one a receiving server
+/// adds (see [`TRACE_HEADERS`]).
+pub fn is_trace_header(name: &str) -> bool {
+    TRACE_HEADERS.contains(&name) || TRACE_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Blake3 hash, hex, of a message as its sender wrote it: trace headers
+/// the receiving servers add (Return-Path, Received, Delivered-To, ...)
+/// are left out and line ends are normalised (CRLF and LF hash the same),
+/// so the same message delivered twice, or read from IMAP and from a
+/// Maildir, has one hash. The dedupe key of mail without a Message-ID,
+/// and the content check of mail with one.
 pub fn content_hash(raw: &[u8]) -> String {
+    let mut h = blake3::Hasher::new();
+    let mut in_header = true;
+    let mut skipping = false;
+    for line in raw.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if in_header {
+            if line.is_empty() {
+                in_header = false;
+            } else if line[0] == b' ' || line[0] == b'\t' {
+                // A continuation belongs to the field before it.
+                if skipping {
+                    continue;
+                }
+            } else {
+                skipping = match line.iter().position(|b| *b == b':') {
+                    Some(i) => {
+                        let name = String::from_utf8_lossy(&line[..i]).trim().to_ascii_lowercase();
+                        is_trace_header(&name)
+                    }
+                    None => false,
+                };
+                if skipping {
+                    continue;
+                }
+            }
+        }
+        h.update(line);
+        h.update(b"\n");
+    }
+    h.finalize().to_hex().to_string()
+}
+
+/// The hash older versions stored (of the raw bytes as delivered): still
+/// recognised, so a store written by them dedupes the same as before.
+pub fn legacy_content_hash(raw: &[u8]) -> String {
     blake3::hash(raw).to_hex().to_string()
 }
 
@@ -344,6 +455,44 @@ mod tests {
             Some("dana.ruiz@example.org")
         );
         assert_eq!(m.text.trim(), "Hello");
+    }
+
+    #[test]
+    fn content_hash_ignores_trace_headers_and_line_ends() {
+        let sent = b"From: a@x.example\r\nSubject: s\r\n\r\nbody\r\n";
+        let first = b"Return-Path: <a@x.example>\r\nDelivered-To: support@y.example\r\nReceived: from mx1\r\n\tby mx2; Mon, 1 Dec 2026 10:00:00 +0000\r\nX-Spam-Status: No, score=0.1\r\nFrom: a@x.example\r\nSubject: s\r\n\r\nbody\r\n";
+        let second = b"Received: from mx3 by mx4; Mon, 1 Dec 2026 10:05:00 +0000\nFrom: a@x.example\nX-Original-To: support@y.example\nSubject: s\n\nbody\n";
+        assert_eq!(content_hash(sent), content_hash(first));
+        assert_eq!(content_hash(sent), content_hash(second));
+        // Anything the sender wrote counts: header or body.
+        assert_ne!(
+            content_hash(sent),
+            content_hash(b"From: a@x.example\r\nSubject: t\r\n\r\nbody\r\n")
+        );
+        assert_ne!(
+            content_hash(sent),
+            content_hash(b"From: a@x.example\r\nSubject: s\r\n\r\nbody!\r\n")
+        );
+        // A "Received:" line in the body is body text.
+        assert_ne!(
+            content_hash(b"From: a@x.example\n\nReceived: x\n"),
+            content_hash(b"From: a@x.example\n\n")
+        );
+    }
+
+    #[test]
+    fn garbage_headers_say_what_was_wrong() {
+        let e = parse(b"Fr\xffom: x\r\nSub\x01ject: y\r\n\r\nbody", 1000).err();
+        assert!(
+            matches!(&e, Some(NotMail::BadHeaderName { .. })),
+            "{e:?}"
+        );
+        let e = parse(b"X-Foo: 1\r\nX-Bar: 2\r\n\r\nbody", 1000).err();
+        assert!(matches!(&e, Some(NotMail::NoMailHeaders { count: 2, .. })), "{e:?}");
+        let big = format!("From: a@x.example\r\nSubject: {}\r\n\r\nbody", "x".repeat(1 << 20));
+        let m = parse(big.as_bytes(), 4 << 20).expect("mail");
+        assert_eq!(m.subject.len(), SUBJECT_LIMIT);
+        assert!(m.warnings.iter().any(|w| w.starts_with("Subject is")));
     }
 
     #[test]

@@ -339,8 +339,25 @@ impl Pipeline {
             let m = p.parsed.as_ref();
             let mid = m.and_then(|m| m.message_id.as_deref());
             let key = store::dedupe_key(mid, &p.hash);
-            if self.store.has_dedupe(&key).unwrap_or(false) || !seen.insert(key) {
-                continue;
+            let verdict = self.store.dedupe_now(&store::DedupeQuery {
+                source: &p.env.source,
+                key: &p.env.key,
+                message_id: mid,
+                hash: &p.hash,
+                raw: &p.env.raw,
+            });
+            match verdict {
+                Ok(store::Seen::Reread { .. }) => continue,
+                // Recorded as a duplicate: a message, no case.
+                Ok(store::Seen::Duplicate { .. }) => {
+                    f.message += 1;
+                    continue;
+                }
+                _ if !seen.insert(key) => {
+                    f.message += 1;
+                    continue;
+                }
+                _ => {}
             }
             f.message += 1;
             let Some(d) = p.decision.as_ref().filter(|d| d.kind != Kind::Ignore) else {

@@ -181,8 +181,8 @@ impl Templates {
             rights => rights,
             jurisdiction => case.jurisdiction.map(|j| j.as_str()),
             answer_phrase => case.jurisdiction.unwrap_or(policy::Jurisdiction::Unknown).answer_phrase(),
-            requester_name => requester_name,
-            original_subject => if case.subject.is_empty() { "(no subject)" } else { case.subject.as_str() },
+            requester_name => requester_name.map(|n| header_safe(n, NAME_MAX)).filter(|n| !n.is_empty()),
+            original_subject => if case.subject.trim().is_empty() { "(no subject)".to_string() } else { header_safe(&case.subject, SUBJECT_MAX) },
         };
         self.render_body(&name, ctx)
     }
@@ -293,7 +293,10 @@ pub fn build_ack(templates: &Templates, case: &Case, p: &AckParts<'_>) -> Result
         p.to.address
             .parse()
             .map_err(|e| format!("bad recipient: {e}"))?;
-    let to = Mailbox::new(p.to.name.clone(), to_addr);
+    // A display name is the requester's text: no control characters (a CR
+    // or LF from an encoded word would make lettre panic), bounded.
+    let name = p.to.name.as_deref().map(|n| header_safe(n, NAME_MAX)).filter(|n| !n.is_empty());
+    let to = Mailbox::new(name, to_addr);
     let mut b = lettre::Message::builder()
         .from(p.from.clone())
         .to(to)
@@ -309,9 +312,19 @@ pub fn build_ack(templates: &Templates, case: &Case, p: &AckParts<'_>) -> Result
             HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
             "All".into(),
         ));
-    if let Some(irt) = p.in_reply_to {
+    // Threading headers only with ids that are safe to copy verbatim.
+    let in_reply_to = p.in_reply_to.filter(|id| safe_msg_id(id));
+    if let Some(irt) = in_reply_to {
         b = b.in_reply_to(format!("<{irt}>"));
-        let mut refs: Vec<String> = p.references.iter().map(|r| format!("<{r}>")).collect();
+        let mut refs: Vec<String> = p
+            .references
+            .iter()
+            .filter(|r| safe_msg_id(r))
+            .rev()
+            .take(20)
+            .map(|r| format!("<{r}>"))
+            .collect();
+        refs.reverse();
         refs.push(format!("<{irt}>"));
         b = b.references(refs.join(" "));
     }
@@ -324,10 +337,52 @@ pub fn build_ack(templates: &Templates, case: &Case, p: &AckParts<'_>) -> Result
         from: p.from.email.to_string(),
         recipients: vec![p.to.address.clone()],
         message_id,
-        in_reply_to: p.in_reply_to.map(str::to_string),
+        in_reply_to: in_reply_to.map(str::to_string),
         subject,
         mail,
     })
+}
+
+/// Longest display name copied into a header.
+pub const NAME_MAX: usize = 100;
+/// Longest original subject quoted in a subject or an acknowledgement.
+pub const SUBJECT_MAX: usize = 200;
+
+/// Text from a message made safe for a header we write: every control
+/// character (CR, LF, NUL, tab, ...) becomes a space, runs of spaces one,
+/// at most `max` characters, trimmed. Pure; the one rule for every value
+/// we copy from incoming mail into outgoing headers.
+pub fn header_safe(text: &str, max: usize) -> String {
+    let mut out = String::with_capacity(text.len().min(max * 4));
+    let mut n = 0;
+    let mut space = false;
+    for c in text.chars() {
+        let c = if c.is_control() || c.is_whitespace() { ' ' } else { c };
+        if c == ' ' {
+            if space || out.is_empty() {
+                continue;
+            }
+            space = true;
+        } else {
+            space = false;
+        }
+        if n == max {
+            break;
+        }
+        out.push(c);
+        n += 1;
+    }
+    out.trim_end().to_string()
+}
+
+/// A Message-ID we may copy into In-Reply-To/References as it is:
+/// printable ASCII without spaces or angle brackets, with an `@`, at most
+/// 250 bytes.
+pub fn safe_msg_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 250
+        && id.contains('@')
+        && id.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
 }
 
 /// A mail to our own people (alerts, notifications): stable Message-ID
@@ -344,9 +399,10 @@ pub fn build_notice(
     now: DateTime<Utc>,
 ) -> Result<NewMail, String> {
     let message_id = format!("note.{}.{token}@{domain}", case_id.unwrap_or("ticketd"));
+    let subject = header_safe(subject, 400);
     let mut b = lettre::Message::builder()
         .from(from.clone())
-        .subject(subject.replace(['\r', '\n'], " "))
+        .subject(subject.clone())
         .message_id(Some(format!("<{message_id}>")))
         .date(std::time::SystemTime::from(now))
         .header(ContentType::TEXT_PLAIN)
@@ -371,21 +427,14 @@ pub fn build_notice(
         recipients: to.to_vec(),
         message_id,
         in_reply_to: None,
-        subject: subject.to_string(),
+        subject,
         mail,
     })
 }
 
 /// `[SUP-000123] Re: original subject` (no duplicate "Re:"; no line breaks).
 pub fn ack_subject(case_id: &str, original: &str) -> String {
-    let clean: String = original
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .chars()
-        .take(200)
-        .collect();
+    let clean = header_safe(original, SUBJECT_MAX);
     if clean.is_empty() {
         format!("[{case_id}] Your request")
     } else if clean.to_ascii_lowercase().starts_with("re:") {
@@ -476,7 +525,7 @@ mod tests {
         );
         assert_eq!(
             ack_subject("SUP-000001", "down\r\nBcc: x"),
-            "[SUP-000001] Re: down  Bcc: x"
+            "[SUP-000001] Re: down Bcc: x"
         );
         assert_eq!(ack_subject("PRV-000002", ""), "[PRV-000002] Your request");
     }

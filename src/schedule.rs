@@ -88,10 +88,14 @@ pub fn run_job(
         JobName::PrivacyReminders => drain(p, Queue::Privacy, now, &mut r)?,
         JobName::Digest => {
             let cases = p.store.list_cases(&Default::default())?;
-            match p
-                .notifier
-                .digest(&cases, now, Some(last), &crate::render::token())
-            {
+            let problems = p.store.outbox_problems(last)?;
+            match p.notifier.digest(
+                &cases,
+                &problems,
+                now,
+                Some(last),
+                &crate::render::token(),
+            ) {
                 None => {
                     tracing::info!("digest: nobody configured to receive it (people.support_lead)")
                 }

@@ -714,10 +714,13 @@ impl Notifier {
     /// The daily digest for the support lead (and for staff when some
     /// levels reach them only here): open cases by level and status, what
     /// is due today, what is breached, and new cases since `since` of the
-    /// digest-only levels. `None` when nobody is configured to receive it.
+    /// digest-only levels, and the mails that will not be delivered
+    /// (`problems`: suppressed by the rate limit or failed for good since
+    /// the last digest). `None` when nobody is configured to receive it.
     pub fn digest(
         &self,
         cases: &[Case],
+        problems: &[crate::store::OutboxEntry],
         now: DateTime<Utc>,
         since: Option<DateTime<Utc>>,
         token: &str,
@@ -820,6 +823,12 @@ impl Notifier {
             breached => breached,
             new_cases => new_cases,
             digest_levels => digest_levels,
+            undelivered => problems.iter().map(|e| minijinja::context! {
+                id => e.id,
+                case => e.case.as_deref().unwrap_or("-"),
+                state => e.state.as_str(),
+                why => e.last_error.as_deref().unwrap_or("-"),
+            }).collect::<Vec<_>>(),
         };
         let from = self.config.outbound.from_support.mailbox();
         Some(

@@ -53,10 +53,12 @@ pub fn failed(e: &mut OutboxEntry, now: DateTime<Utc>, err: &SendError, p: &Retr
     match err {
         SendError::Permanent(_) => {
             e.state = OutboxState::Failed;
+            e.next_attempt_at = now;
             true
         }
         SendError::Transient(_) if too_old => {
             e.state = OutboxState::Failed;
+            e.next_attempt_at = now;
             e.last_error = Some(format!("{err} (gave up after {} h)", p.max_age.num_hours()));
             true
         }

@@ -490,12 +490,23 @@ impl Store {
 }
 
 fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
-    // 1. Dedupe: Message-ID when present, else the content hash.
-    let dedupe_key = dedupe_key(input.message_id, input.content_hash);
-    if let Some(v) = tx.dedupe.get(dedupe_key.as_bytes())? {
-        return Ok(IngestOutcome::Duplicate {
-            message: from_be(&v).unwrap_or(0),
-        });
+    // 1. Dedupe: this source item, else Message-ID and content, else content.
+    let seen = dedupe_verdict::<Cte<StoreError>>(
+        &DedupeQuery {
+            source: input.source,
+            key: input.source_key,
+            message_id: input.message_id,
+            hash: input.content_hash,
+            raw: input.raw,
+        },
+        &|k: &str| Ok(tx.dedupe.get(k.as_bytes())?.and_then(|v| from_be(&v))),
+        &|id: u64| match tx.messages.get(be(id))? {
+            Some(v) => Ok(Some(from_json::<MessageRecord>("messages", &v).map_err(Cte::Abort)?)),
+            None => Ok(None),
+        },
+    )?;
+    if let Seen::Reread { message } = seen {
+        return Ok(IngestOutcome::Duplicate { message });
     }
 
     let msg_id = tx.next_seq("message")?;
@@ -530,7 +541,37 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
         warnings: input.warnings.to_vec(),
     };
 
+    if let Seen::ReusedId { earlier } = seen {
+        let note = format!(
+            "its Message-ID <{}> was already used by message {earlier} with other content: recorded as a separate message",
+            input.message_id.unwrap_or("")
+        );
+        record.warnings.push(note.clone());
+        notes.push(note);
+    }
     let outcome = match (input.decision, input.unparseable) {
+        _ if matches!(seen, Seen::Duplicate { .. }) => {
+            let original = match seen {
+                Seen::Duplicate { original } => original,
+                _ => 0,
+            };
+            let case = match tx.messages.get(be(original))? {
+                Some(v) => from_json::<MessageRecord>("messages", &v)
+                    .ok()
+                    .and_then(|m| m.disposition.case().map(str::to_string)),
+                None => None,
+            };
+            let reason = format!(
+                "the same message (Message-ID and content) as message {original}{}, delivered again",
+                case.map(|c| format!(" ({c})")).unwrap_or_default()
+            );
+            let ignored = put_ignored(tx, input, msg_id, "duplicate", vec![reason])?;
+            record.disposition = Disposition::Ignored { ignored };
+            IngestOutcome::Ignored {
+                ignored,
+                message: msg_id,
+            }
+        }
         (Some(d), _) if d.kind != Kind::Ignore => match thread_target(tx, input, d)? {
             Some((case_id, matched_by)) => {
                 let mut case = tx
@@ -572,13 +613,10 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
                     d
                 };
                 if decision.kind == Kind::Ignore || decision.kind == Kind::Reply {
-                    let ignored = put_ignored(
-                        tx,
-                        input,
-                        msg_id,
-                        "unmatched reply",
-                        vec!["reply names no case it may join".into()],
-                    )?;
+                    let mut reasons = vec!["reply names no case it may join".to_string()];
+                    reasons.extend(notes.iter().cloned());
+                    let ignored =
+                        put_ignored(tx, input, msg_id, "unmatched reply", reasons)?;
                     record.disposition = Disposition::Ignored { ignored };
                     IngestOutcome::Ignored {
                         ignored,
@@ -617,7 +655,9 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
                 .find_map(|r| r.strip_prefix("ignored: "))
                 .unwrap_or("ignored")
                 .to_string();
-            let ignored = put_ignored(tx, input, msg_id, &category, d.reasons.clone())?;
+            let mut reasons = d.reasons.clone();
+            reasons.extend(notes.iter().cloned());
+            let ignored = put_ignored(tx, input, msg_id, &category, reasons)?;
             record.disposition = Disposition::Ignored { ignored };
             IngestOutcome::Ignored {
                 ignored,
@@ -625,8 +665,9 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
             }
         }
         (None, reason) => {
-            let why = reason.unwrap_or("not mail").to_string();
-            let ignored = put_ignored(tx, input, msg_id, "unparseable", vec![why])?;
+            let mut reasons = vec![reason.unwrap_or("not mail").to_string()];
+            reasons.extend(notes.iter().cloned());
+            let ignored = put_ignored(tx, input, msg_id, "unparseable", reasons)?;
             record.disposition = Disposition::Ignored { ignored };
             IngestOutcome::Ignored {
                 ignored,
@@ -635,6 +676,21 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
         }
     };
 
+    if let (Seen::ReusedId { earlier }, Some(c)) = (seen, outcome_case(&outcome)) {
+        if let Some(mut case) = tx.get_case(c)? {
+            tx.event(
+                &mut case,
+                input.now,
+                "ticketd",
+                EventKind::Note {
+                    text: format!(
+                        "message {msg_id} reuses the Message-ID of message {earlier}, with other content; both are kept"
+                    ),
+                },
+            )?;
+            tx.put_case(&case)?;
+        }
+    }
     if input.original_size.is_some() {
         if let Some(render) = input.render_alert {
             let mut case = match outcome_case(&outcome) {
@@ -678,9 +734,12 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
         }
     }
     tx.messages.insert(&be(msg_id), to_json(&record))?;
-    tx.dedupe.insert(dedupe_key.as_bytes(), &be(msg_id))?;
-    // Index the received Message-ID so replies to it thread into the case.
-    if let (Some(mid), Some(case)) = (input.message_id, outcome_case(&outcome)) {
+    for key in dedupe_keys(input.source, input.source_key, input.message_id, input.content_hash, &seen) {
+        tx.dedupe.insert(key.as_bytes(), &be(msg_id))?;
+    }
+    // Index the received Message-ID so replies to it thread into the case
+    // (a reused id keeps pointing where it first did).
+    if let (Some(mid), Some(case), Seen::New) = (input.message_id, outcome_case(&outcome), &seen) {
         tx.msgids.insert(mid.as_bytes(), case.as_bytes())?;
     }
     if let Some((name, value)) = input.cursor {
@@ -703,10 +762,115 @@ pub fn case_id(kind: CaseKind, n: u64) -> String {
     format!("{}-{:06}", kind.prefix(), n)
 }
 
-/// The dedupe key of a message: its Message-ID, else its content hash.
+/// What the dedupe index says about a message: one rule, used by the
+/// ingest transaction and by planning ahead alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// Not seen before.
+    New,
+    /// This very source item (mailbox and key) was stored before: a
+    /// re-read, e.g. after a crash between the flush and the take.
+    /// Nothing new is recorded.
+    Reread { message: u64 },
+    /// The same message (Message-ID and content, or content when it has
+    /// no Message-ID) delivered again: recorded as a duplicate of
+    /// `original`, visible in the ignored list.
+    Duplicate { original: u64 },
+    /// Its Message-ID names an earlier message with other content: a new
+    /// message (a reused id never hides a message), with a note.
+    ReusedId { earlier: u64 },
+}
+
+/// One message as the dedupe rule sees it.
+pub struct DedupeQuery<'a> {
+    pub source: &'a str,
+    pub key: &'a str,
+    pub message_id: Option<&'a str>,
+    /// [`crate::mail::content_hash`] of `raw`.
+    pub hash: &'a str,
+    pub raw: &'a [u8],
+}
+
+/// The dedupe verdict for `q`, reading the dedupe tree through `dedupe`
+/// and stored message records through `stored`. Keys: `src:SOURCE\0KEY`
+/// (every message), `mid:ID` (the first message with that Message-ID),
+/// `mh:ID\0HASH` (Message-ID and content), `hash:HASH` (no Message-ID).
+pub fn dedupe_verdict<E>(
+    q: &DedupeQuery<'_>,
+    dedupe: &dyn Fn(&str) -> std::result::Result<Option<u64>, E>,
+    stored: &dyn Fn(u64) -> std::result::Result<Option<MessageRecord>, E>,
+) -> std::result::Result<Seen, E> {
+    if let Some(message) = dedupe(&source_key(q.source, q.key))? {
+        return Ok(Seen::Reread { message });
+    }
+    // A hit on the original: a re-read when it is this very item (stores
+    // written before `src:` keys existed), else a second delivery.
+    let hit = |original: u64| -> std::result::Result<Seen, E> {
+        Ok(match stored(original)? {
+            Some(m) if m.source == q.source && m.source_key == q.key => {
+                Seen::Reread { message: original }
+            }
+            _ => Seen::Duplicate { original },
+        })
+    };
+    let legacy = || crate::mail::legacy_content_hash(q.raw);
+    match q.message_id {
+        Some(mid) => {
+            if let Some(m) = dedupe(&format!("mh:{mid}\0{}", q.hash))? {
+                return hit(m);
+            }
+            let Some(first) = dedupe(&format!("mid:{mid}"))? else {
+                return Ok(Seen::New);
+            };
+            match stored(first)? {
+                Some(m) if m.content_hash == q.hash || m.content_hash == legacy() => hit(first),
+                // Recorded before its hash was kept: trust the id, as before.
+                None => hit(first),
+                Some(_) => Ok(Seen::ReusedId { earlier: first }),
+            }
+        }
+        None => {
+            if let Some(m) = dedupe(&format!("hash:{}", q.hash))? {
+                return hit(m);
+            }
+            match dedupe(&format!("hash:{}", legacy()))? {
+                Some(m) => hit(m),
+                None => Ok(Seen::New),
+            }
+        }
+    }
+}
+
+/// The dedupe keys a stored message writes (see [`dedupe_verdict`]).
+pub fn dedupe_keys(
+    source: &str,
+    key: &str,
+    message_id: Option<&str>,
+    hash: &str,
+    seen: &Seen,
+) -> Vec<String> {
+    let mut keys = vec![source_key(source, key)];
+    match (message_id, seen) {
+        (_, Seen::Duplicate { .. } | Seen::Reread { .. }) => {}
+        (Some(mid), Seen::New) => {
+            keys.push(format!("mid:{mid}"));
+            keys.push(format!("mh:{mid}\0{hash}"));
+        }
+        (Some(mid), Seen::ReusedId { .. }) => keys.push(format!("mh:{mid}\0{hash}")),
+        (None, _) => keys.push(format!("hash:{hash}")),
+    }
+    keys
+}
+
+fn source_key(source: &str, key: &str) -> String {
+    format!("src:{source}\0{key}")
+}
+
+/// The key a message's content is known by in a batch before it is
+/// stored (planning ahead): Message-ID and content, else content.
 pub fn dedupe_key(message_id: Option<&str>, content_hash: &str) -> String {
     match message_id {
-        Some(mid) => format!("mid:{mid}"),
+        Some(mid) => format!("mh:{mid}\0{content_hash}"),
         None => format!("hash:{content_hash}"),
     }
 }

@@ -18,7 +18,7 @@
 //! | `raw` | u64 BE message id | raw bytes |
 //! | `outbox` | u64 BE outbox id | [`OutboxEntry`] JSON |
 //! | `outbox_pending` | u64 BE outbox id | empty (queued or sending) |
-//! | `dedupe` | `mid:<message-id>` or `hash:<blake3>` | u64 BE message id |
+//! | `dedupe` | `src:<source>\0<key>` (every message), `mid:<message-id>` (first with that id), `mh:<message-id>\0<blake3>` (id and content), `hash:<blake3>` (no id) | u64 BE message id |
 //! | `msgids` | Message-ID (ours and received) | case id |
 //! | `ignored` | u64 BE ignored id | [`IgnoredRecord`] JSON |
 //! | `cursors` | source name | source-specific bytes |
@@ -34,7 +34,7 @@ pub mod model;
 
 pub use clocks::{CaseChange, CaseUpdate, DueTimer, NewCaseFn, NewCasePlan, Notice};
 pub use ingest::{
-    case_id, case_kind, dedupe_key, planned_case, AlertRenderer, IngestInput, IngestOutcome,
+    case_id, case_kind, dedupe_key, dedupe_keys, dedupe_verdict, planned_case, DedupeQuery, Seen, AlertRenderer, IngestInput, IngestOutcome,
     ThreadHint,
 };
 pub use model::*;
@@ -309,9 +309,14 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Whether a message with this [`dedupe_key`] is stored.
-    pub fn has_dedupe(&self, key: &str) -> Result<bool> {
-        Ok(self.t.dedupe.contains_key(key.as_bytes())?)
+    /// The dedupe verdict for a message as the store stands now (outside
+    /// any transaction: for planning ahead; the transaction decides).
+    pub fn dedupe_now(&self, q: &DedupeQuery<'_>) -> Result<Seen> {
+        dedupe_verdict(
+            q,
+            &|k: &str| Ok(self.t.dedupe.get(k.as_bytes())?.and_then(|v| from_be(&v))),
+            &|id: u64| self.message(id),
+        )
     }
 
     /// The case a stored Message-ID (ours or received) belongs to.
@@ -503,22 +508,56 @@ impl Store {
         self.update_outbox_many(&[(entry.clone(), event)])
     }
 
-    /// Count one automatic mail to `recipient` against a per-hour limit.
-    /// Returns false (and counts nothing) when the limit is reached.
-    pub fn rate_take(&self, recipient: &str, now: DateTime<Utc>, per_hour: u32) -> Result<bool> {
+    /// Automatic mails the server accepted for `recipient` in the hour
+    /// before `now` (the per-recipient rate limit counts only these: an
+    /// attempt that failed or was interrupted never counts).
+    pub fn rate_count(&self, recipient: &str, now: DateTime<Utc>) -> Result<usize> {
         let key = recipient.to_ascii_lowercase();
-        let mut times: Vec<i64> = match self.t.rate.get(key.as_bytes())? {
+        let times: Vec<i64> = match self.t.rate.get(key.as_bytes())? {
             Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
             None => Vec::new(),
         };
         let cutoff = (now - chrono::Duration::hours(1)).timestamp();
-        times.retain(|t| *t > cutoff);
-        if times.len() >= per_hour as usize {
-            return Ok(false);
+        Ok(times.iter().filter(|t| **t > cutoff).count())
+    }
+
+    /// Record that the server accepted an automatic mail to `recipient` at
+    /// `now` (times older than an hour are dropped).
+    pub fn rate_record(&self, recipient: &str, now: DateTime<Utc>) -> Result<()> {
+        let key = recipient.to_ascii_lowercase();
+        let cutoff = (now - chrono::Duration::hours(1)).timestamp();
+        self.t.rate.update_and_fetch(key.as_bytes(), |old| {
+            let mut times: Vec<i64> = old
+                .and_then(|v| serde_json::from_slice(v).ok())
+                .unwrap_or_default();
+            times.retain(|t| *t > cutoff);
+            times.push(now.timestamp());
+            serde_json::to_vec(&times).ok()
+        })?;
+        Ok(())
+    }
+
+    /// Outbox entries that will not be delivered (suppressed by the rate
+    /// limit, or failed for good) created at or after `since`: for the
+    /// digest.
+    pub fn outbox_problems(&self, since: DateTime<Utc>) -> Result<Vec<OutboxEntry>> {
+        let mut out = Vec::new();
+        for kv in self.t.outbox.iter().rev() {
+            let (_, v) = kv?;
+            let e: OutboxEntry = from_json("outbox", &v)?;
+            if e.created_at < since - chrono::Duration::days(4) {
+                // Entries are numbered in creation order; one retried for
+                // up to `max_age` (3 days by default) may end later.
+                break;
+            }
+            if matches!(e.state, OutboxState::Suppressed | OutboxState::Failed)
+                && e.next_attempt_at >= since
+            {
+                out.push(e);
+            }
         }
-        times.push(now.timestamp());
-        self.t.rate.insert(key.as_bytes(), to_json(&times))?;
-        Ok(true)
+        out.reverse();
+        Ok(out)
     }
 
     /// After a restart: entries left in `sending` go back to `queued` (the

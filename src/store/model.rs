@@ -265,6 +265,16 @@ pub enum Disposition {
     Ignored { ignored: u64 },
 }
 
+impl Disposition {
+    /// The case this message opened or joined.
+    pub fn case(&self) -> Option<&str> {
+        match self {
+            Disposition::NewCase { case } | Disposition::FollowUp { case } => Some(case),
+            Disposition::Ignored { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessageRecord {
     pub id: u64,

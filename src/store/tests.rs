@@ -74,9 +74,24 @@ fn ingest(store: &Store, m: Msg<'_>) -> IngestOutcome {
     };
     let hash = crate::mail::content_hash(m.raw);
     let fallback = ticket(4);
+    // Every call is a new mailbox item (a re-read is tested with
+    // `ingest_key`).
+    static KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let key = format!("k{}", KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    ingest_key(store, m, &key, &hash, &from, &fallback)
+}
+
+fn ingest_key(
+    store: &Store,
+    m: Msg<'_>,
+    key: &str,
+    hash: &str,
+    from: &Addr,
+    fallback: &Decision,
+) -> IngestOutcome {
     let input = IngestInput {
         source: "support",
-        source_key: "k",
+        source_key: key,
         received_at: t0(),
         now: t0(),
         actor: "ticketd",
@@ -85,13 +100,13 @@ fn ingest(store: &Store, m: Msg<'_>) -> IngestOutcome {
         original_size: None,
         render_alert: None,
         message_id: m.mid,
-        content_hash: &hash,
+        content_hash: hash,
         subject: "s",
-        from: Some(&from),
+        from: Some(from),
         warnings: &[],
         thread: m.thread,
         decision: Some(&m.decision),
-        fallback: Some(&fallback),
+        fallback: Some(fallback),
         unparseable: None,
         reply_address: Ok(m.from.into()),
         plan: &plan,
@@ -141,21 +156,57 @@ fn case_numbers_are_sequential_per_kind() {
 }
 
 #[test]
-fn dedupe_by_message_id_and_by_content_hash() {
+fn dedupe_by_message_id_and_content() {
     let (_d, s) = open();
     ingest(&s, msg(Some("same@x"), b"first bytes", ticket(3)));
-    let dup = ingest(&s, msg(Some("same@x"), b"other bytes", ticket(3)));
-    assert!(matches!(dup, IngestOutcome::Duplicate { .. }));
+    // The same id with other content is another message: never dropped.
+    let reused = ingest(&s, msg(Some("same@x"), b"other bytes", privacy()));
+    assert!(matches!(reused, IngestOutcome::NewCase { ref case, .. } if case == "PRV-000001"), "{reused:?}");
+    let v = s.case_view("PRV-000001").expect("view");
+    assert!(
+        v.events.iter().any(|e| matches!(&e.kind, EventKind::Note { text } if text.contains("reuses the Message-ID of message 1"))),
+        "{:?}",
+        v.events
+    );
+    // The id still threads to where it first pointed.
+    assert_eq!(s.msgid_case("same@x").ok().flatten().as_deref(), Some("SUP-000001"));
+    // The same id and content delivered again: recorded as a duplicate.
+    for (raw, original) in [(&b"first bytes"[..], 1), (&b"other bytes"[..], 2)] {
+        let dup = ingest(&s, msg(Some("same@x"), raw, ticket(3)));
+        let IngestOutcome::Ignored { ignored, .. } = dup else {
+            panic!("expected a duplicate record, got {dup:?}");
+        };
+        let rec = s.ignored(ignored).ok().flatten().expect("ignored record");
+        assert_eq!(rec.category, "duplicate");
+        assert!(rec.reasons[0].contains(&format!("as message {original} (")), "{:?}", rec.reasons);
+    }
+    // Without a Message-ID: by content.
     ingest(&s, msg(None, b"no id bytes", ticket(3)));
     let dup = ingest(&s, msg(None, b"no id bytes", ticket(3)));
-    assert!(matches!(dup, IngestOutcome::Duplicate { .. }));
+    assert!(matches!(dup, IngestOutcome::Ignored { .. }), "{dup:?}");
     let other = ingest(&s, msg(None, b"different no id", ticket(3)));
     assert!(matches!(other, IngestOutcome::NewCase { .. }));
     assert_eq!(
         s.list_cases(&CaseFilter::default()).map(|v| v.len()).ok(),
-        Some(3)
+        Some(4)
     );
-    assert_eq!(s.outbox_pending().map(|v| v.len()).ok(), Some(3));
+    assert_eq!(s.outbox_pending().map(|v| v.len()).ok(), Some(4));
+}
+
+#[test]
+fn a_reread_of_the_same_item_records_nothing() {
+    let (_d, s) = open();
+    let from = Addr {
+        name: None,
+        address: "a@x.example".into(),
+    };
+    let fb = ticket(4);
+    let hash = crate::mail::content_hash(b"bytes");
+    let first = ingest_key(&s, msg(Some("m@x"), b"bytes", ticket(3)), "7:42", &hash, &from, &fb);
+    assert!(matches!(first, IngestOutcome::NewCase { .. }));
+    let again = ingest_key(&s, msg(Some("m@x"), b"bytes", ticket(3)), "7:42", &hash, &from, &fb);
+    assert_eq!(again, IngestOutcome::Duplicate { message: 1 });
+    assert_eq!(s.list_ignored().map(|v| v.len()).ok(), Some(0));
 }
 
 #[test]
@@ -366,8 +417,9 @@ fn data_survives_reopen() {
         s.case("SUP-000001").ok().flatten().and_then(|c| c.level),
         Some(2)
     );
+    // Delivered again (another mailbox item): recorded as a duplicate.
     let again = ingest(&s, msg(Some("1@x"), b"one", ticket(2)));
-    assert!(matches!(again, IngestOutcome::Duplicate { .. }));
+    assert!(matches!(again, IngestOutcome::Ignored { .. }), "{again:?}");
     let next = ingest(&s, msg(Some("2@x"), b"two", ticket(2)));
     assert!(matches!(next, IngestOutcome::NewCase { ref case, .. } if case == "SUP-000002"));
 }

@@ -8,6 +8,7 @@
 #   mailstack.sh stop DIR                 stop everything started for DIR
 #   mailstack.sh stop-dovecot DIR | start-dovecot DIR   restart Dovecot, same ports
 #   mailstack.sh stop-postfix DIR | start-postfix DIR   restart Postfix, same ports
+#   mailstack.sh vacation DIR USER [SUBJECT [SECONDS]]   Sieve vacation for USER@example.test
 #
 # After `start`, DIR/env holds KEY=VALUE lines (ports, CA files, ...).
 set -euo pipefail
@@ -16,7 +17,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 if [ -n "${PYTHON:-}" ]; then PY="$PYTHON"
 elif [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3   # no pyenv shim start-up cost
 else PY=python3; fi
-PKGS=(dovecot-core dovecot-imapd dovecot-lmtpd postfix)
+PKGS=(dovecot-core dovecot-imapd dovecot-lmtpd dovecot-sieve postfix)
 LOCKDIR=/run/lock
 [ -d "$LOCKDIR" ] || LOCKDIR=/tmp
 INSTALL_LOCK="$LOCKDIR/ticketd-mailstack-install.lock"
@@ -33,7 +34,8 @@ installed() {
     for p in "${PKGS[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || return 1
     done
-    command -v dovecot >/dev/null && command -v postfix >/dev/null || return 1
+    command -v dovecot >/dev/null && command -v postfix >/dev/null &&
+        command -v sievec >/dev/null || return 1
 }
 
 ensure_users() {
@@ -666,6 +668,54 @@ with_env() { # with_env ACTION DIR
     esac
 }
 
+# --------------------------------------------------------------- vacation ---
+
+# do_vacation DIR USER [SUBJECT [SECONDS]]: make a Sieve vacation rule the
+# active script of USER@example.test (Pigeonhole runs it at LMTP delivery).
+# Idempotent: rewrites the script, its compiled binary and the active link.
+do_vacation() {
+    [ $# -ge 2 ] && [ $# -le 4 ] || die "usage: $0 vacation DIR USER [SUBJECT [SECONDS]]"
+    local d user subject="${3:-Out of office}" secs="${4:-0}"
+    d="$(abspath "$1")"
+    [ -r "$d/env" ] || die "$d/env missing: was '$0 start $d' run?"
+    user="${2%@example.test}"
+    user="${user,,}"          # the userdb home is MAIL_ROOT/%Ld/%Ln (lower case)
+    [[ "$user" =~ ^[a-z0-9][a-z0-9._+-]*$ ]] ||
+        die "vacation: USER must be a local part or a local part @example.test: $2"
+    [[ "$secs" =~ ^[0-9]+$ ]] || die "vacation: SECONDS must be a number: $secs"
+    [[ "$subject" != *[$'\r\n']* ]] || die "vacation: SUBJECT must be one line"
+    command -v sievec >/dev/null || do_install
+
+    local root home sdir q out
+    root="$(envget "$d" MAIL_ROOT)"
+    [ -n "$root" ] && [ -d "$root" ] || die "vacation: MAIL_ROOT of $d missing"
+    home="$root/example.test/$user"
+    sdir="$home/sieve"
+    # Same owner and mode as the directories Dovecot creates on delivery.
+    install -d -o vmail -g vmail -m 700 "$root/example.test" "$home" "$sdir"
+    q="${subject//\\/\\\\}"       # Sieve quoted-string: escape \ and "
+    q="${q//\"/\\\"}"
+    printf '# written by mailstack.sh vacation\nrequire ["vacation", "vacation-seconds"];\nvacation :seconds %s :subject "%s" "I am away until Monday.";\n' \
+        "$secs" "$q" > "$sdir/.vacation.sieve.tmp"
+    mv -f "$sdir/.vacation.sieve.tmp" "$sdir/vacation.sieve"
+    ln -sfn sieve/vacation.sieve "$home/.dovecot.sieve.tmp"
+    mv -fT "$home/.dovecot.sieve.tmp" "$home/.dovecot.sieve"
+    # Compile now: errors show here instead of as a delivery without
+    # vacation.  Delivery opens the script through the active link, so its
+    # binary is ~/.dovecot.svbin, and the binary records that path; it must
+    # also be newer than both script and link, or Pigeonhole recompiles it at
+    # the next delivery.
+    if ! out="$(sievec -c "$(envget "$d" DOVECOT_CONF)" "$home/.dovecot.sieve" \
+                "$home/.dovecot.svbin.tmp" 2>&1 </dev/null)"; then
+        rm -f "$home/.dovecot.svbin.tmp"
+        echo "$out" >&2
+        die "vacation: sievec failed for $sdir/vacation.sieve"
+    fi
+    mv -f "$home/.dovecot.svbin.tmp" "$home/.dovecot.svbin"
+    chown -h vmail:vmail "$sdir/vacation.sieve" "$home/.dovecot.svbin" "$home/.dovecot.sieve"
+    chmod 600 "$sdir/vacation.sieve" "$home/.dovecot.svbin"
+}
+
 cmd="${1:-}"
 shift || true
 case "$cmd" in
@@ -673,5 +723,6 @@ case "$cmd" in
     start) do_start "$@" ;;
     stop) do_stop "$@" ;;
     start-dovecot|stop-dovecot|start-postfix|stop-postfix) with_env "$cmd" "$@" ;;
-    *) sed -n '2,12p' "$0" >&2; exit 2 ;;
+    vacation) do_vacation "$@" ;;
+    *) sed -n '2,13p' "$0" >&2; exit 2 ;;
 esac

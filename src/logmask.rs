@@ -1,0 +1,52 @@
+//! Masking for log lines: addresses inside text we did not write (a
+//! server's reply, an error from a library) are shortened to their first
+//! character and domain (`p***@example.org`), so info and warn logs never
+//! carry a full address. Pure.
+
+/// `text` with every `local@domain` shortened to `l***@domain`.
+pub fn mask_addresses(text: &str) -> String {
+    let b = text.as_bytes();
+    let is_local = |c: u8| c.is_ascii_alphanumeric() || b"._%+-=~!#$&'*/?^`{|}".contains(&c);
+    let is_domain = |c: u8| c.is_ascii_alphanumeric() || c == b'.' || c == b'-';
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'@' && i > 0 && b.get(i + 1).is_some_and(|c| is_domain(*c)) {
+            let mut start = i;
+            while start > copied && is_local(b[start - 1]) {
+                start -= 1;
+            }
+            if start < i {
+                // Keep one character of the local part (a char boundary:
+                // local-part bytes here are ASCII).
+                out.push_str(&text[copied..start + 1]);
+                out.push_str("***@");
+                copied = i + 1;
+            }
+        }
+        i += 1;
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_addresses_in_server_replies() {
+        assert_eq!(
+            mask_addresses("550 5.1.1 <person@example.org>: Recipient address rejected"),
+            "550 5.1.1 <p***@example.org>: Recipient address rejected"
+        );
+        assert_eq!(
+            mask_addresses("to a.b+c@x.example and z@y.example"),
+            "to a***@x.example and z***@y.example"
+        );
+        assert_eq!(mask_addresses("no address @ all"), "no address @ all");
+        assert_eq!(mask_addresses("ünï <é@x.example>"), "ünï <é@x.example>");
+        assert_eq!(mask_addresses(""), "");
+    }
+}
