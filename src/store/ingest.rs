@@ -807,7 +807,7 @@ pub fn dedupe_verdict<E>(
     // written before `src:` keys existed), else a second delivery.
     let hit = |original: u64| -> std::result::Result<Seen, E> {
         Ok(match stored(original)? {
-            Some(m) if m.source == q.source && m.source_key == q.key => {
+            Some(m) if m.source == q.source && same_item(&m.source_key, q.key) => {
                 Seen::Reread { message: original }
             }
             _ => Seen::Duplicate { original },
@@ -860,6 +860,21 @@ pub fn dedupe_keys(
         (None, _) => keys.push(format!("hash:{hash}")),
     }
     keys
+}
+
+/// Whether two keys of one source name the same mailbox item: equal, or
+/// IMAP keys (`UIDVALIDITY:UID`) from different UIDVALIDITY epochs (the
+/// folder was reset or recreated, and its messages came back with new
+/// UIDs). Two UIDs of one epoch are two deliveries.
+fn same_item(stored: &str, key: &str) -> bool {
+    let epoch = |k: &str| -> Option<(u32, u32)> {
+        let (v, u) = k.split_once(':')?;
+        Some((v.parse().ok()?, u.parse().ok()?))
+    };
+    match (epoch(stored), epoch(key)) {
+        (Some((v1, _)), Some((v2, _))) if v1 != v2 => true,
+        _ => stored == key,
+    }
 }
 
 fn source_key(source: &str, key: &str) -> String {

@@ -5,12 +5,18 @@
 
 Starts its own stack in a temporary directory, checks IMAP/IMAPS/STARTTLS
 (with the test CA and the wrong CA), LMTP delivery via Postfix, submission
-with AUTH PLAIN and XOAUTH2, IMAP XOAUTH2/OAUTHBEARER, IDLE, restarting
-Dovecot and Postfix on the same ports, two further stacks started in
-parallel, then stops everything.  Exits non-zero on the first failure.
+with AUTH PLAIN and XOAUTH2, IMAP XOAUTH2/OAUTHBEARER, IDLE, Sieve vacation
+(RFC 3834: a reply to human mail, none to Auto-Submitted mail), the naive
+auto-responder, restarting Dovecot and Postfix on the same ports, two
+further stacks started in parallel, then stops everything.  Exits non-zero
+on the first failure.
 """
+import email
+import email.policy
+import email.utils
 import imaplib
 import os
+import pwd
 import shutil
 import smtplib
 import socket
@@ -25,6 +31,7 @@ from email.message import EmailMessage
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "mailstack.sh")
+RESPONDER = os.path.join(HERE, "naive_responder.py")
 VERBOSE = "-v" in sys.argv
 REQUIRED_KEYS = [
     "IMAP_PORT", "IMAPS_PORT", "LMTP_PORT", "SMTP_PORT", "SUBMISSION_PORT",
@@ -133,6 +140,49 @@ def wait_for_subject(env, user, subject, timeout=30.0):
             last_err = e
         time.sleep(0.2)
     raise Fail(f"{subject!r} never reached {user}'s INBOX (last error: {last_err})")
+
+
+def inbox_headers(env, user):
+    """The parsed headers of every message in user's INBOX, oldest first."""
+    m = imap_login(env, user)
+    try:
+        typ, data = m.select("INBOX")
+        if typ != "OK" or int(data[0]) == 0:
+            return []
+        typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER])")
+        out = []
+        for part in data:
+            if isinstance(part, tuple):
+                h = email.message_from_bytes(part[1], policy=email.policy.compat32)
+                h["X-Selftest-Flags"] = part[0].decode()   # "1 (FLAGS (...) BODY[HEADER] {n}"
+                out.append(h)
+        return out
+    finally:
+        m.logout()
+
+
+def wait_headers(env, user, subject, n=1, timeout=15.0):
+    """Poll user's INBOX until at least n messages with exactly `subject`
+    are there; return them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        hs = [h for h in inbox_headers(env, user) if h["Subject"] == subject]
+        if len(hs) >= n:
+            return hs
+        if time.monotonic() > deadline:
+            raise Fail(f"{user}: {len(hs)} of {n} messages {subject!r} after {timeout}s")
+        time.sleep(0.02)
+
+
+def wait_log(path, needle, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(path, errors="replace") as f:
+            if needle in f.read():
+                return
+        if time.monotonic() > deadline:
+            raise Fail(f"{path} never said {needle!r}")
+        time.sleep(0.05)
 
 
 def xoauth2(user, token):
@@ -480,6 +530,95 @@ def t_idle(env):
         c.close()
 
 
+@step("Sieve vacation: a reply to each human message, none to Auto-Submitted mail")
+def t_vacation(env, d):
+    check(shutil.which("sievec") is not None, "dovecot-sieve installed (sievec)")
+    dt, _ = run("vacation", d, "victor")
+    run("vacation", d, "Victor@example.test", "Out of office")   # idempotent; same user
+    home = os.path.join(env["MAIL_ROOT"], "example.test", "victor")
+    link, svbin = os.path.join(home, ".dovecot.sieve"), os.path.join(home, ".dovecot.svbin")
+    check(os.readlink(link) == "sieve/vacation.sieve", "active script link ~/.dovecot.sieve")
+    vmail = pwd.getpwnam("vmail").pw_uid
+    for p in (home, link, svbin, os.path.join(home, "sieve", "vacation.sieve")):
+        check(os.lstat(p).st_uid == vmail, f"{os.path.relpath(p, home)} owned by vmail")
+    compiled = os.stat(svbin).st_mtime_ns
+    log = env["DOVECOT_LOG"]
+
+    human = message("Wendy Human <wendy@example.test>", "victor@example.test", "vacation-human-1")
+    auto = message("xavier@example.test", "victor@example.test", "vacation-auto")
+    auto["Auto-Submitted"] = "auto-replied"
+    t = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", int(env["SMTP_PORT"]), timeout=10) as s:
+        s.send_message(human)
+        s.send_message(auto)
+    r = wait_headers(env, "wendy@example.test", "Out of office")[0]
+    latency = time.monotonic() - t
+    check(email.utils.parseaddr(r["From"])[1] == "victor@example.test", f"reply From: victor ({r['From']})")
+    check(email.utils.parseaddr(r["To"])[1] == "wendy@example.test", f"reply To: wendy ({r['To']})")
+    check(r["Return-Path"] == "<victor@example.test>", f"reply envelope sender victor ({r['Return-Path']})")
+    check((r["Auto-Submitted"] or "").startswith("auto-replied"), f"reply Auto-Submitted: {r['Auto-Submitted']}")
+    check(r["In-Reply-To"] == human["Message-ID"], "reply In-Reply-To the human message")
+    wait_log(log, "sent vacation response to <wendy@example.test>")
+    wait_log(log, "discarding vacation response to auto-submitted message from <xavier@example.test>")
+    # :seconds 0: a second message from the same sender is answered too
+    with smtplib.SMTP("127.0.0.1", int(env["SMTP_PORT"]), timeout=10) as s:
+        s.send_message(message("wendy@example.test", "victor@example.test", "vacation-human-2"))
+    wait_headers(env, "wendy@example.test", "Out of office", n=2)
+    subjects = sorted(h["Subject"] for h in inbox_headers(env, "victor@example.test"))
+    check(subjects == ["vacation-auto", "vacation-human-1", "vacation-human-2"],
+          f"all three delivered to victor's INBOX: {subjects}")
+    time.sleep(1.0)   # replies take well under 0.5 s: a late or extra one would be here now
+    n = len([h for h in inbox_headers(env, "wendy@example.test") if h["Subject"] == "Out of office"])
+    check(n == 2, f"exactly one reply per human message (wendy has {n})")
+    check(inbox_headers(env, "xavier@example.test") == [], "no reply to the Auto-Submitted message")
+    check(os.stat(svbin).st_mtime_ns == compiled, "precompiled binary used (not recompiled at delivery)")
+    if VERBOSE:
+        say(f"  mailstack.sh vacation took {dt:.2f}s; vacation reply arrived {latency:.3f}s after sending")
+
+
+@step("naive responder: answers each message once, Auto-Submitted or not, with no automatic headers")
+def t_naive_responder(env, d):
+    t0 = time.monotonic()
+    p = subprocess.Popen([sys.executable, RESPONDER, os.path.join(d, "env"), "nora", "2"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        ready = p.stdout.readline()
+        check(ready.startswith("ready user=nora@example.test "), f"responder ready: {ready!r}")
+        if VERBOSE:
+            say(f"  responder ready after {time.monotonic() - t0:.2f}s")
+        ack = message("ticketd <support@example.test>", "nora@example.test", "[#7] We received your request")
+        ack["Reply-To"] = "rita@example.test"
+        ack["Auto-Submitted"] = "auto-replied"
+        ack["Precedence"] = "bulk"
+        t = time.monotonic()
+        with smtplib.SMTP("127.0.0.1", int(env["SMTP_PORT"]), timeout=10) as s:
+            s.send_message(ack)
+        r = wait_headers(env, "rita@example.test", "Thank you for your message")[0]
+        latency = time.monotonic() - t
+        out, err = p.communicate(timeout=15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
+    lines = out.splitlines()
+    check(p.returncode == 0, f"responder exit 0 (got {p.returncode}; stderr {err!r})")
+    check(lines[-1] == "replies=1", f"responder reports replies=1: {lines}")
+    check(len([ln for ln in lines if ln.startswith("reply ")]) == 1, "one reply line")
+    check(email.utils.parseaddr(r["To"])[1] == "rita@example.test", "reply goes to Reply-To")
+    check(r["Return-Path"] == "<nora@example.test>", f"envelope sender nora ({r['Return-Path']})")
+    check(r["Message-ID"] and r["Message-ID"] != ack["Message-ID"], "fresh Message-ID")
+    for h in ("In-Reply-To", "References", "Auto-Submitted", "Precedence", "X-Auto-Response-Suppress"):
+        check(r[h] is None, f"reply has no {h}")
+    n = len([h for h in inbox_headers(env, "rita@example.test") if h["Subject"] == "Thank you for your message"])
+    check(n == 1, f"exactly one reply (rita has {n})")
+    got = inbox_headers(env, "nora@example.test")
+    check(len(got) == 1 and "\\Answered" in got[0]["X-Selftest-Flags"],
+          f"the message stays in nora's INBOX, flagged \\Answered: {[g['X-Selftest-Flags'] for g in got]}")
+    if VERBOSE:
+        say(f"  naive reply arrived {latency:.3f}s after sending")
+
+
 @step("stop-dovecot/start-dovecot: same ports, IDLE client dropped, queued mail delivered")
 def t_restart_dovecot(env, d):
     c = RawImap(int(env["IMAP_PORT"]), "grace@example.test", env["PASSWORD"])
@@ -651,6 +790,8 @@ def main():
         t_submission(env)
         t_oauth(env)
         t_idle(env)
+        t_vacation(env, d)
+        t_naive_responder(env, d)
         t_restart_dovecot(env, d)
         t_restart_postfix(env, d)
         t_parallel(env, tmp)
