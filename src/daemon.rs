@@ -90,6 +90,12 @@ impl Source for AnySource {
             AnySource::Imap(s) => s.wait(max).await,
         }
     }
+    async fn quarantine(&mut self, envs: &[Envelope]) -> Result<(), SourceError> {
+        match self {
+            AnySource::Maildir(s) => s.quarantine(envs).await,
+            AnySource::Imap(s) => s.quarantine(envs).await,
+        }
+    }
     fn reset(&mut self) {
         match self {
             AnySource::Maildir(s) => s.reset(),
@@ -262,11 +268,15 @@ impl Daemon {
                     // Messages that failed last pass are tried again.
                     src.reset();
                     let stop_fn = || stop.load(Ordering::SeqCst);
+                    let mut retry_soon = false;
                     let ok = match p.drain(&mut src, batch, IngestOptions::default(), &stop_fn).await {
                         Ok(r) => {
-                            if r.acks_queued > 0 || r.new_cases > 0 || r.follow_ups > 0 {
+                            if r.acks_queued > 0 || r.new_cases > 0 || r.follow_ups > 0 || r.quarantined > 0 {
                                 wake.notify_one();
                             }
+                            // Messages that failed are tried again soon
+                            // (and quarantined after their attempts).
+                            retry_soon = r.failed > 0;
                             true
                         }
                         Err(e) => {
@@ -277,7 +287,13 @@ impl Daemon {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    if ok {
+                    if ok && retry_soon {
+                        failures = 0;
+                        tokio::select! {
+                            _ = rx.recv() => break,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    } else if ok {
                         failures = 0;
                         tokio::select! {
                             _ = rx.recv() => break,

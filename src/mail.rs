@@ -81,7 +81,9 @@ impl ParsedMail {
 pub enum NotMail {
     #[error("empty input (0 bytes)")]
     Empty,
-    #[error("no header section: the bytes do not start with header fields (not an RFC 5322 message)")]
+    #[error(
+        "no header section: the bytes do not start with header fields (not an RFC 5322 message)"
+    )]
     NoHeaders,
     #[error("none of the usual mail headers (From, To, Subject, Date, Message-ID, Received, ...) among the {count} header fields found (first: {first})")]
     NoMailHeaders { count: usize, first: String },
@@ -272,7 +274,11 @@ pub fn html_to_text(html: &str) -> String {
 
 /// A header name as a reason may show it: escaped, at most 40 characters.
 fn shown(name: &str) -> String {
-    let e: String = name.chars().flat_map(char::escape_default).take(40).collect();
+    let e: String = name
+        .chars()
+        .flat_map(char::escape_default)
+        .take(40)
+        .collect();
     format!("\"{e}\"")
 }
 
@@ -416,7 +422,9 @@ pub fn content_hash(raw: &[u8]) -> String {
             } else {
                 skipping = match line.iter().position(|b| *b == b':') {
                     Some(i) => {
-                        let name = String::from_utf8_lossy(&line[..i]).trim().to_ascii_lowercase();
+                        let name = String::from_utf8_lossy(&line[..i])
+                            .trim()
+                            .to_ascii_lowercase();
                         is_trace_header(&name)
                     }
                     None => false,
@@ -483,13 +491,16 @@ mod tests {
     #[test]
     fn garbage_headers_say_what_was_wrong() {
         let e = parse(b"Fr\xffom: x\r\nSub\x01ject: y\r\n\r\nbody", 1000).err();
+        assert!(matches!(&e, Some(NotMail::BadHeaderName { .. })), "{e:?}");
+        let e = parse(b"X-Foo: 1\r\nX-Bar: 2\r\n\r\nbody", 1000).err();
         assert!(
-            matches!(&e, Some(NotMail::BadHeaderName { .. })),
+            matches!(&e, Some(NotMail::NoMailHeaders { count: 2, .. })),
             "{e:?}"
         );
-        let e = parse(b"X-Foo: 1\r\nX-Bar: 2\r\n\r\nbody", 1000).err();
-        assert!(matches!(&e, Some(NotMail::NoMailHeaders { count: 2, .. })), "{e:?}");
-        let big = format!("From: a@x.example\r\nSubject: {}\r\n\r\nbody", "x".repeat(1 << 20));
+        let big = format!(
+            "From: a@x.example\r\nSubject: {}\r\n\r\nbody",
+            "x".repeat(1 << 20)
+        );
         let m = parse(big.as_bytes(), 4 << 20).expect("mail");
         assert_eq!(m.subject.len(), SUBJECT_LIMIT);
         assert!(m.warnings.iter().any(|w| w.starts_with("Subject is")));

@@ -54,6 +54,40 @@ pub struct Prepared<E = Envelope> {
     now: chrono::DateTime<chrono::Utc>,
     /// Its plan as a new case, made ahead of the store transaction.
     ahead: Option<PlannedAhead>,
+    /// Preparing it failed (a panic caught in parse or triage): it is not
+    /// stored this time, and is quarantined after its attempts.
+    failure: Option<String>,
+}
+
+/// What preparing a message computes (see [`Pipeline::prepare`]).
+struct Parts {
+    hash: String,
+    parsed: Option<mail::ParsedMail>,
+    unparseable: Option<String>,
+    decision: Option<Decision>,
+    fallback: Option<Decision>,
+    ack_to: Result<mail::Addr, String>,
+    reply_address: Result<String, String>,
+    header_ids: Vec<String>,
+    case_ref_from_header: bool,
+    failure: Option<String>,
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Parts {
+            hash: String::new(),
+            parsed: None,
+            unparseable: None,
+            decision: None,
+            fallback: None,
+            ack_to: Err("not prepared".into()),
+            reply_address: Err("not prepared".into()),
+            header_ids: Vec::new(),
+            case_ref_from_header: false,
+            failure: None,
+        }
+    }
 }
 
 /// A new case's plan made before the store transaction, with the case and
@@ -119,6 +153,13 @@ pub struct Report {
     pub acks_queued: usize,
     /// Messages that could not be read or stored this time (left in source).
     pub errors: Vec<String>,
+    /// Of those, messages that failed in parse, triage, rendering or their
+    /// transaction (tried again soon, quarantined after their attempts).
+    #[serde(default)]
+    pub failed: usize,
+    /// Messages recorded as errors and moved to quarantine.
+    #[serde(default)]
+    pub quarantined: usize,
     pub outcomes: Vec<(String, IngestOutcome)>,
 }
 
@@ -144,6 +185,8 @@ impl Report {
         self.ignored += other.ignored;
         self.duplicates += other.duplicates;
         self.acks_queued += other.acks_queued;
+        self.failed += other.failed;
+        self.quarantined += other.quarantined;
         self.errors.extend(other.errors);
         self.outcomes.extend(other.outcomes);
     }
@@ -161,6 +204,9 @@ pub struct Pipeline {
     rules: Arc<triage::Rules>,
     /// New-case plans made ahead of the store transaction: used, discarded.
     ahead: Arc<[std::sync::atomic::AtomicU64; 2]>,
+    /// Messages (`source\0key`) that failed in this process: their
+    /// attempts are counted in the store, and forgotten when they succeed.
+    failures: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl Pipeline {
@@ -183,6 +229,7 @@ impl Pipeline {
             own,
             rules,
             ahead: Arc::default(),
+            failures: Arc::default(),
         }
     }
 
@@ -235,6 +282,107 @@ impl Pipeline {
         )
     }
 
+    fn failure_key(env: &Envelope) -> String {
+        format!("{}\0{}", env.source, env.key)
+    }
+
+    /// Count one failed attempt of `env`; returns the attempts so far.
+    fn count_failure(&self, env: &Envelope) -> u32 {
+        let key = Self::failure_key(env);
+        if let Ok(mut m) = self.failures.lock() {
+            m.insert(key.clone());
+        }
+        self.store.count_failure(&key).unwrap_or(1)
+    }
+
+    /// A message stored or quarantined: its failed attempts are forgotten.
+    fn forget_failures(&self, env: &Envelope) {
+        let key = Self::failure_key(env);
+        let known = match self.failures.lock() {
+            Ok(mut m) => !m.is_empty() && m.remove(&key),
+            Err(_) => false,
+        };
+        if known {
+            let _ = self.store.forget_failure(&key);
+        }
+    }
+
+    /// Record a message that keeps failing as an error record with an
+    /// operator alert (not yet durable: flush after).
+    pub fn record_failed(
+        &self,
+        env: &Envelope,
+        reason: &str,
+        attempts: u32,
+    ) -> Result<u64, StoreError> {
+        let limit = usize::try_from(self.config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
+        // What can be read of it, safely: the failure may have been here.
+        let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            mail::parse(&env.raw, limit).ok()
+        }))
+        .ok()
+        .flatten();
+        let now = self.clock.now();
+        let subject = parsed.as_ref().map(|m| m.subject.as_str()).unwrap_or("");
+        let alert = self.failure_alert(env, reason, attempts, now).ok();
+        self.store.record_failed(&store::FailedInput {
+            source: &env.source,
+            source_key: &env.key,
+            received_at: env.received_at,
+            now,
+            raw: &env.raw,
+            max_stored_bytes: self.config.limits.max_stored_message_bytes,
+            message_id: parsed.as_ref().and_then(|m| m.message_id.as_deref()),
+            content_hash: &mail::content_hash(&env.raw),
+            subject,
+            from: parsed.as_ref().and_then(|m| m.from.as_ref()),
+            reason,
+            attempts,
+            alert,
+        })
+    }
+
+    /// The operator alert for a message moved to quarantine (names no
+    /// sender or subject: those are in the error record).
+    fn failure_alert(
+        &self,
+        env: &Envelope,
+        reason: &str,
+        attempts: u32,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<NewMail, String> {
+        let to: Vec<String> = self
+            .config
+            .people
+            .alerts_to
+            .iter()
+            .map(|a| a.as_str().to_string())
+            .collect();
+        if to.is_empty() {
+            return Err("no people.alerts_to configured".into());
+        }
+        let subject = format!("[ticketd] message quarantined in mailbox {}", env.source);
+        let body = format!(
+            "A message in mailbox {} (key {}, {} bytes) failed {attempts} times and was moved to the mailbox's quarantine,\n\
+             so that the mail behind it is not held up. It is recorded as an error: see `ticketd ignored list`\n\
+             (category \"error\"); promote it with `ticketd ignored promote ID` once the cause is fixed.\n\n\
+             Reason: {reason}\n",
+            env.source,
+            env.key,
+            env.raw.len(),
+        );
+        render::build_notice(
+            self.config.outbound.from_support.mailbox(),
+            &to,
+            &subject,
+            &body,
+            &self.config.domain,
+            &render::token(),
+            None,
+            now,
+        )
+    }
+
     /// The acknowledgement for `case`, from the sender that matches its kind
     /// (pure; used inside the store transaction).
     pub fn build_ack(
@@ -273,6 +421,7 @@ impl Pipeline {
         let ack = |c: &Case| -> Result<NewMail, String> {
             let to = p.ack_to.as_ref().map_err(Clone::clone)?;
             let m = p.parsed.as_ref().ok_or("not mail")?;
+            crate::failpoint::panic_point("render", &m.subject);
             let target = AckTarget {
                 to,
                 token: &p.token,
@@ -336,6 +485,9 @@ impl Pipeline {
         let mut new_cases: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
         let mut todo: Vec<(usize, Case, bool)> = Vec::new();
         for (i, p) in prepared.iter().enumerate() {
+            if p.failure.is_some() {
+                continue;
+            }
             let m = p.parsed.as_ref();
             let mid = m.and_then(|m| m.message_id.as_deref());
             let key = store::dedupe_key(mid, &p.hash);
@@ -442,17 +594,20 @@ impl Pipeline {
             } else {
                 p.decision.as_ref()
             };
-            d.map(|d| {
-                let plan = self.plan_for(p, &case, d, p.now);
-                (
-                    i,
-                    PlannedAhead {
-                        case,
-                        fallback,
-                        plan,
-                    },
-                )
-            })
+            let d = d?;
+            // A panic here is met again, and recorded, in the transaction.
+            let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.plan_for(p, &case, d, p.now)
+            }))
+            .ok()?;
+            Some((
+                i,
+                PlannedAhead {
+                    case,
+                    fallback,
+                    plan,
+                },
+            ))
         });
         for (i, a) in planned.into_iter().flatten() {
             if let Some(p) = prepared.get_mut(i) {
@@ -509,10 +664,50 @@ impl Pipeline {
         opts: IngestOptions,
     ) -> Prepared<E> {
         let env = e.borrow();
+        let now = self.clock.now();
+        // One message's failure stays its own: a panic anywhere in parsing
+        // or triage (a bug the fuzzer has not found yet) fails this
+        // message alone.
+        let work = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.prepare_parts(env, role, opts)
+        }));
+        let parts = match work {
+            Ok(parts) => parts,
+            Err(p) => {
+                let why = crate::failpoint::panic_text(&p);
+                tracing::error!(source = %env.source, key = %env.key, error = %why, "preparing a message failed");
+                Parts {
+                    failure: Some(format!("parse or triage failed: {why}")),
+                    hash: mail::content_hash(&env.raw),
+                    ..Parts::default()
+                }
+            }
+        };
+        Prepared {
+            env: e,
+            hash: parts.hash,
+            unparseable: parts.unparseable,
+            parsed: parts.parsed,
+            decision: parts.decision,
+            fallback: parts.fallback,
+            ack_to: parts.ack_to,
+            reply_address: parts.reply_address,
+            header_ids: parts.header_ids,
+            case_ref_from_header: parts.case_ref_from_header,
+            token: render::token(),
+            quiet: opts.no_ack,
+            now,
+            ahead: None,
+            failure: parts.failure,
+        }
+    }
+
+    fn prepare_parts(&self, env: &Envelope, role: Role, opts: IngestOptions) -> Parts {
         let limit = usize::try_from(self.config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
         let parsed = mail::parse(&env.raw, limit);
         let (decision, fallback, ack_to) = match &parsed {
             Ok(m) => {
+                crate::failpoint::panic_point("triage", &m.subject);
                 let ctx = self.triage_context(role);
                 let decision = triage::triage(m, &ctx);
                 let fallback =
@@ -538,10 +733,8 @@ impl Pipeline {
             }
             Err(_) => (Vec::new(), false),
         };
-        let hash = mail::content_hash(&env.raw);
-        Prepared {
-            env: e,
-            hash,
+        Parts {
+            hash: mail::content_hash(&env.raw),
             unparseable: parsed
                 .as_ref()
                 .err()
@@ -553,10 +746,7 @@ impl Pipeline {
             reply_address,
             header_ids,
             case_ref_from_header,
-            token: render::token(),
-            quiet: opts.no_ack,
-            now: self.clock.now(),
-            ahead: None,
+            failure: None,
         }
     }
 
@@ -567,6 +757,27 @@ impl Pipeline {
         &self,
         prepared: &[Prepared<E>],
     ) -> Vec<Result<IngestOutcome, StoreError>> {
+        // Messages whose preparation failed are not stored this time.
+        let ok: Vec<&Prepared<E>> = prepared.iter().filter(|p| p.failure.is_none()).collect();
+        let mut stored = self.commit_prepared(&ok).into_iter();
+        prepared
+            .iter()
+            .map(|p| match &p.failure {
+                Some(f) => Err(StoreError::Invalid(f.clone())),
+                None => stored
+                    .next()
+                    .unwrap_or_else(|| Err(StoreError::Invalid("nothing committed".into()))),
+            })
+            .collect()
+    }
+
+    fn commit_prepared<E: Borrow<Envelope> + Sync>(
+        &self,
+        prepared: &[&Prepared<E>],
+    ) -> Vec<Result<IngestOutcome, StoreError>> {
+        if prepared.is_empty() {
+            return Vec::new();
+        }
         let plans: Vec<_> = prepared
             .iter()
             .map(|p| move |case: &Case, d: &Decision| self.plan_or_use_ahead(p, case, d))
@@ -617,7 +828,7 @@ impl Pipeline {
                 }
             })
             .collect();
-        let results = match self.store.ingest_many(&inputs) {
+        let results: Vec<_> = match self.store.ingest_many(&inputs) {
             Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
             Err(_) if inputs.len() > 1 => inputs.iter().map(|i| self.store.ingest(i)).collect(),
             Err(e) => vec![Err(e)],
@@ -757,17 +968,35 @@ impl Pipeline {
             };
             let (envs, results) = h.await.map_err(worker_failed)?;
             let mut taken = Vec::with_capacity(envs.len());
+            let mut poison = Vec::new();
             for (env, r) in envs.into_iter().zip(results) {
                 match r {
                     Ok(o) => {
+                        self.forget_failures(&env);
                         report.add(&env.key, &o);
                         taken.push(env);
                     }
                     Err(e) => {
-                        tracing::error!(source = src.name(), key = %env.key, error = %e, "cannot store message; left in source");
+                        let attempts = self.count_failure(&env);
+                        report.failed += 1;
                         report
                             .errors
                             .push(format!("{}: {}: {e}", src.name(), env.key));
+                        if attempts < self.config.limits.quarantine_after {
+                            tracing::error!(source = src.name(), key = %env.key, attempts, error = %e, "cannot store message; left in source, tried again soon");
+                            continue;
+                        }
+                        match self.record_failed(&env, &e.to_string(), attempts) {
+                            Ok(ignored) => {
+                                tracing::error!(source = src.name(), key = %env.key, attempts, ignored, error = %e, "message keeps failing: recorded as an error and quarantined");
+                                self.forget_failures(&env);
+                                report.quarantined += 1;
+                                poison.push(env);
+                            }
+                            Err(e2) => {
+                                tracing::error!(source = src.name(), key = %env.key, error = %e2, "cannot record a failing message; left in source");
+                            }
+                        }
                     }
                 }
             }
@@ -779,6 +1008,12 @@ impl Pipeline {
             }
             self.store.flush().await?;
             crate::failpoint::hit("after_flush_before_ack");
+            if !poison.is_empty() {
+                // Recorded and flushed: now out of the way.
+                if let Err(e) = src.quarantine(&poison).await {
+                    tracing::error!(source = src.name(), error = %e, "cannot move failing messages to quarantine; they stay in the source and are recognised when read again");
+                }
+            }
             flushed = taken;
         }
         if !flushed.is_empty() {
@@ -818,7 +1053,7 @@ fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
             .collect();
         handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .collect()
     })
 }

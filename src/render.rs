@@ -295,7 +295,11 @@ pub fn build_ack(templates: &Templates, case: &Case, p: &AckParts<'_>) -> Result
             .map_err(|e| format!("bad recipient: {e}"))?;
     // A display name is the requester's text: no control characters (a CR
     // or LF from an encoded word would make lettre panic), bounded.
-    let name = p.to.name.as_deref().map(|n| header_safe(n, NAME_MAX)).filter(|n| !n.is_empty());
+    let name =
+        p.to.name
+            .as_deref()
+            .map(|n| header_safe(n, NAME_MAX))
+            .filter(|n| !n.is_empty());
     let to = Mailbox::new(name, to_addr);
     let mut b = lettre::Message::builder()
         .from(p.from.clone())
@@ -357,7 +361,11 @@ pub fn header_safe(text: &str, max: usize) -> String {
     let mut n = 0;
     let mut space = false;
     for c in text.chars() {
-        let c = if c.is_control() || c.is_whitespace() { ' ' } else { c };
+        let c = if c.is_control() || c.is_whitespace() {
+            ' '
+        } else {
+            c
+        };
         if c == ' ' {
             if space || out.is_empty() {
                 continue;
@@ -382,7 +390,9 @@ pub fn safe_msg_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 250
         && id.contains('@')
-        && id.bytes().all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
 }
 
 /// A mail to our own people (alerts, notifications): stable Message-ID

@@ -89,13 +89,10 @@ pub fn run_job(
         JobName::Digest => {
             let cases = p.store.list_cases(&Default::default())?;
             let problems = p.store.outbox_problems(last)?;
-            match p.notifier.digest(
-                &cases,
-                &problems,
-                now,
-                Some(last),
-                &crate::render::token(),
-            ) {
+            match p
+                .notifier
+                .digest(&cases, &problems, now, Some(last), &crate::render::token())
+            {
                 None => {
                     tracing::info!("digest: nobody configured to receive it (people.support_lead)")
                 }

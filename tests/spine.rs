@@ -446,11 +446,27 @@ fn bad_input_is_recorded_never_lost_never_a_panic() {
     );
     assert_eq!(cases.len(), 4, "{cases:?}");
 
-    // Re-delivering the message without Message-ID is caught by its hash.
+    // Re-delivering the message without Message-ID (with another trace
+    // header, as a second delivery would have) is caught by its content
+    // hash: no second case, and a duplicate record naming the original.
     let again = std::fs::read(repo().join("fixtures/bad/no-message-id.eml")).expect("read");
-    env.deliver("1900000001.again.test", &again);
-    let out = ok(&env.run(&["run", "--once"]));
-    assert!(out.contains("1 duplicates"), "{out}");
+    let mut again2 = b"Received: from mx2.example.net by mx.casehost.example; Tue, 1 Dec 2026 10:00:00 +0000\r\n".to_vec();
+    again2.extend_from_slice(&again);
+    env.deliver("1900000001.again.test", &again2);
+    ok(&env.run(&["run", "--once"]));
+    assert_eq!(env.cases().len(), 4);
+    let ignored = env.json_lines(&["ignored", "list", "--json"]);
+    let dup: Vec<_> = ignored
+        .iter()
+        .filter(|r| r["category"] == "duplicate")
+        .collect();
+    assert_eq!(dup.len(), 1, "{ignored:?}");
+    assert!(
+        dup[0]["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains("(SUP-")),
+        "{dup:?}"
+    );
 }
 
 #[test]

@@ -268,6 +268,7 @@ struct RawConfig {
 struct RawLimits {
     max_stored_message_bytes: Option<ByteSize>,
     triage_parse_bytes: Option<ByteSize>,
+    quarantine_after: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +294,7 @@ struct RawMailbox {
     folder: Option<String>,
     #[serde(rename = "move")]
     move_to: Option<String>,
+    quarantine: Option<String>,
     #[serde(default)]
     flag: bool,
     keyword: Option<String>,
@@ -378,6 +380,10 @@ pub struct Config {
 pub struct Limits {
     pub max_stored_message_bytes: u64,
     pub triage_parse_bytes: u64,
+    /// A message that fails this many times in a row (a bug met in parse,
+    /// triage, rendering or its transaction) is recorded as an error,
+    /// alerted on and moved aside to the mailbox's quarantine.
+    pub quarantine_after: u32,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -437,6 +443,10 @@ pub struct ImapSettings {
     pub endpoint: Endpoint,
     pub folder: String,
     pub after: AfterTake,
+    /// Where a message that keeps failing is moved (created when missing);
+    /// flagged with `$TicketdQuarantine` (and taken) on servers without
+    /// MOVE or UIDPLUS.
+    pub quarantine: String,
     /// Use IDLE when the server offers it.
     pub idle: bool,
     /// Polling interval when there is no IDLE.
@@ -660,6 +670,7 @@ impl Config {
                         endpoint,
                         folder: m.folder.clone().unwrap_or_else(|| "INBOX".into()),
                         after,
+                        quarantine: m.quarantine.clone().unwrap_or_else(|| "Quarantine".into()),
                         idle: m.idle.unwrap_or(true),
                         poll_interval: m
                             .poll_interval
@@ -698,6 +709,7 @@ impl Config {
                 .triage_parse_bytes
                 .map(|b| b.0)
                 .unwrap_or(2 * 1024 * 1024),
+            quarantine_after: raw.limits.quarantine_after.unwrap_or(3).max(1),
         };
         let compiled = crate::triage::Rules::with_overrides(&raw.triage.rules)
             .map(std::sync::Arc::new)

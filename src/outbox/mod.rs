@@ -132,7 +132,11 @@ pub fn rate_limit_pass(
             if e.purpose != Purpose::Ack || per_hour == 0 {
                 return None;
             }
-            let keys: Vec<String> = e.recipients.iter().map(|r| r.to_ascii_lowercase()).collect();
+            let keys: Vec<String> = e
+                .recipients
+                .iter()
+                .map(|r| r.to_ascii_lowercase())
+                .collect();
             let over = keys.iter().find(|r| {
                 let n = planned.get(*r).copied().unwrap_or(0) + accepted(r);
                 n >= per_hour as usize
@@ -335,7 +339,10 @@ fn settle(
 /// failure are due again now, so mail that waited out an outage goes as
 /// soon as the server is back instead of at the end of its backoff.
 /// Returns how many.
-pub fn release_waiting(store: &Store, now: chrono::DateTime<chrono::Utc>) -> Result<usize, StoreError> {
+pub fn release_waiting(
+    store: &Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<usize, StoreError> {
     let waiting: Vec<crate::store::OutboxUpdate> = store
         .outbox_pending()?
         .into_iter()
@@ -355,7 +362,10 @@ pub fn release_waiting(store: &Store, now: chrono::DateTime<chrono::Utc>) -> Res
 /// one that has waited longest due now: a probe of whether the server is
 /// back (its success releases the rest, see [`release_waiting`]). The
 /// daemon calls this every `probe_every`. Returns whether one was made due.
-pub fn probe_waiting(store: &Store, now: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError> {
+pub fn probe_waiting(
+    store: &Store,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, StoreError> {
     let pending = store.outbox_pending()?;
     if pending
         .iter()
@@ -463,7 +473,12 @@ fn alert_suppressed(
         now,
     ) {
         Ok(mail) => {
-            store.queue_notice(None, mail, now, "automatic mail suppressed by the rate limit")?;
+            store.queue_notice(
+                None,
+                mail,
+                now,
+                "automatic mail suppressed by the rate limit",
+            )?;
         }
         Err(err) => tracing::warn!(error = %err, "cannot build rate-limit alert"),
     }

@@ -355,12 +355,18 @@ impl ImapSource {
         let AfterTake::Move(folder) = self.after.clone() else {
             return Ok(());
         };
+        self.ensure_folder(&folder, "created folder for taken mail")
+            .await
+    }
+
+    /// Create `folder` when it is missing.
+    async fn ensure_folder(&mut self, folder: &str, created: &str) -> Result<(), SourceError> {
         let timeout = self.timeout();
         let name = self.name.clone();
         let Some(session) = self.session.as_mut() else {
             return Ok(());
         };
-        let exists = match tokio::time::timeout(timeout, session.list(None, Some(&folder))).await {
+        let exists = match tokio::time::timeout(timeout, session.list(None, Some(folder))).await {
             Ok(Ok(stream)) => {
                 let names: Vec<_> = stream
                     .try_collect()
@@ -372,14 +378,45 @@ impl ImapSource {
             Err(_) => return Err(err(&name, "LIST", "timed out")),
         };
         if !exists {
-            match tokio::time::timeout(timeout, session.create(&folder)).await {
+            match tokio::time::timeout(timeout, session.create(folder)).await {
                 Ok(Ok(())) => {
-                    tracing::info!(mailbox = %name, folder = %folder, "created folder for taken mail")
+                    tracing::info!(mailbox = %name, folder = %folder, "{created}")
                 }
                 Ok(Err(e)) => return Err(err(&name, "CREATE", e)),
                 Err(_) => return Err(err(&name, "CREATE", "timed out")),
             }
         }
+        Ok(())
+    }
+
+    /// Move messages that keep failing to the quarantine folder (or, on a
+    /// server without MOVE and UIDPLUS, flag them `$TicketdQuarantine` and
+    /// taken), so the mail behind them flows.
+    async fn quarantine_inner(&mut self, envs: &[Envelope]) -> Result<(), SourceError> {
+        let uids = self.uids_of(envs);
+        if uids.is_empty() {
+            return Ok(());
+        }
+        self.ensure().await?;
+        let mut ctx = self.ctx();
+        if ctx.has_move || ctx.has_uidplus {
+            let folder = self.s.quarantine.clone();
+            self.ensure_folder(&folder, "created quarantine folder")
+                .await?;
+            ctx.after = AfterTake::Move(folder);
+        } else {
+            let kw = match &self.after {
+                AfterTake::Flag(kw) => format!("$TicketdQuarantine {kw}"),
+                AfterTake::Move(_) => "$TicketdQuarantine".to_string(),
+            };
+            ctx.after = AfterTake::Flag(kw);
+        }
+        let session = self
+            .session
+            .as_mut()
+            .ok_or_else(|| err(&ctx.name, "quarantine", "not connected"))?;
+        take_on(session, &ctx, &uid_set(&uids)).await?;
+        self.taken(&uids);
         Ok(())
     }
 
@@ -505,18 +542,87 @@ impl ImapSource {
         }
         let timeout = self.timeout();
         let name = self.name.clone();
+        // The deadline is absolute: keep-alive responses (`* OK Still
+        // here`) never push it back.
+        let deadline = tokio::time::Instant::now() + max.min(IDLE_MAX);
+        let ctx = self.ctx();
+        let Some(session) = self.session.as_mut() else {
+            return Ok(());
+        };
+        // Mail that arrived since the last search (its EXISTS may already
+        // sit among the unsolicited responses, or never have been sent):
+        // look before waiting, so no wake-up is lost.
+        if untaken_mail(session, &ctx, &self.in_flight).await? {
+            tracing::debug!(mailbox = %name, "new mail before IDLE");
+            return Ok(());
+        }
+        crate::failpoint::delay("before_idle").await;
         let Some(session) = self.session.take() else {
             return Ok(());
         };
+        // The channel's receiver is shared (async-channel): a clone reads
+        // it while the handle owns the session.
+        let unsolicited = session.unsolicited_responses.clone();
         let mut handle = session.idle();
         timed(&name, "IDLE", timeout, handle.init()).await?;
-        let (idle, _stop) = handle.wait_with_timeout(max.min(IDLE_MAX));
-        let woke = idle.await.map_err(|e| err(&name, "IDLE", e))?;
-        tracing::debug!(mailbox = %name, ?woke, "IDLE returned");
+        // An EXISTS that came before the `+ idling` continuation went to
+        // the unsolicited responses: it is a wake-up, not to be lost.
+        let mut woke_early = false;
+        while let Ok(r) = unsolicited.try_recv() {
+            if is_new_mail(&r) {
+                woke_early = true;
+            }
+        }
+        if !woke_early {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let (idle, _stop) = handle.wait_with_timeout(left.max(Duration::from_millis(1)));
+            match tokio::time::timeout_at(deadline, idle).await {
+                Ok(woke) => {
+                    let woke = woke.map_err(|e| err(&name, "IDLE", e))?;
+                    tracing::debug!(mailbox = %name, ?woke, "IDLE returned");
+                }
+                Err(_) => tracing::debug!(mailbox = %name, "IDLE reached its deadline"),
+            }
+        } else {
+            tracing::debug!(mailbox = %name, "new mail announced as IDLE began");
+        }
         // DONE has no timeout of its own.
         let session = timed(&name, "IDLE DONE", timeout, handle.done()).await?;
         self.session = Some(session);
         Ok(())
+    }
+}
+
+/// Whether an unsolicited response announces mail (EXISTS or RECENT).
+fn is_new_mail(r: &async_imap::types::UnsolicitedResponse) -> bool {
+    use async_imap::types::UnsolicitedResponse as U;
+    matches!(r, U::Exists(_) | U::Recent(_))
+}
+
+/// Whether the folder holds mail not yet taken and not in flight (the
+/// unsolicited responses are drained first: they are only hints, and
+/// their channel drops what overflows it).
+async fn untaken_mail(
+    session: &mut Session<Stream>,
+    ctx: &Ctx,
+    in_flight: &HashSet<u32>,
+) -> Result<bool, SourceError> {
+    while session.unsolicited_responses.try_recv().is_ok() {}
+    let found = timed(
+        &ctx.name,
+        "UID SEARCH",
+        ctx.timeout,
+        session.uid_search(search_criteria(&ctx.after)),
+    )
+    .await?;
+    Ok(found.iter().any(|u| !in_flight.contains(u)))
+}
+
+/// The search for mail not yet taken.
+fn search_criteria(after: &AfterTake) -> String {
+    match after {
+        AfterTake::Move(_) => "ALL".to_string(),
+        AfterTake::Flag(kw) => format!("UNKEYWORD {kw}"),
     }
 }
 
@@ -549,10 +655,7 @@ async fn fetch_on(
     sync: bool,
 ) -> Result<(Fetched, Vec<u32>), SourceError> {
     let (timeout, name, limit, uidvalidity) = (ctx.timeout, &ctx.name, ctx.limit, ctx.uidvalidity);
-    let criteria = match &ctx.after {
-        AfterTake::Move(_) => "ALL".to_string(),
-        AfterTake::Flag(kw) => format!("UNKEYWORD {kw}"),
-    };
+    let criteria = search_criteria(&ctx.after);
     let batch = max.min(ctx.fetch_batch).max(1);
     let mut taken_uids = Vec::new();
     if sync {
@@ -616,6 +719,9 @@ async fn fetch_on(
             let Some(raw) = raw else {
                 out.errors
                     .push((uid.to_string(), "server returned no body".into()));
+                // In flight until the next pass: waiting for mail must not
+                // see it as new.
+                taken_uids.push(uid);
                 continue;
             };
             let received_at = f
@@ -810,6 +916,16 @@ impl Source for ImapSource {
 
     async fn wait(&mut self, max: Duration) -> Result<(), SourceError> {
         match self.wait_inner(max).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.drop_session(&e);
+                Err(e)
+            }
+        }
+    }
+
+    async fn quarantine(&mut self, envs: &[Envelope]) -> Result<(), SourceError> {
+        match self.quarantine_inner(envs).await {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.drop_session(&e);

@@ -2,7 +2,8 @@
 //! `cur/` (with the `S` flag) only when acked, i.e. after their case is
 //! durably stored. `tmp/` is never touched (deliveries in progress).
 //! Receipt time is the file's modification time, which is the delivery
-//! time for Maildir.
+//! time for Maildir. A message that keeps failing is moved to
+//! `quarantine/` beside them.
 
 use super::{Envelope, Fetched, Source, SourceError};
 use chrono::{DateTime, Utc};
@@ -93,6 +94,26 @@ impl Source for MaildirSource {
 
     fn reset(&mut self) {
         self.in_flight.clear();
+    }
+
+    /// Move to `DIR/quarantine/` (created when missing).
+    async fn quarantine(&mut self, envs: &[Envelope]) -> Result<(), SourceError> {
+        let dir = self.root.join("quarantine");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| self.io(format!("create {}", dir.display()), e))?;
+        for env in envs {
+            let from = self.root.join("new").join(&env.key);
+            match std::fs::rename(&from, dir.join(&env.key)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io(format!("move {} to quarantine/", env.key), e)),
+            }
+            self.in_flight.remove(&env.key);
+        }
+        if let Ok(d) = std::fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 
     async fn ack(&mut self, taken: &[Envelope]) -> Result<(), SourceError> {

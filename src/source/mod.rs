@@ -76,6 +76,16 @@ pub trait Source: Send {
             Ok(())
         }
     }
+    /// Move messages that keep failing aside (a quarantine folder or
+    /// directory), after their error records are durable, so the mail
+    /// behind them flows. Sources without a place for them take them as
+    /// [`Source::ack`] does.
+    fn quarantine(
+        &mut self,
+        envs: &[Envelope],
+    ) -> impl Future<Output = Result<(), SourceError>> + Send {
+        self.ack(envs)
+    }
     /// Forget messages handed out but not acked (they are tried again).
     fn reset(&mut self) {}
 }

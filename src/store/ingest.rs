@@ -237,12 +237,23 @@ impl Tx<'_> {
                 },
             }),
         )?;
+        // Planning renders mail from the message's text: should it ever
+        // panic, this message fails alone (and is quarantined after its
+        // attempts), instead of the thread and its whole batch.
+        let planned =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| plan(&case, decision)))
+                .map_err(|p| {
+                    Cte::Abort(StoreError::Invalid(format!(
+                        "planning the new case failed: {}",
+                        crate::failpoint::panic_text(&p)
+                    )))
+                })?;
         let NewCasePlan {
             clocks,
             agency,
             ack,
             change,
-        } = plan(&case, decision);
+        } = planned;
         case.clocks = clocks.clone();
         case.agency = agency;
         self.event(
@@ -301,7 +312,84 @@ impl Tx<'_> {
     }
 }
 
+/// A message that kept failing, as it is recorded before it is moved to
+/// quarantine.
+pub struct FailedInput<'a> {
+    pub source: &'a str,
+    pub source_key: &'a str,
+    pub received_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    pub raw: &'a [u8],
+    pub max_stored_bytes: u64,
+    pub message_id: Option<&'a str>,
+    pub content_hash: &'a str,
+    pub subject: &'a str,
+    pub from: Option<&'a Addr>,
+    /// Why it failed, and how often.
+    pub reason: &'a str,
+    pub attempts: u32,
+    /// The operator alert, when one could be built.
+    pub alert: Option<NewMail>,
+}
+
 impl Store {
+    /// Record a message that kept failing as an error record (category
+    /// `error`, in the ignored list, promotable), with its raw bytes and an
+    /// operator alert — one transaction. Returns the ignored id.
+    pub fn record_failed(&self, i: &FailedInput<'_>) -> Result<u64> {
+        self.transact(|tx| {
+            let msg_id = tx.next_seq("message")?;
+            let size = i.raw.len() as u64;
+            let raw_stored = size <= i.max_stored_bytes;
+            if raw_stored {
+                tx.raw.insert(&be(msg_id), i.raw)?;
+            }
+            let id = tx.next_seq("ignored")?;
+            let reasons = vec![
+                format!(
+                    "could not be processed ({} attempts): {}",
+                    i.attempts, i.reason
+                ),
+                "moved to the mailbox's quarantine; promote it once the cause is fixed".to_string(),
+            ];
+            let rec = IgnoredRecord {
+                id,
+                message: msg_id,
+                source: i.source.to_string(),
+                received_at: i.received_at,
+                from: i.from.cloned(),
+                subject: i.subject.to_string(),
+                category: "error".to_string(),
+                reasons: reasons.clone(),
+                promoted_to: None,
+            };
+            tx.ignored.insert(&be(id), to_json(&rec))?;
+            let record = MessageRecord {
+                id: msg_id,
+                source: i.source.to_string(),
+                source_key: i.source_key.to_string(),
+                received_at: i.received_at,
+                size,
+                raw_stored,
+                message_id: i.message_id.map(str::to_string),
+                content_hash: i.content_hash.to_string(),
+                subject: i.subject.to_string(),
+                from: i.from.cloned(),
+                disposition: Disposition::Ignored { ignored: id },
+                warnings: reasons,
+            };
+            tx.messages.insert(&be(msg_id), to_json(&record))?;
+            // A re-read of this very item (the move to quarantine failed)
+            // is recognised; the same message delivered anew is tried anew.
+            tx.dedupe
+                .insert(source_key(i.source, i.source_key).as_bytes(), &be(msg_id))?;
+            if let Some(mail) = &i.alert {
+                tx.queue_mail(None, mail.clone(), i.now)?;
+            }
+            Ok(id)
+        })
+    }
+
     /// Run `f` as one transaction over every tree.
     pub(super) fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T> {
         let t = &self.t;
@@ -501,7 +589,9 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
         },
         &|k: &str| Ok(tx.dedupe.get(k.as_bytes())?.and_then(|v| from_be(&v))),
         &|id: u64| match tx.messages.get(be(id))? {
-            Some(v) => Ok(Some(from_json::<MessageRecord>("messages", &v).map_err(Cte::Abort)?)),
+            Some(v) => Ok(Some(
+                from_json::<MessageRecord>("messages", &v).map_err(Cte::Abort)?,
+            )),
             None => Ok(None),
         },
     )?;
@@ -615,8 +705,7 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
                 if decision.kind == Kind::Ignore || decision.kind == Kind::Reply {
                     let mut reasons = vec!["reply names no case it may join".to_string()];
                     reasons.extend(notes.iter().cloned());
-                    let ignored =
-                        put_ignored(tx, input, msg_id, "unmatched reply", reasons)?;
+                    let ignored = put_ignored(tx, input, msg_id, "unmatched reply", reasons)?;
                     record.disposition = Disposition::Ignored { ignored };
                     IngestOutcome::Ignored {
                         ignored,
@@ -734,7 +823,13 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
         }
     }
     tx.messages.insert(&be(msg_id), to_json(&record))?;
-    for key in dedupe_keys(input.source, input.source_key, input.message_id, input.content_hash, &seen) {
+    for key in dedupe_keys(
+        input.source,
+        input.source_key,
+        input.message_id,
+        input.content_hash,
+        &seen,
+    ) {
         tx.dedupe.insert(key.as_bytes(), &be(msg_id))?;
     }
     // Index the received Message-ID so replies to it thread into the case

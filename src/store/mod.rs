@@ -25,6 +25,7 @@
 //! | `rate` | recipient address | JSON list of send times (last hour) |
 //! | `timers` | queue byte, u64 BE due ms, case id, 0, kind | a case's earliest [`Timer`] of one queue, JSON, with its later ones in `then` (the due index) |
 //! | `meta` | `job:<name>` | RFC 3339 time the scheduled job last ran |
+//! | `meta` | `fail:<source>\0<key>` | u64 BE failed attempts at a message still in its source |
 //!
 //! Not for: deciding what a message is (triage) or sending mail (outbox).
 
@@ -34,8 +35,8 @@ pub mod model;
 
 pub use clocks::{CaseChange, CaseUpdate, DueTimer, NewCaseFn, NewCasePlan, Notice};
 pub use ingest::{
-    case_id, case_kind, dedupe_key, dedupe_keys, dedupe_verdict, planned_case, DedupeQuery, Seen, AlertRenderer, IngestInput, IngestOutcome,
-    ThreadHint,
+    case_id, case_kind, dedupe_key, dedupe_keys, dedupe_verdict, planned_case, AlertRenderer,
+    DedupeQuery, FailedInput, IngestInput, IngestOutcome, Seen, ThreadHint,
 };
 pub use model::*;
 
@@ -506,6 +507,24 @@ impl Store {
         event: Option<(DateTime<Utc>, EventKind)>,
     ) -> Result<()> {
         self.update_outbox_many(&[(entry.clone(), event)])
+    }
+
+    /// Count one failed attempt at the message `key` (`source\0key`);
+    /// returns the attempts so far. Kept in the store (flushed with the
+    /// batch), so `run --once` from cron and restarts count on.
+    pub fn count_failure(&self, key: &str) -> Result<u32> {
+        let k = format!("fail:{key}");
+        let v = self.t.meta.update_and_fetch(k.as_bytes(), |old| {
+            let n = old.and_then(from_be).unwrap_or(0) + 1;
+            Some(be(n).to_vec())
+        })?;
+        Ok(v.and_then(|v| from_be(&v)).unwrap_or(1) as u32)
+    }
+
+    /// Forget the failed attempts at the message `key`.
+    pub fn forget_failure(&self, key: &str) -> Result<()> {
+        self.t.meta.remove(format!("fail:{key}").as_bytes())?;
+        Ok(())
     }
 
     /// Automatic mails the server accepted for `recipient` in the hour

@@ -77,7 +77,10 @@ fn ingest(store: &Store, m: Msg<'_>) -> IngestOutcome {
     // Every call is a new mailbox item (a re-read is tested with
     // `ingest_key`).
     static KEY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let key = format!("k{}", KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let key = format!(
+        "k{}",
+        KEY.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
     ingest_key(store, m, &key, &hash, &from, &fallback)
 }
 
@@ -161,7 +164,10 @@ fn dedupe_by_message_id_and_content() {
     ingest(&s, msg(Some("same@x"), b"first bytes", ticket(3)));
     // The same id with other content is another message: never dropped.
     let reused = ingest(&s, msg(Some("same@x"), b"other bytes", privacy()));
-    assert!(matches!(reused, IngestOutcome::NewCase { ref case, .. } if case == "PRV-000001"), "{reused:?}");
+    assert!(
+        matches!(reused, IngestOutcome::NewCase { ref case, .. } if case == "PRV-000001"),
+        "{reused:?}"
+    );
     let v = s.case_view("PRV-000001").expect("view");
     assert!(
         v.events.iter().any(|e| matches!(&e.kind, EventKind::Note { text } if text.contains("reuses the Message-ID of message 1"))),
@@ -169,7 +175,10 @@ fn dedupe_by_message_id_and_content() {
         v.events
     );
     // The id still threads to where it first pointed.
-    assert_eq!(s.msgid_case("same@x").ok().flatten().as_deref(), Some("SUP-000001"));
+    assert_eq!(
+        s.msgid_case("same@x").ok().flatten().as_deref(),
+        Some("SUP-000001")
+    );
     // The same id and content delivered again: recorded as a duplicate.
     for (raw, original) in [(&b"first bytes"[..], 1), (&b"other bytes"[..], 2)] {
         let dup = ingest(&s, msg(Some("same@x"), raw, ticket(3)));
@@ -178,7 +187,11 @@ fn dedupe_by_message_id_and_content() {
         };
         let rec = s.ignored(ignored).ok().flatten().expect("ignored record");
         assert_eq!(rec.category, "duplicate");
-        assert!(rec.reasons[0].contains(&format!("as message {original} (")), "{:?}", rec.reasons);
+        assert!(
+            rec.reasons[0].contains(&format!("as message {original} (")),
+            "{:?}",
+            rec.reasons
+        );
     }
     // Without a Message-ID: by content.
     ingest(&s, msg(None, b"no id bytes", ticket(3)));
@@ -202,9 +215,23 @@ fn a_reread_of_the_same_item_records_nothing() {
     };
     let fb = ticket(4);
     let hash = crate::mail::content_hash(b"bytes");
-    let first = ingest_key(&s, msg(Some("m@x"), b"bytes", ticket(3)), "7:42", &hash, &from, &fb);
+    let first = ingest_key(
+        &s,
+        msg(Some("m@x"), b"bytes", ticket(3)),
+        "7:42",
+        &hash,
+        &from,
+        &fb,
+    );
     assert!(matches!(first, IngestOutcome::NewCase { .. }));
-    let again = ingest_key(&s, msg(Some("m@x"), b"bytes", ticket(3)), "7:42", &hash, &from, &fb);
+    let again = ingest_key(
+        &s,
+        msg(Some("m@x"), b"bytes", ticket(3)),
+        "7:42",
+        &hash,
+        &from,
+        &fb,
+    );
     assert_eq!(again, IngestOutcome::Duplicate { message: 1 });
     assert_eq!(s.list_ignored().map(|v| v.len()).ok(), Some(0));
 }

@@ -177,6 +177,88 @@ impl MailStack {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+
+    /// Put `user` (`name` or `name@example.test`) on vacation: Pigeonhole
+    /// answers each message delivered to them with "Out of office"
+    /// (`Auto-Submitted: auto-replied (vacation)`, envelope sender and From
+    /// the user), except where RFC 3834 says not to (Auto-Submitted other
+    /// than `no`, Precedence bulk/list/junk, List-*, a `<>` return path,
+    /// MAILER-DAEMON and the like). No minimum period: every such message is
+    /// answered. The reply arrives about 0.1 s after the message.
+    pub fn set_vacation(&self, user: &str) {
+        run(&["vacation", self.path().to_str().unwrap_or(""), user]);
+    }
+
+    /// [`MailStack::set_vacation`] with the reply's subject and the Sieve
+    /// period: a sender gets at most one reply per `secs` seconds (0: every
+    /// message).
+    pub fn set_vacation_with(&self, user: &str, subject: &str, secs: u64) {
+        let secs = secs.to_string();
+        run(&[
+            "vacation",
+            self.path().to_str().unwrap_or(""),
+            user,
+            subject,
+            &secs,
+        ]);
+    }
+
+    /// Start `tests/mailstack/naive_responder.py` for `user` for `secs`
+    /// seconds: a badly written auto-responder that answers every message
+    /// arriving in the INBOX from now on (also Auto-Submitted ones), once
+    /// each, with a fresh subject and no In-Reply-To, References or
+    /// automatic-mail headers. Returns once it is logged in. Collect its
+    /// reply count with [`naive_responder_replies`] (waits until `secs` are
+    /// over) or [`stop_naive_responder`] (stops it now).
+    pub fn spawn_naive_responder(&self, user: &str, secs: u64) -> std::process::Child {
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| {
+            if Path::new("/usr/bin/python3").exists() {
+                "/usr/bin/python3".to_string()
+            } else {
+                "python3".to_string()
+            }
+        });
+        let mut child = Command::new(python)
+            .arg(
+                PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/mailstack/naive_responder.py"),
+            )
+            .arg(self.path().join("env"))
+            .arg(user)
+            .arg(secs.to_string())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn naive_responder.py");
+        // The first line is "ready ...". Read it byte by byte: a buffered
+        // reader would swallow later lines that wait_with_output needs.
+        let mut line = Vec::new();
+        {
+            let stdout = child.stdout.as_mut().expect("responder stdout");
+            let mut b = [0u8; 1];
+            loop {
+                match std::io::Read::read(stdout, &mut b) {
+                    Ok(1) if b[0] == b'\n' => break,
+                    Ok(1) => line.push(b[0]),
+                    Ok(_) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => panic!("reading naive_responder.py output: {e}"),
+                }
+            }
+        }
+        if !line.starts_with(b"ready ") {
+            let out = child.wait_with_output().expect("naive_responder.py output");
+            panic!(
+                "naive_responder.py for {user} did not start ({}):\nstdout: {}{}\nstderr: {}",
+                out.status,
+                String::from_utf8_lossy(&line),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        child
+    }
 }
 
 impl Drop for MailStack {
@@ -194,4 +276,36 @@ pub fn request(from: &str, to: &str, subject: &str, body: &str, id: &str) -> Vec
         "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\nDate: Tue, 24 Nov 2026 10:00:00 -0500\r\n\r\n{body}\r\n"
     )
     .into_bytes()
+}
+
+/// Wait for a responder from [`MailStack::spawn_naive_responder`] to end
+/// (its `secs` are over) and return how many replies it sent (its last line,
+/// `replies=N`). Panics, with its output, if it failed.
+pub fn naive_responder_replies(child: std::process::Child) -> usize {
+    let out = child
+        .wait_with_output()
+        .expect("wait for naive_responder.py");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let n = stdout
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("replies="))
+        .and_then(|n| n.trim().parse().ok());
+    match n {
+        Some(n) if out.status.success() => n,
+        _ => panic!(
+            "naive_responder.py failed ({}):\nstdout: {stdout}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
+}
+
+/// Stop a responder from [`MailStack::spawn_naive_responder`] now (SIGTERM:
+/// it finishes the reply it is sending) and return how many replies it sent.
+pub fn stop_naive_responder(child: std::process::Child) -> usize {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    naive_responder_replies(child)
 }

@@ -676,6 +676,7 @@ with_env() { # with_env ACTION DIR
 do_vacation() {
     [ $# -ge 2 ] && [ $# -le 4 ] || die "usage: $0 vacation DIR USER [SUBJECT [SECONDS]]"
     local d user subject="${3:-Out of office}" secs="${4:-0}"
+    [ -d "$1" ] || die "vacation: no such directory: $1"
     d="$(abspath "$1")"
     [ -r "$d/env" ] || die "$d/env missing: was '$0 start $d' run?"
     user="${2%@example.test}"
