@@ -386,17 +386,14 @@ pub fn probe_waiting(
 }
 
 type Durable = tokio::sync::oneshot::Sender<bool>;
+/// Where sends hand their results, each with its durability waiter.
+type ResultTx = tokio::sync::mpsc::UnboundedSender<(crate::store::OutboxUpdate, Durable)>;
 
 /// A task that writes outbox results in the order they arrive: whatever
 /// has arrived goes into one transaction, is flushed, and only then are
 /// their senders told (each send waits for that). Stops when the sender is
 /// dropped or a write fails.
-fn result_writer(
-    store: Arc<Store>,
-) -> (
-    tokio::sync::mpsc::UnboundedSender<(crate::store::OutboxUpdate, Durable)>,
-    tokio::task::JoinHandle<Result<(), StoreError>>,
-) {
+fn result_writer(store: Arc<Store>) -> (ResultTx, tokio::task::JoinHandle<Result<(), StoreError>>) {
     let (tx, mut rx) =
         tokio::sync::mpsc::unbounded_channel::<(crate::store::OutboxUpdate, Durable)>();
     let handle = tokio::spawn(async move {
