@@ -824,6 +824,10 @@ impl Pipeline {
                     unparseable: p.unparseable.as_deref(),
                     reply_address: p.reply_address.clone(),
                     plan,
+                    late_parent_window: chrono::Duration::from_std(
+                        self.config.limits.late_parent_window.0,
+                    )
+                    .unwrap_or_else(|_| chrono::Duration::days(7)),
                     cursor: None,
                 }
             })

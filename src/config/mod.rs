@@ -269,6 +269,7 @@ struct RawLimits {
     max_stored_message_bytes: Option<ByteSize>,
     triage_parse_bytes: Option<ByteSize>,
     quarantine_after: Option<u32>,
+    late_parent_window: Option<HumanDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -384,6 +385,10 @@ pub struct Limits {
     /// triage, rendering or its transaction) is recorded as an error,
     /// alerted on and moved aside to the mailbox's quarantine.
     pub quarantine_after: u32,
+    /// A message naming a parent not yet seen waits this long for it: a
+    /// parent arriving within it is linked to the thread (mail servers
+    /// redeliver out of order after an outage).
+    pub late_parent_window: HumanDuration,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -710,6 +715,10 @@ impl Config {
                 .map(|b| b.0)
                 .unwrap_or(2 * 1024 * 1024),
             quarantine_after: raw.limits.quarantine_after.unwrap_or(3).max(1),
+            late_parent_window: raw
+                .limits
+                .late_parent_window
+                .unwrap_or(HumanDuration(Duration::from_secs(7 * 24 * 3600))),
         };
         let compiled = crate::triage::Rules::with_overrides(&raw.triage.rules)
             .map(std::sync::Arc::new)

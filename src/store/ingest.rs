@@ -60,6 +60,8 @@ pub struct IngestInput<'a> {
     pub reply_address: std::result::Result<String, String>,
     /// Clocks, acknowledgement, notices and timers for a new case (pure).
     pub plan: &'a NewCaseFn<'a>,
+    /// How long a message naming an unseen parent waits for it.
+    pub late_parent_window: chrono::Duration,
     pub cursor: Option<(&'a str, &'a [u8])>,
 }
 
@@ -639,6 +641,11 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
         record.warnings.push(note.clone());
         notes.push(note);
     }
+    // Children that arrived before this message and wait for it.
+    let waiting = match (input.message_id, seen) {
+        (Some(mid), Seen::New) => take_awaiting(tx, mid, input.now, input.late_parent_window)?,
+        _ => Vec::new(),
+    };
     let outcome = match (input.decision, input.unparseable) {
         _ if matches!(seen, Seen::Duplicate { .. }) => {
             let original = match seen {
@@ -662,7 +669,8 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
                 message: msg_id,
             }
         }
-        (Some(d), _) if d.kind != Kind::Ignore => match thread_target(tx, input, d)? {
+        (Some(d), _) if d.kind != Kind::Ignore => match late_parent_target(tx, input, d, &waiting)?
+        {
             Some((case_id, matched_by)) => {
                 let mut case = tx
                     .get_case(&case_id)?
@@ -765,6 +773,10 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
         }
     };
 
+    let outcome = link_waiting(tx, input, msg_id, outcome, &waiting)?;
+    if outcome_case(&outcome).is_some() && matches!(seen, Seen::New | Seen::ReusedId { .. }) {
+        await_parents(tx, input, msg_id, &outcome)?;
+    }
     if let (Seen::ReusedId { earlier }, Some(c)) = (seen, outcome_case(&outcome)) {
         if let Some(mut case) = tx.get_case(c)? {
             tx.event(
@@ -1053,6 +1065,264 @@ fn put_ignored(
     };
     tx.ignored.insert(&be(id), to_json(&rec))?;
     Ok(id)
+}
+
+/// A message that named a parent not seen yet, waiting for it (the value
+/// of `await:<parent Message-ID>` in the dedupe tree is a list of these).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct Awaiting {
+    message: u64,
+    case: String,
+    at: DateTime<Utc>,
+}
+
+/// Parents a message may wait for: its In-Reply-To and its nearest
+/// References, at most this many.
+const AWAIT_MAX: usize = 8;
+
+/// Record that the message `msg_id` (now in a case) waits for the parents
+/// its headers name that are not stored yet.
+fn await_parents(
+    tx: &Tx<'_>,
+    input: &IngestInput<'_>,
+    msg_id: u64,
+    outcome: &IngestOutcome,
+) -> TxResult<()> {
+    let Some(case) = outcome_case(outcome) else {
+        return Ok(());
+    };
+    for id in input.thread.header_ids.iter().take(AWAIT_MAX) {
+        if Some(id.as_str()) == input.message_id
+            || !crate::render::safe_msg_id(id)
+            || tx.msgids.get(id.as_bytes())?.is_some()
+        {
+            continue;
+        }
+        let key = format!("await:{id}");
+        let mut list: Vec<Awaiting> = match tx.dedupe.get(key.as_bytes())? {
+            Some(v) => serde_json::from_slice(&v).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        if list.len() >= 32 || list.iter().any(|a| a.message == msg_id) {
+            continue;
+        }
+        list.push(Awaiting {
+            message: msg_id,
+            case: case.to_string(),
+            at: input.now,
+        });
+        tx.dedupe.insert(key.as_bytes(), to_json(&list))?;
+    }
+    Ok(())
+}
+
+/// The children waiting for the message `mid` (within the window), whose
+/// cases still exist; the entry is removed.
+fn take_awaiting(
+    tx: &Tx<'_>,
+    mid: &str,
+    now: DateTime<Utc>,
+    window: chrono::Duration,
+) -> TxResult<Vec<(Awaiting, Case)>> {
+    let key = format!("await:{mid}");
+    let Some(v) = tx.dedupe.remove(key.as_bytes())? else {
+        return Ok(Vec::new());
+    };
+    let list: Vec<Awaiting> = serde_json::from_slice(&v).unwrap_or_default();
+    let mut out = Vec::new();
+    for a in list {
+        if now - a.at > window {
+            continue;
+        }
+        if let Some(c) = tx.get_case(&a.case)? {
+            out.push((a, c));
+        }
+    }
+    Ok(out)
+}
+
+/// Where a message goes when children wait for it: the case it threads
+/// into by its own headers, else (when it would open a case of the same
+/// kind) the case of the children that arrived before it.
+fn late_parent_target(
+    tx: &Tx<'_>,
+    input: &IngestInput<'_>,
+    d: &Decision,
+    waiting: &[(Awaiting, Case)],
+) -> TxResult<Option<(String, String)>> {
+    if let Some(t) = thread_target(tx, input, d)? {
+        return Ok(Some(t));
+    }
+    let as_new = if d.kind == Kind::Reply {
+        input.fallback.unwrap_or(d)
+    } else {
+        d
+    };
+    if as_new.kind == Kind::Ignore || as_new.kind == Kind::Reply {
+        return Ok(None);
+    }
+    let kind = case_kind(as_new);
+    Ok(waiting
+        .iter()
+        .find(|(_, c)| c.kind == kind && !c.is_done())
+        .map(|(a, c)| {
+            (
+                c.id.clone(),
+                format!(
+                    "late parent: message {} of this case, which arrived first, replies to it",
+                    a.message
+                ),
+            )
+        }))
+}
+
+/// After the message `msg_id` is placed: every other case that children
+/// waiting for it opened is linked. Same kind: the later-created case is
+/// merged into the earlier (its unsent acknowledgement is not sent);
+/// another kind (a privacy request and a support ticket keep their own
+/// clocks): each case gets a note naming the other. Returns the outcome,
+/// moved to the surviving case when this message's own case was merged.
+fn link_waiting(
+    tx: &Tx<'_>,
+    input: &IngestInput<'_>,
+    msg_id: u64,
+    outcome: IngestOutcome,
+    waiting: &[(Awaiting, Case)],
+) -> TxResult<IngestOutcome> {
+    let Some(mut here) = outcome_case(&outcome).map(str::to_string) else {
+        return Ok(outcome);
+    };
+    let mut outcome = outcome;
+    let mut done: Vec<String> = Vec::new();
+    for (a, _) in waiting {
+        if a.case == here || done.contains(&a.case) {
+            continue;
+        }
+        done.push(a.case.clone());
+        let (Some(mine), Some(theirs)) = (tx.get_case(&here)?, tx.get_case(&a.case)?) else {
+            continue;
+        };
+        if mine.kind != theirs.kind || mine.is_done() || theirs.is_done() {
+            for (mut c, other) in [(mine, theirs.id.clone()), (theirs, here.clone())] {
+                tx.event(
+                    &mut c,
+                    input.now,
+                    "ticketd",
+                    EventKind::Note {
+                        text: format!(
+                            "related to {other}: message {} replies to message {msg_id}, which arrived after it",
+                            a.message
+                        ),
+                    },
+                )?;
+                tx.put_case(&c)?;
+            }
+            continue;
+        }
+        // The later-created case goes into the earlier one.
+        let (from, into) = if (mine.created_at, &mine.id) > (theirs.created_at, &theirs.id) {
+            (mine, theirs)
+        } else {
+            (theirs, mine)
+        };
+        let into_id = into.id.clone();
+        merge_case(
+            tx,
+            from,
+            into,
+            input.now,
+            &format!(
+                "message {} replies to message {msg_id}, which arrived after it",
+                a.message
+            ),
+        )?;
+        if here != into_id {
+            here = into_id.clone();
+            outcome = match outcome {
+                IngestOutcome::NewCase { message, .. }
+                | IngestOutcome::FollowUp { message, .. } => IngestOutcome::FollowUp {
+                    case: into_id,
+                    message,
+                },
+                o => o,
+            };
+        }
+    }
+    Ok(outcome)
+}
+
+/// Merge case `from` into `into`: its messages join `into`, replies to
+/// its messages and to our mail for it thread into `into` from now on, an
+/// acknowledgement of it not yet sent is not sent (the requester is told
+/// once), and `from` is closed with a note (its timers are dropped when
+/// they come due). Events on both.
+fn merge_case(
+    tx: &Tx<'_>,
+    mut from: Case,
+    mut into: Case,
+    now: DateTime<Utc>,
+    why: &str,
+) -> TxResult<()> {
+    for m in &from.messages {
+        if !into.messages.contains(m) {
+            into.messages.push(*m);
+        }
+        if let Some(v) = tx.messages.get(be(*m))? {
+            let rec: MessageRecord = from_json("messages", &v).map_err(Cte::Abort)?;
+            if let Some(mid) = &rec.message_id {
+                tx.msgids.insert(mid.as_bytes(), into.id.as_bytes())?;
+            }
+        }
+    }
+    into.messages.sort_unstable();
+    for o in &from.outbox {
+        let Some(v) = tx.outbox.get(be(*o))? else {
+            continue;
+        };
+        let mut e: OutboxEntry = from_json("outbox", &v).map_err(Cte::Abort)?;
+        tx.msgids
+            .insert(e.message_id.as_bytes(), into.id.as_bytes())?;
+        if e.purpose == Purpose::Ack && e.state == OutboxState::Queued {
+            e.state = OutboxState::Suppressed;
+            e.last_error = Some(format!("not sent: case merged into {}", into.id));
+            e.next_attempt_at = now;
+            tx.outbox.insert(&be(e.id), to_json(&e))?;
+            tx.pending.remove(&be(e.id))?;
+        }
+    }
+    let was = from.status;
+    from.status = CaseStatus::Closed;
+    from.updated_at = now;
+    from.notes.push(format!("merged into {}", into.id));
+    tx.event(
+        &mut from,
+        now,
+        "ticketd",
+        EventKind::Note {
+            text: format!("merged into {}: {why}", into.id),
+        },
+    )?;
+    tx.event(
+        &mut from,
+        now,
+        "ticketd",
+        EventKind::StatusChanged {
+            from: was,
+            to: CaseStatus::Closed,
+        },
+    )?;
+    into.updated_at = now;
+    tx.event(
+        &mut into,
+        now,
+        "ticketd",
+        EventKind::Note {
+            text: format!("{} merged into this case: {why}", from.id),
+        },
+    )?;
+    tx.put_case(&from)?;
+    tx.put_case(&into)?;
+    Ok(())
 }
 
 /// The existing case this message may join, and how it was matched.

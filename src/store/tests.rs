@@ -113,6 +113,7 @@ fn ingest_key(
         unparseable: None,
         reply_address: Ok(m.from.into()),
         plan: &plan,
+        late_parent_window: chrono::Duration::days(7),
         cursor: Some(("support", b"cursor-1")),
     };
     match store.ingest(&input) {
@@ -587,4 +588,98 @@ fn reopening_at_once_after_a_drop_waits_for_sleds_own_lock() {
     }
     let s = Store::open(dir.path()).expect("open");
     assert_eq!(s.seq("case:SUP").ok(), Some(40));
+}
+
+fn child_of<'a>(mid: &'a str, parent: &str, raw: &'a [u8], d: Decision) -> Msg<'a> {
+    let mut m = msg(Some(mid), raw, d);
+    m.thread.header_ids = vec![parent.to_string()];
+    m
+}
+
+#[test]
+fn a_parent_that_arrives_after_its_reply_joins_the_replys_case() {
+    let (_d, s) = open();
+    let c = ingest(&s, child_of("child@x", "parent@x", b"child", ticket(3)));
+    assert!(matches!(c, IngestOutcome::NewCase { ref case, .. } if case == "SUP-000001"));
+    let p = ingest(&s, msg(Some("parent@x"), b"parent", ticket(3)));
+    assert_eq!(
+        p,
+        IngestOutcome::FollowUp {
+            case: "SUP-000001".into(),
+            message: 2
+        }
+    );
+    let v = s.case_view("SUP-000001").expect("view");
+    assert_eq!(v.messages.len(), 2);
+    assert_eq!(v.outbox.len(), 1, "one acknowledgement for the thread");
+    assert!(v.events.iter().any(|e| matches!(&e.kind, EventKind::FollowUp { matched_by, .. } if matched_by.starts_with("late parent"))));
+    // The parent's id now threads too; the wait is over.
+    assert_eq!(
+        s.msgid_case("parent@x").ok().flatten().as_deref(),
+        Some("SUP-000001")
+    );
+    assert_eq!(s.dedupe_hit("await:parent@x").ok().flatten(), None);
+}
+
+#[test]
+fn two_cases_opened_by_replies_to_a_late_parent_are_merged_into_the_earlier() {
+    let (_d, s) = open();
+    ingest(&s, child_of("a@x", "p@x", b"reply a", ticket(3)));
+    ingest(&s, child_of("b@x", "p@x", b"reply b", ticket(3)));
+    let p = ingest(&s, msg(Some("p@x"), b"parent", ticket(3)));
+    assert!(
+        matches!(p, IngestOutcome::FollowUp { ref case, .. } if case == "SUP-000001"),
+        "{p:?}"
+    );
+    let merged = s.case_view("SUP-000002").expect("view");
+    assert_eq!(merged.case.status, CaseStatus::Closed);
+    assert!(merged
+        .case
+        .notes
+        .iter()
+        .any(|n| n == "merged into SUP-000001"));
+    // Its acknowledgement had not gone out: it never will.
+    assert!(
+        merged
+            .outbox
+            .iter()
+            .all(|e| e.state == OutboxState::Suppressed),
+        "{:?}",
+        merged.outbox
+    );
+    let into = s.case_view("SUP-000001").expect("view");
+    assert_eq!(into.case.messages, vec![1, 2, 3]);
+    assert!(into.events.iter().any(|e| matches!(&e.kind, EventKind::Note { text } if text.starts_with("SUP-000002 merged into this case"))));
+    // Replies to the merged case's messages and mail land in the survivor.
+    assert_eq!(
+        s.msgid_case("b@x").ok().flatten().as_deref(),
+        Some("SUP-000001")
+    );
+    assert_eq!(
+        s.msgid_case("ack.SUP-000002.tok@casehost.example")
+            .ok()
+            .flatten()
+            .as_deref(),
+        Some("SUP-000001")
+    );
+    assert_eq!(s.outbox_pending().map(|v| v.len()).ok(), Some(1));
+}
+
+#[test]
+fn a_late_parent_of_another_kind_keeps_its_own_case_and_both_are_noted() {
+    let (_d, s) = open();
+    ingest(&s, child_of("c@x", "gdpr@x", b"reply", ticket(4)));
+    let p = ingest(&s, msg(Some("gdpr@x"), b"access request", privacy()));
+    assert!(
+        matches!(p, IngestOutcome::NewCase { ref case, .. } if case == "PRV-000001"),
+        "{p:?}"
+    );
+    for (id, other) in [("SUP-000001", "PRV-000001"), ("PRV-000001", "SUP-000001")] {
+        let v = s.case_view(id).expect("view");
+        assert!(
+            v.events.iter().any(|e| matches!(&e.kind, EventKind::Note { text } if text.starts_with(&format!("related to {other}")))),
+            "{id}: {:?}",
+            v.events
+        );
+    }
 }
