@@ -75,3 +75,15 @@ pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         "panic".to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn panic_text_reads_the_payload_of_a_caught_panic() {
+        let p = std::panic::catch_unwind(|| panic!("boom {}", 7)).err();
+        let text = p.as_deref().map(super::panic_text);
+        assert_eq!(text.as_deref(), Some("panic: boom 7"));
+        let p = std::panic::catch_unwind(|| panic!("static")).err();
+        assert_eq!(p.as_deref().map(super::panic_text).as_deref(), Some("panic: static"));
+    }
+}

@@ -674,7 +674,7 @@ impl Pipeline {
         let parts = match work {
             Ok(parts) => parts,
             Err(p) => {
-                let why = crate::failpoint::panic_text(&p);
+                let why = crate::failpoint::panic_text(p.as_ref());
                 tracing::error!(source = %env.source, key = %env.key, error = %why, "preparing a message failed");
                 Parts {
                     failure: Some(format!("parse or triage failed: {why}")),

@@ -247,7 +247,7 @@ impl Tx<'_> {
                 .map_err(|p| {
                     Cte::Abort(StoreError::Invalid(format!(
                         "planning the new case failed: {}",
-                        crate::failpoint::panic_text(&p)
+                        crate::failpoint::panic_text(p.as_ref())
                     )))
                 })?;
         let NewCasePlan {
