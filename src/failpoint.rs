@@ -84,6 +84,9 @@ mod tests {
         let text = p.as_deref().map(super::panic_text);
         assert_eq!(text.as_deref(), Some("panic: boom 7"));
         let p = std::panic::catch_unwind(|| panic!("static")).err();
-        assert_eq!(p.as_deref().map(super::panic_text).as_deref(), Some("panic: static"));
+        assert_eq!(
+            p.as_deref().map(super::panic_text).as_deref(),
+            Some("panic: static")
+        );
     }
 }

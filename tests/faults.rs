@@ -95,7 +95,9 @@ fn check_exactly_once(seen: &Seen, msgs: &[Mixed]) -> HashMap<String, Vec<String
             e.last_error
         );
         for r in &e.recipients {
-            acks.entry(r.clone()).or_default().push(e.message_id.clone());
+            acks.entry(r.clone())
+                .or_default()
+                .push(e.message_id.clone());
         }
     }
     assert_eq!(
@@ -193,10 +195,19 @@ async fn kill9_at_random_moments_loses_and_doubles_nothing() {
     let doubled = acks_arrived(&stack, &acks).await;
     // No auto-replier was answered.
     for m in msgs.iter().filter(|m| m.expect == Expect::AutoReply) {
-        assert_eq!(count(&stack, &m.from, "INBOX").await, 0, "{} got mail", m.from);
+        assert_eq!(
+            count(&stack, &m.from, "INBOX").await,
+            0,
+            "{} got mail",
+            m.from
+        );
     }
-    assert_eq!(count(&stack, "support@example.test", "Processed").await
-        + count(&stack, "privacy@example.test", "Processed").await, n, "every message moved once");
+    assert_eq!(
+        count(&stack, "support@example.test", "Processed").await
+            + count(&stack, "privacy@example.test", "Processed").await,
+        n,
+        "every message moved once"
+    );
     println!(
         "faults: kill9 messages={n} kills={kills} lost=0 doubled=0 duplicate_acks={doubled} ({:.2} per kill) drained_in={:.1}s total={:.1}s",
         doubled as f64 / kills.max(1) as f64,
@@ -204,8 +215,19 @@ async fn kill9_at_random_moments_loses_and_doubles_nothing() {
         start.elapsed().as_secs_f64()
     );
     // At most one resend per SMTP connection per kill (pool size 4).
-    assert!(doubled <= kills * 4, "{doubled} acknowledgements arrived twice");
-    assert_no_pii(&log, &["Requester ", "Report error", "monthly report", "Access request"]);
+    assert!(
+        doubled <= kills * 4,
+        "{doubled} acknowledgements arrived twice"
+    );
+    assert_no_pii(
+        &log,
+        &[
+            "Requester ",
+            "Report error",
+            "monthly report",
+            "Access request",
+        ],
+    );
 }
 
 /// Mail flowing while Dovecot is down for `FAULTS_DOVECOT_OUTAGE` seconds
@@ -233,14 +255,18 @@ async fn a_dovecot_outage_is_ridden_out() {
     }
     tokio::time::sleep(outage).await;
     stack.start_dovecot();
-    let recovered = wait_for("backlog and acks after the outage", Duration::from_secs(120), async || {
-        for m in &msgs {
-            if count(&stack, &m.from, "INBOX").await == 0 {
-                return false;
+    let recovered = wait_for(
+        "backlog and acks after the outage",
+        Duration::from_secs(120),
+        async || {
+            for m in &msgs {
+                if count(&stack, &m.from, "INBOX").await == 0 {
+                    return false;
+                }
             }
-        }
-        count(&stack, "support@example.test", "INBOX").await == 0
-    })
+            count(&stack, "support@example.test", "INBOX").await == 0
+        },
+    )
     .await;
     let log = p.log.clone();
     p.stop();
@@ -280,13 +306,17 @@ async fn a_postfix_outage_loses_no_acknowledgement() {
     .await;
     tokio::time::sleep(outage).await;
     stack.start_postfix();
-    let recovered = wait_for("every ack after the outage", Duration::from_secs(120), async || {
-        let mut got = 0;
-        for r in 0..5 {
-            got += count(&stack, &format!("r{r}.p@example.test"), "INBOX").await;
-        }
-        got >= 25
-    })
+    let recovered = wait_for(
+        "every ack after the outage",
+        Duration::from_secs(120),
+        async || {
+            let mut got = 0;
+            for r in 0..5 {
+                got += count(&stack, &format!("r{r}.p@example.test"), "INBOX").await;
+            }
+            got >= 25
+        },
+    )
     .await;
     let log = p.log.clone();
     p.stop();
@@ -332,7 +362,9 @@ async fn poison_mail_is_quarantined_and_the_mail_behind_it_flows() {
         "poison.q@sender.example.test",
     );
     let mut s = stack.imap("support@example.test").await;
-    s.append("INBOX", None, None, &poison).await.expect("append");
+    s.append("INBOX", None, None, &poison)
+        .await
+        .expect("append");
     let normal: Vec<Mixed> = (0..5)
         .map(|i| ticket("q", i, &format!("r{i}.q@example.test")))
         .collect();
@@ -341,19 +373,27 @@ async fn poison_mail_is_quarantined_and_the_mail_behind_it_flows() {
     }
     let _ = s.logout().await;
     let start = Instant::now();
-    let flowed = wait_for("the five behind the poison", Duration::from_secs(30), async || {
-        for m in &normal {
-            if count(&stack, &m.from, "INBOX").await == 0 {
-                return false;
+    let flowed = wait_for(
+        "the five behind the poison",
+        Duration::from_secs(30),
+        async || {
+            for m in &normal {
+                if count(&stack, &m.from, "INBOX").await == 0 {
+                    return false;
+                }
             }
-        }
-        true
-    })
+            true
+        },
+    )
     .await;
-    let quarantined = wait_for("the poison quarantined", Duration::from_secs(30), async || {
-        count(&stack, "support@example.test", "Quarantine").await == 1
-            && count(&stack, "support@example.test", "INBOX").await == 0
-    })
+    let quarantined = wait_for(
+        "the poison quarantined",
+        Duration::from_secs(30),
+        async || {
+            count(&stack, "support@example.test", "Quarantine").await == 1
+                && count(&stack, "support@example.test", "INBOX").await == 0
+        },
+    )
     .await;
     let alerts = stack
         .wait_messages("admin@example.test", "INBOX", 1, Duration::from_secs(30))
@@ -370,11 +410,23 @@ async fn poison_mail_is_quarantined_and_the_mail_behind_it_flows() {
     let log = p.log.clone();
     p.stop();
     let seen = read_store(data.path());
-    let err: Vec<_> = seen.ignored.iter().filter(|r| r.category == "error").collect();
+    let err: Vec<_> = seen
+        .ignored
+        .iter()
+        .filter(|r| r.category == "error")
+        .collect();
     assert_eq!(err.len(), 1, "{:?}", seen.ignored);
-    assert!(err[0].reasons[0].contains("panic point render armed"), "{:?}", err[0].reasons);
+    assert!(
+        err[0].reasons[0].contains("panic point render armed"),
+        "{:?}",
+        err[0].reasons
+    );
     assert_eq!(seen.cases.len(), 6);
-    assert_eq!(count(&stack, "pat.q@example.test", "INBOX").await, 0, "no ack for the poison");
+    assert_eq!(
+        count(&stack, "pat.q@example.test", "INBOX").await,
+        0,
+        "no ack for the poison"
+    );
     println!(
         "faults: poison behind_flowed_in={:.1}s quarantined_in={:.1}s total={:.1}s",
         flowed.as_secs_f64(),
@@ -407,7 +459,9 @@ async fn hostile_header_values_never_reach_outgoing_headers() {
         smtp_send(&stack, from, &["support@example.test"], raw.as_bytes()).await;
     }
     for (to, _) in &msgs {
-        let got = stack.wait_messages(to, "INBOX", 1, Duration::from_secs(30)).await;
+        let got = stack
+            .wait_messages(to, "INBOX", 1, Duration::from_secs(30))
+            .await;
         let text = String::from_utf8_lossy(&got[0]).into_owned();
         let head = text.split("\r\n\r\n").next().unwrap_or("");
         let names: Vec<String> = head
@@ -416,14 +470,24 @@ async fn hostile_header_values_never_reach_outgoing_headers() {
             .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_ascii_lowercase()))
             .collect();
         for injected in ["bcc", "cc"] {
-            assert!(!names.iter().any(|n| n == injected), "{to}: injected {injected}:\n{head}");
+            assert!(
+                !names.iter().any(|n| n == injected),
+                "{to}: injected {injected}:\n{head}"
+            );
         }
         assert_eq!(names.iter().filter(|n| *n == "to").count(), 1, "{head}");
-        assert!(got[0].len() < 64 * 1024, "{to}: acknowledgement of {} bytes", got[0].len());
+        assert!(
+            got[0].len() < 64 * 1024,
+            "{to}: acknowledgement of {} bytes",
+            got[0].len()
+        );
         assert!(!text.contains('\0'), "{to}: NUL in the acknowledgement");
     }
     for n in 1..=4 {
-        assert_eq!(count(&stack, &format!("bcc{n}@example.test"), "INBOX").await, 0);
+        assert_eq!(
+            count(&stack, &format!("bcc{n}@example.test"), "INBOX").await,
+            0
+        );
     }
     let log = p.log.clone();
     p.stop();
@@ -448,25 +512,50 @@ async fn reused_ids_missing_ids_and_late_parents_are_kept_apart_or_together_righ
         }
     };
     // 1. The same Message-ID, other sender and content: both recorded.
-    send("a1.r@example.test", "privacy@example.test", "Subject: Access request\r\nMessage-ID: <reused.r@x.example.test>\r\n".into(),
-        "Under Article 15 GDPR I request a copy of all personal data you hold about me.").await;
-    stack.wait_messages("a1.r@example.test", "INBOX", 1, Duration::from_secs(20)).await;
-    send("a2.r@example.test", "privacy@example.test", "Subject: Delete my data\r\nMessage-ID: <reused.r@x.example.test>\r\n".into(),
-        "Under Article 17 GDPR please erase all my personal data.").await;
-    stack.wait_messages("a2.r@example.test", "INBOX", 1, Duration::from_secs(20)).await;
+    send(
+        "a1.r@example.test",
+        "privacy@example.test",
+        "Subject: Access request\r\nMessage-ID: <reused.r@x.example.test>\r\n".into(),
+        "Under Article 15 GDPR I request a copy of all personal data you hold about me.",
+    )
+    .await;
+    stack
+        .wait_messages("a1.r@example.test", "INBOX", 1, Duration::from_secs(20))
+        .await;
+    send(
+        "a2.r@example.test",
+        "privacy@example.test",
+        "Subject: Delete my data\r\nMessage-ID: <reused.r@x.example.test>\r\n".into(),
+        "Under Article 17 GDPR please erase all my personal data.",
+    )
+    .await;
+    stack
+        .wait_messages("a2.r@example.test", "INBOX", 1, Duration::from_secs(20))
+        .await;
     // 2. No Message-ID, delivered twice.
     for _ in 0..2 {
-        send("b.r@example.test", "support@example.test", "Subject: Export fails\r\n".into(),
-            "The CSV export shows an error every time.").await;
+        send(
+            "b.r@example.test",
+            "support@example.test",
+            "Subject: Export fails\r\n".into(),
+            "The CSV export shows an error every time.",
+        )
+        .await;
     }
     // 3. The reply first, then the message it answers.
     send("c2.r@example.test", "support@example.test",
         "Subject: Re: Intake form broken\r\nMessage-ID: <child.r@x.example.test>\r\nIn-Reply-To: <parent.r@x.example.test>\r\nReferences: <parent.r@x.example.test>\r\n".into(),
         "Same here in our office, the intake form shows an error.").await;
-    stack.wait_messages("c2.r@example.test", "INBOX", 1, Duration::from_secs(20)).await;
-    send("c1.r@example.test", "support@example.test",
+    stack
+        .wait_messages("c2.r@example.test", "INBOX", 1, Duration::from_secs(20))
+        .await;
+    send(
+        "c1.r@example.test",
+        "support@example.test",
         "Subject: Intake form broken\r\nMessage-ID: <parent.r@x.example.test>\r\n".into(),
-        "The intake form shows an error when we save.").await;
+        "The intake form shows an error when we save.",
+    )
+    .await;
     wait_for("everything taken", Duration::from_secs(20), async || {
         count(&stack, "support@example.test", "INBOX").await == 0
             && count(&stack, "support@example.test", "Processed").await == 4
@@ -476,16 +565,42 @@ async fn reused_ids_missing_ids_and_late_parents_are_kept_apart_or_together_righ
     let log = p.log.clone();
     p.stop();
     let seen = read_store(data.path());
-    let prv: Vec<_> = seen.cases.iter().filter(|c| c.id.starts_with("PRV")).collect();
+    let prv: Vec<_> = seen
+        .cases
+        .iter()
+        .filter(|c| c.id.starts_with("PRV"))
+        .collect();
     assert_eq!(prv.len(), 2, "a reused id never hides a request");
-    let sup: Vec<_> = seen.cases.iter().filter(|c| c.id.starts_with("SUP")).collect();
+    let sup: Vec<_> = seen
+        .cases
+        .iter()
+        .filter(|c| c.id.starts_with("SUP"))
+        .collect();
     assert_eq!(sup.len(), 2, "{sup:?}");
-    let dup: Vec<_> = seen.ignored.iter().filter(|r| r.category == "duplicate").collect();
+    let dup: Vec<_> = seen
+        .ignored
+        .iter()
+        .filter(|r| r.category == "duplicate")
+        .collect();
     assert_eq!(dup.len(), 1, "{:?}", seen.ignored);
-    let thread = sup.iter().find(|c| c.messages.len() == 2).expect("the late parent joined its reply's case");
-    assert_eq!(thread.requester.as_ref().map(|a| a.address.as_str()), Some("c2.r@example.test"));
-    assert_eq!(count(&stack, "b.r@example.test", "INBOX").await, 1, "one ack for the twice-delivered message");
-    assert_eq!(count(&stack, "c1.r@example.test", "INBOX").await, 0, "the late parent opens no second case");
+    let thread = sup
+        .iter()
+        .find(|c| c.messages.len() == 2)
+        .expect("the late parent joined its reply's case");
+    assert_eq!(
+        thread.requester.as_ref().map(|a| a.address.as_str()),
+        Some("c2.r@example.test")
+    );
+    assert_eq!(
+        count(&stack, "b.r@example.test", "INBOX").await,
+        1,
+        "one ack for the twice-delivered message"
+    );
+    assert_eq!(
+        count(&stack, "c1.r@example.test", "INBOX").await,
+        0,
+        "the late parent opens no second case"
+    );
     assert_no_pii(&log, &["Access request", "Intake form", "CSV export"]);
 }
 
@@ -518,33 +633,49 @@ async fn mail_landing_just_before_idle_is_taken_at_once() {
     let mut worst = Duration::ZERO;
     for round in 0..2 {
         // Round 0: one mailbox; round 1: all at once.
-        let these: Vec<&String> = if round == 0 { boxes.iter().take(1).collect() } else { boxes.iter().collect() };
+        let these: Vec<&String> = if round == 0 {
+            boxes.iter().take(1).collect()
+        } else {
+            boxes.iter().collect()
+        };
         for (i, b) in these.iter().enumerate() {
             let first = ticket("w", round * 100 + i, &format!("a{round}{i}.w@example.test"));
             stack.append(b, "INBOX", &first.raw).await;
         }
         for b in &these {
-            wait_for("the first message taken", Duration::from_secs(20), async || {
-                count(&stack, b, "INBOX").await == 0
-            })
+            wait_for(
+                "the first message taken",
+                Duration::from_secs(20),
+                async || count(&stack, b, "INBOX").await == 0,
+            )
             .await;
         }
         // Now each mailbox sits in the window before IDLE.
         let t = Instant::now();
         for (i, b) in these.iter().enumerate() {
-            let second = ticket("w", round * 100 + 50 + i, &format!("b{round}{i}.w@example.test"));
+            let second = ticket(
+                "w",
+                round * 100 + 50 + i,
+                &format!("b{round}{i}.w@example.test"),
+            );
             stack.append(b, "INBOX", &second.raw).await;
         }
         for b in &these {
-            wait_for("the second message taken", Duration::from_secs(30), async || {
-                count(&stack, b, "INBOX").await == 0
-            })
+            wait_for(
+                "the second message taken",
+                Duration::from_secs(30),
+                async || count(&stack, b, "INBOX").await == 0,
+            )
             .await;
         }
         worst = worst.max(t.elapsed());
     }
     p.stop();
-    println!("faults: idle_window delay=3s mailboxes=1,{} worst_taken_in={:.1}s", many + 1, worst.as_secs_f64());
+    println!(
+        "faults: idle_window delay=3s mailboxes=1,{} worst_taken_in={:.1}s",
+        many + 1,
+        worst.as_secs_f64()
+    );
     assert!(worst < Duration::from_secs(15), "taken after {worst:?}");
 }
 
@@ -562,10 +693,24 @@ async fn auto_responder_loops_are_held() {
     stack.set_vacation("v.l@example.test");
     let req = ticket("l", 1, "v.l@example.test");
     smtp_send(&stack, &req.from, &[&req.to], &req.raw).await;
-    stack.wait_messages("v.l@example.test", "INBOX", 1, Duration::from_secs(20)).await;
+    stack
+        .wait_messages("v.l@example.test", "INBOX", 1, Duration::from_secs(20))
+        .await;
     // A person at support@ writes to the requester: the vacation answers.
-    let human = common::request("Support <support@example.test>", "v.l@example.test", "About your report", "Could you tell us which browser you use?", "human.l@casehost.example.test");
-    smtp_send(&stack, "support@example.test", &["v.l@example.test"], &human).await;
+    let human = common::request(
+        "Support <support@example.test>",
+        "v.l@example.test",
+        "About your report",
+        "Could you tell us which browser you use?",
+        "human.l@casehost.example.test",
+    );
+    smtp_send(
+        &stack,
+        "support@example.test",
+        &["v.l@example.test"],
+        &human,
+    )
+    .await;
     // The naive responder writes to us with every answer it gets.
     let naive = stack.spawn_naive_responder("n.l@example.test", secs);
     let first = ticket("l", 2, "n.l@example.test");
@@ -577,16 +722,40 @@ async fn auto_responder_loops_are_held() {
     let v_inbox = count(&stack, "v.l@example.test", "INBOX").await;
     let acks_to_naive = count(&stack, "n.l@example.test", "INBOX").await;
     let seen = read_store(data.path());
-    let vacation_recorded = seen.ignored.iter().filter(|r| r.from.as_ref().is_some_and(|a| a.address == "v.l@example.test")).count();
-    let suppressed = seen.outbox.iter().filter(|e| e.state == OutboxState::Suppressed).count();
+    let vacation_recorded = seen
+        .ignored
+        .iter()
+        .filter(|r| {
+            r.from
+                .as_ref()
+                .is_some_and(|a| a.address == "v.l@example.test")
+        })
+        .count();
+    let suppressed = seen
+        .outbox
+        .iter()
+        .filter(|e| e.state == OutboxState::Suppressed)
+        .count();
     println!("faults: loop secs={secs} vacation_acks=1 vacation_replies_recorded={vacation_recorded} naive_replies={replies} acks_to_naive={acks_to_naive} suppressed={suppressed}");
-    assert_eq!(v_inbox, 2, "the requester on vacation: one ack and the human mail, nothing more");
-    assert_eq!(vacation_recorded, 1, "the vacation reply is recorded: {:?}", seen.ignored);
-    assert!(acks_to_naive <= 5, "the rate limit holds: {acks_to_naive} acks");
+    assert_eq!(
+        v_inbox, 2,
+        "the requester on vacation: one ack and the human mail, nothing more"
+    );
+    assert_eq!(
+        vacation_recorded, 1,
+        "the vacation reply is recorded: {:?}",
+        seen.ignored
+    );
+    assert!(
+        acks_to_naive <= 5,
+        "the rate limit holds: {acks_to_naive} acks"
+    );
     if replies >= 5 {
         assert!(suppressed >= 1);
         let alerts = stack.messages("admin@example.test", "INBOX").await;
-        assert!(alerts.iter().any(|a| String::from_utf8_lossy(a).contains("per-recipient rate limit")));
+        assert!(alerts
+            .iter()
+            .any(|a| String::from_utf8_lossy(a).contains("per-recipient rate limit")));
     }
     assert_no_pii(&log, &["Requester ", "Report error", "About your report"]);
 }

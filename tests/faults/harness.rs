@@ -146,10 +146,13 @@ pub async fn smtp_send(stack: &MailStack, from: &str, to: &[&str], raw: &[u8]) {
     }
     let greet = reply(&mut r).await;
     assert!(greet.starts_with("220"), "{greet}");
-    for c in [String::from("EHLO test\r\n"), format!("MAIL FROM:<{from}>\r\n")]
-        .into_iter()
-        .chain(to.iter().map(|t| format!("RCPT TO:<{t}>\r\n")))
-        .chain([String::from("DATA\r\n")])
+    for c in [
+        String::from("EHLO test\r\n"),
+        format!("MAIL FROM:<{from}>\r\n"),
+    ]
+    .into_iter()
+    .chain(to.iter().map(|t| format!("RCPT TO:<{t}>\r\n")))
+    .chain([String::from("DATA\r\n")])
     {
         w.write_all(c.as_bytes()).await.expect("smtp write");
         let rep = reply(&mut r).await;
@@ -316,7 +319,10 @@ pub async fn wait_for(what: &str, within: Duration, mut f: impl AsyncFnMut() -> 
         if f().await {
             return start.elapsed();
         }
-        assert!(start.elapsed() < within, "timed out after {within:?} waiting for {what}");
+        assert!(
+            start.elapsed() < within,
+            "timed out after {within:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -334,7 +340,10 @@ pub fn pii_lines(log: &str, secrets: &[&str]) -> Vec<String> {
         let b = line.as_bytes();
         (1..b.len()).any(|i| {
             b[i] == b'@'
-                && (b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'.' || b[i - 1] == b'-' || b[i - 1] == b'_')
+                && (b[i - 1].is_ascii_alphanumeric()
+                    || b[i - 1] == b'.'
+                    || b[i - 1] == b'-'
+                    || b[i - 1] == b'_')
                 && !line[..i].ends_with("***")
                 && b.get(i + 1).is_some_and(|c| c.is_ascii_alphanumeric())
         })
