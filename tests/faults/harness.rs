@@ -327,6 +327,20 @@ pub async fn wait_for(what: &str, within: Duration, mut f: impl AsyncFnMut() -> 
     }
 }
 
+/// [`wait_for`] without the panic: whether `f` turned true within `within`.
+pub async fn wait_or(within: Duration, mut f: impl AsyncFnMut() -> bool) -> (bool, Duration) {
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return (true, start.elapsed());
+        }
+        if start.elapsed() >= within {
+            return (false, start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// How many messages are in `user`'s `folder`.
 pub async fn count(stack: &MailStack, user: &str, folder: &str) -> usize {
     stack.messages(user, folder).await.len()
