@@ -206,11 +206,24 @@ async fn kill9_at_random_moments_loses_and_doubles_nothing() {
             *arrived.entry(id).or_default() += 1;
         }
     }
-    let ack_entries: Vec<_> = seen.outbox.iter().filter(|e| e.purpose == Purpose::Ack).collect();
-    let unsent = ack_entries.iter().filter(|e| e.state != OutboxState::Sent).count();
+    let ack_entries: Vec<_> = seen
+        .outbox
+        .iter()
+        .filter(|e| e.purpose == Purpose::Ack)
+        .collect();
+    let unsent = ack_entries
+        .iter()
+        .filter(|e| e.state != OutboxState::Sent)
+        .count();
     let doubled: usize = ack_entries
         .iter()
-        .map(|e| arrived.get(&e.message_id).copied().unwrap_or(0).saturating_sub(1))
+        .map(|e| {
+            arrived
+                .get(&e.message_id)
+                .copied()
+                .unwrap_or(0)
+                .saturating_sub(1)
+        })
         .sum();
     let cases = seen.cases.len();
     println!(
@@ -223,7 +236,12 @@ async fn kill9_at_random_moments_loses_and_doubles_nothing() {
     assert_eq!(acks_arrived(&stack, &acks).await, doubled);
     // No auto-replier was answered.
     for m in msgs.iter().filter(|m| m.expect == Expect::AutoReply) {
-        assert_eq!(count(&stack, &m.from, "INBOX").await, 0, "{} got mail", m.from);
+        assert_eq!(
+            count(&stack, &m.from, "INBOX").await,
+            0,
+            "{} got mail",
+            m.from
+        );
     }
     assert_eq!(
         count(&stack, "support@example.test", "Processed").await
@@ -232,8 +250,19 @@ async fn kill9_at_random_moments_loses_and_doubles_nothing() {
         "every message moved once"
     );
     // At most one resend per SMTP connection per kill (pool size 4).
-    assert!(doubled <= kills * 4, "{doubled} acknowledgements arrived twice");
-    assert_no_pii(&log, &["Requester ", "Report error", "monthly report", "Access request"]);
+    assert!(
+        doubled <= kills * 4,
+        "{doubled} acknowledgements arrived twice"
+    );
+    assert_no_pii(
+        &log,
+        &[
+            "Requester ",
+            "Report error",
+            "monthly report",
+            "Access request",
+        ],
+    );
 }
 
 /// Mail flowing while Dovecot is down for `FAULTS_DOVECOT_OUTAGE` seconds
@@ -764,4 +793,75 @@ async fn auto_responder_loops_are_held() {
             .any(|a| String::from_utf8_lossy(a).contains("per-recipient rate limit")));
     }
     assert_no_pii(&log, &["Requester ", "Report error", "About your report"]);
+}
+
+#[path = "faults/hostile_inputs.rs"]
+mod hostile_inputs;
+
+/// Each hostile input (30 MB, 10,000 parts, 1,000-deep nesting, 100,000
+/// links, header injection, a 1 MB Subject, 8-bit garbage headers, 10,000
+/// References) through `ticketd import`: exit 0, one record each, and a
+/// reason that says what was wrong for what is not mail.
+#[test]
+fn hostile_inputs_are_recorded_never_a_panic() {
+    let default = include_str!("../src/default.toml");
+    for (name, raw) in hostile_inputs::inputs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = dir.path().join("ticketd.toml");
+        std::fs::write(
+            &cfg,
+            default.replace(
+                "data_dir = \"ticketd-data\"",
+                &format!("data_dir = \"{}\"", dir.path().join("data").display()),
+            ),
+        )
+        .expect("config");
+        let file = dir.path().join("input.eml");
+        std::fs::write(&file, &raw).expect("input");
+        let out = std::process::Command::new(bin())
+            .args(["import", "--config"])
+            .arg(&cfg)
+            .arg("--json")
+            .arg(&file)
+            .output()
+            .expect("run import");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let recorded = v["new_cases"].as_u64().unwrap_or(0) + v["ignored"].as_u64().unwrap_or(0);
+        assert_eq!(recorded, 1, "{name}: {v}");
+        let seen = read_store(&dir.path().join("data"));
+        if name == "8-bit garbage headers" {
+            assert_eq!(seen.ignored.len(), 1);
+            assert!(
+                seen.ignored[0].reasons[0].contains("8-bit, control or space bytes"),
+                "{name}: {:?}",
+                seen.ignored[0].reasons
+            );
+        } else {
+            assert_eq!(seen.cases.len(), 1, "{name}: {:?}", seen.ignored);
+            for e in &seen.outbox {
+                assert!(
+                    e.mail.len() < 64 * 1024,
+                    "{name}: a mail of {} bytes",
+                    e.mail.len()
+                );
+                let head = e.mail.split("\r\n\r\n").next().unwrap_or("");
+                assert!(
+                    head.lines().all(|l| l.len() <= 998),
+                    "{name}: a header line over 998 bytes"
+                );
+                assert!(
+                    !head
+                        .lines()
+                        .any(|l| l.to_ascii_lowercase().starts_with("bcc:")),
+                    "{name}: {head}"
+                );
+            }
+        }
+    }
 }
