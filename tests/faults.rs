@@ -130,6 +130,7 @@ async fn kill9_at_random_moments_loses_and_doubles_nothing() {
     let stack = MailStack::start();
     let data = tempfile::tempdir().expect("tempdir");
     let cfg = write_config(&stack, data.path(), "");
+    let kill_at_delivery = std::env::var("FAULTS_KILL_AT").is_ok_and(|v| v == "delivery");
     let requesters = (n / 4).max(1);
     let msgs: Vec<Mixed> = (0..n).map(|i| mixed("k", i, requesters)).collect();
     // Two thirds arrive in bursts while the daemon is down (one burst per
@@ -163,7 +164,21 @@ async fn kill9_at_random_moments_loses_and_doubles_nothing() {
             append_all(&stack, b).await;
         }
         let p = Proc::start(&cfg, &[]);
-        tokio::time::sleep(Duration::from_millis(fastrand::u64(200..1200))).await;
+        // `FAULTS_KILL_AT=delivery`: kill as soon as this burst's first
+        // acknowledgement has arrived, i.e. in the middle of a delivery pass
+        // (the widest duplicate window); else at a random moment.
+        let first_ack = bursts.get(k).and_then(|b| {
+            b.iter()
+                .find(|m| matches!(m.expect, Expect::Ticket | Expect::Privacy))
+                .map(|m| m.from.clone())
+        });
+        match (kill_at_delivery, first_ack) {
+            (true, Some(to)) => {
+                let before = count(&stack, &to, "INBOX").await;
+                wait_or(Duration::from_secs(20), async || count(&stack, &to, "INBOX").await > before).await;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(fastrand::u64(200..1200))).await,
+        }
         p.kill9();
     }
     sender.await.expect("sender");
