@@ -380,7 +380,10 @@ pub fn header_safe(text: &str, max: usize) -> String {
         out.push(c);
         n += 1;
     }
-    out.trim_end().to_string()
+    // An encoded word in the text (`=?charset?b?...?=`, kept literally by
+    // the parser when it was invalid) would be decoded again by the reader
+    // of our header, into bytes we never checked: defuse it.
+    out.trim_end().replace("=?", "= ?")
 }
 
 /// A Message-ID we may copy into In-Reply-To/References as it is:
@@ -525,6 +528,28 @@ mod tests {
             Templates::load(Some(dir.path())).is_err(),
             "a broken override is an error at load"
         );
+    }
+
+    #[test]
+    fn header_values_are_safe_bounded_and_never_re_decoded() {
+        assert_eq!(header_safe("a\r\nBcc: x\0y\tz", 100), "a Bcc: x y z");
+        assert_eq!(header_safe("  lots   of   space  ", 100), "lots of space");
+        assert_eq!(header_safe(&"é".repeat(300), 100).chars().count(), 100);
+        assert_eq!(
+            header_safe("=?utf-8?b?QmNjOg==?=", 100),
+            "= ?utf-8?b?QmNjOg== ?="
+        );
+        assert!(safe_msg_id("abc.123@x.example"));
+        for bad in [
+            "",
+            "no-at",
+            "a b@x",
+            "a<b@x",
+            &format!("{}@x", "a".repeat(300)),
+            "a\0@x",
+        ] {
+            assert!(!safe_msg_id(bad), "{bad:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,14 @@
 //! Fuzz target: any bytes through the parse + triage + classify path must
 //! never panic, and decisions must keep their invariants.
+//!
+//! Run from the repository root (`fuzz/seed.sh` seeds the `pipeline`
+//! corpus; the same mail makes a good start here):
+//!
+//! ```sh
+//! cargo +nightly fuzz run -O parse_triage fuzz/corpus/pipeline -- -max_total_time=600
+//! ```
+//!
+//! `-O`: without debug assertions (see the `pipeline` target).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,8 +19,12 @@ use ticketd::triage::Kind;
 fn setup() -> &'static Config {
     static S: OnceLock<Config> = OnceLock::new();
     S.get_or_init(|| {
-        Config::from_toml(ticketd::config::EMBEDDED_DEFAULT, "default", std::path::Path::new("/tmp"))
-            .expect("embedded default")
+        Config::from_toml(
+            ticketd::config::EMBEDDED_DEFAULT,
+            "default",
+            std::path::Path::new("/tmp"),
+        )
+        .expect("embedded default")
     })
 }
 

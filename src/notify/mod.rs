@@ -582,7 +582,7 @@ impl Notifier {
         minijinja::context! {
             case_id => c.id,
             kind => c.kind.as_str(),
-            subject => if c.subject.is_empty() { "(no subject)".to_string() } else { c.subject.replace(['\r', '\n'], " ") },
+            subject => if c.subject.trim().is_empty() { "(no subject)".to_string() } else { render::header_safe(&c.subject, render::SUBJECT_MAX) },
             level => level,
             level_meaning => level.map(crate::policy::level_meaning),
             target => level.map(|l| text::duration_phrase("en", self.config.clocks.targets.seconds[usize::from(l.clamp(1, 5)) - 1])),
@@ -786,7 +786,7 @@ impl Notifier {
                         .join(",")
                 ),
             };
-            let subject = c.subject.replace(['\r', '\n'], " ");
+            let subject = render::header_safe(&c.subject, render::SUBJECT_MAX);
             match (c.clocks.respond_by, c.clocks.privacy) {
                 (Some(t), _) => {
                     let row = minijinja::context! { id => c.id, what => what, due => text::human_instant("en", tz, t), subject => subject };
@@ -812,7 +812,7 @@ impl Notifier {
             .filter(|c| c.kind == CaseKind::Support)
             .filter(|c| c.level.is_some_and(|l| digest_levels.contains(&l)))
             .filter(|c| since.is_none_or(|s| c.created_at > s))
-            .map(|c| minijinja::context! { id => c.id, what => format!("level {}", c.level.unwrap_or(4)), subject => c.subject.replace(['\r', '\n'], " ") })
+            .map(|c| minijinja::context! { id => c.id, what => format!("level {}", c.level.unwrap_or(4)), subject => render::header_safe(&c.subject, render::SUBJECT_MAX) })
             .collect();
         let ctx = minijinja::context! {
             today => today.to_string(),
