@@ -924,3 +924,34 @@ async fn smtp_implicit_tls_and_starttls_with_the_test_ca_and_a_wrong_ca_is_refus
         );
     }
 }
+
+/// IDLE's deadline is absolute: Dovecot's keep-alive (`* OK Still here`,
+/// here every second) never pushes it back, so a mailbox in IDLE still
+/// reconciles at `reconcile_interval`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alives_never_push_back_the_idle_deadline() {
+    use ticketd::source::Source;
+    let stack = MailStack::start_with(&[("MAILSTACK_IDLE_NOTIFY_INTERVAL", "1 secs")]);
+    let data = tempfile::tempdir().expect("tempdir");
+    let cfg = config(
+        &stack,
+        data.path(),
+        &[mb("support", "support", "support@example.test")],
+        "",
+    );
+    let imap = cfg.mailboxes[0].imap.clone().expect("imap");
+    let mut src = ImapSource::new("support", imap, None);
+    src.connect_now().await.expect("connect");
+    for _ in 0..2 {
+        let t = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(20), src.wait(Duration::from_secs(4)))
+            .await
+            .expect("wait returned (keep-alives did not hold it)")
+            .expect("wait");
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(3500) && took < Duration::from_secs(7),
+            "IDLE returned after {took:?}, not at its 4 s deadline"
+        );
+    }
+}
