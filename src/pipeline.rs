@@ -237,14 +237,8 @@ impl Pipeline {
         &self.rules
     }
 
-    /// The operator alert for a message over the per-message size limit.
-    fn oversize_alert(
-        &self,
-        env: &Envelope,
-        case: Option<&Case>,
-        token: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<NewMail, String> {
+    /// Where operator alerts go (`people.alerts_to`), or why nowhere.
+    fn alerts_to(&self) -> Result<Vec<String>, String> {
         let to: Vec<String> = self
             .config
             .people
@@ -255,6 +249,18 @@ impl Pipeline {
         if to.is_empty() {
             return Err("no people.alerts_to configured".into());
         }
+        Ok(to)
+    }
+
+    /// The operator alert for a message over the per-message size limit.
+    fn oversize_alert(
+        &self,
+        env: &Envelope,
+        case: Option<&Case>,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<NewMail, String> {
+        let to = self.alerts_to()?;
         let case_id = case.map(|c| c.id.as_str());
         let subject = format!(
             "[ticketd] oversize message in mailbox {}{}",
@@ -351,16 +357,7 @@ impl Pipeline {
         attempts: u32,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<NewMail, String> {
-        let to: Vec<String> = self
-            .config
-            .people
-            .alerts_to
-            .iter()
-            .map(|a| a.as_str().to_string())
-            .collect();
-        if to.is_empty() {
-            return Err("no people.alerts_to configured".into());
-        }
+        let to = self.alerts_to()?;
         let subject = format!("[ticketd] message quarantined in mailbox {}", env.source);
         let body = format!(
             "A message in mailbox {} (key {}, {} bytes) failed {attempts} times and was moved to the mailbox's quarantine,\n\

@@ -822,27 +822,10 @@ mod hostile_inputs;
 /// reason that says what was wrong for what is not mail.
 #[test]
 fn hostile_inputs_are_recorded_never_a_panic() {
-    let default = include_str!("../src/default.toml");
     for (name, raw) in hostile_inputs::inputs() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = dir.path().join("ticketd.toml");
-        std::fs::write(
-            &cfg,
-            default.replace(
-                "data_dir = \"ticketd-data\"",
-                &format!("data_dir = \"{}\"", dir.path().join("data").display()),
-            ),
-        )
-        .expect("config");
-        let file = dir.path().join("input.eml");
-        std::fs::write(&file, &raw).expect("input");
-        let out = std::process::Command::new(bin())
-            .args(["import", "--config"])
-            .arg(&cfg)
-            .arg("--json")
-            .arg(&file)
-            .output()
-            .expect("run import");
+        let input = tempfile::NamedTempFile::new().expect("input file");
+        std::fs::write(input.path(), &raw).expect("input");
+        let (out, data, _dir) = import_fresh(input.path(), true);
         assert!(
             out.status.success(),
             "{name}: {}",
@@ -852,7 +835,7 @@ fn hostile_inputs_are_recorded_never_a_panic() {
             serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{name}: {e}"));
         let recorded = v["new_cases"].as_u64().unwrap_or(0) + v["ignored"].as_u64().unwrap_or(0);
         assert_eq!(recorded, 1, "{name}: {v}");
-        let seen = read_store(&dir.path().join("data"));
+        let seen = read_store(&data);
         if name == "8-bit garbage headers" {
             assert_eq!(seen.ignored.len(), 1);
             assert!(
@@ -890,7 +873,6 @@ fn hostile_inputs_are_recorded_never_a_panic() {
 /// line break or re-decodable encoded word in a subject, bounded size).
 #[test]
 fn every_fuzz_finding_stays_fixed() {
-    let default = include_str!("../src/default.toml");
     let dir_in = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/fuzz");
     let mut files: Vec<_> = std::fs::read_dir(&dir_in)
         .expect("fixtures/fuzz")
@@ -900,22 +882,7 @@ fn every_fuzz_finding_stays_fixed() {
     assert!(files.len() >= 6);
     for file in files {
         let name = file.display().to_string();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let cfg = dir.path().join("ticketd.toml");
-        std::fs::write(
-            &cfg,
-            default.replace(
-                "data_dir = \"ticketd-data\"",
-                &format!("data_dir = \"{}\"", dir.path().join("data").display()),
-            ),
-        )
-        .expect("config");
-        let out = std::process::Command::new(bin())
-            .args(["import", "--config"])
-            .arg(&cfg)
-            .arg(&file)
-            .output()
-            .expect("run import");
+        let (out, data, _dir) = import_fresh(&file, false);
         assert!(
             out.status.success(),
             "{name}: {}",
@@ -925,7 +892,7 @@ fn every_fuzz_finding_stays_fixed() {
             !String::from_utf8_lossy(&out.stderr).contains("panicked"),
             "{name}"
         );
-        let seen = read_store(&dir.path().join("data"));
+        let seen = read_store(&data);
         assert_eq!(seen.cases.len() + seen.ignored.len(), 1, "{name}");
         for e in &seen.outbox {
             let head = e.mail.split("\r\n\r\n").next().unwrap_or("");

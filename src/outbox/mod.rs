@@ -459,27 +459,15 @@ fn alert_suppressed(
     if entries.len() > 50 {
         body.push_str(&format!("... and {} more\n", entries.len() - 50));
     }
-    match crate::render::build_notice(
-        &policy.alert_from,
-        &policy.alerts_to,
+    queue_alert(
+        store,
+        policy,
+        None,
         &subject,
         &body,
-        &policy.domain,
-        &crate::render::token(),
-        None,
         now,
-    ) {
-        Ok(mail) => {
-            store.queue_notice(
-                None,
-                mail,
-                now,
-                "automatic mail suppressed by the rate limit",
-            )?;
-        }
-        Err(err) => tracing::warn!(error = %err, "cannot build rate-limit alert"),
-    }
-    Ok(())
+        "automatic mail suppressed by the rate limit",
+    )
 }
 
 /// Tell the operators that a mail could not be delivered.
@@ -507,25 +495,42 @@ fn alert_failure(
         e.last_error.as_deref().unwrap_or("-"),
         e.case.as_deref().unwrap_or("none")
     );
+    let reason = format!("outbox entry {} failed permanently", e.id);
+    queue_alert(
+        store,
+        policy,
+        e.case.as_deref(),
+        &subject,
+        &body,
+        now,
+        &reason,
+    )
+}
+
+/// Queue an operator alert to `people.alerts_to` (on `case`, if any).
+fn queue_alert(
+    store: &Store,
+    policy: &OutboxPolicy,
+    case: Option<&str>,
+    subject: &str,
+    body: &str,
+    now: chrono::DateTime<chrono::Utc>,
+    reason: &str,
+) -> Result<(), StoreError> {
     match crate::render::build_notice(
         &policy.alert_from,
         &policy.alerts_to,
-        &subject,
-        &body,
+        subject,
+        body,
         &policy.domain,
         &crate::render::token(),
-        e.case.as_deref(),
+        case,
         now,
     ) {
         Ok(mail) => {
-            store.queue_notice(
-                e.case.as_deref(),
-                mail,
-                now,
-                &format!("outbox entry {} failed permanently", e.id),
-            )?;
+            store.queue_notice(case, mail, now, reason)?;
         }
-        Err(err) => tracing::warn!(error = %err, "cannot build failure alert"),
+        Err(err) => tracing::warn!(error = %err, "cannot build an operator alert"),
     }
     Ok(())
 }

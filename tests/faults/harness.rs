@@ -368,3 +368,27 @@ pub fn pii_lines(log: &str, secrets: &[&str]) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// `ticketd import FILE` (as `--json` when asked) in a fresh store on the
+/// embedded default configuration; returns the output, the store's data
+/// directory and the temporary directory that holds both.
+pub fn import_fresh(file: &Path, json: bool) -> (std::process::Output, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let cfg = dir.path().join("ticketd.toml");
+    std::fs::write(
+        &cfg,
+        include_str!("../../src/default.toml").replace(
+            "data_dir = \"ticketd-data\"",
+            &format!("data_dir = \"{}\"", data.display()),
+        ),
+    )
+    .expect("config");
+    let mut cmd = Command::new(bin());
+    cmd.args(["import", "--config"]).arg(&cfg);
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.arg(file).output().expect("run import");
+    (out, data, dir)
+}
