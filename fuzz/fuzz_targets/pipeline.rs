@@ -48,10 +48,11 @@ use ticketd::render::{self, AckParts, Templates};
 use ticketd::store::{self, Case, NewMail, Purpose};
 use ticketd::triage::{self, Decision, Kind, TriageContext};
 
-/// Longest subject (in characters) a mail of ours may carry: the case tag
-/// and a short prefix ("PAGE #12 [SUP-000001] level 1: ") around the
-/// original subject, which `render::ack_subject` cuts to 200 characters.
-const MAX_SUBJECT_CHARS: usize = 300;
+/// Longest subject (in characters) a mail of ours may carry: notices are
+/// cut to 400 characters by `render::build_notice` (the original subject
+/// in them to 200, but a requester's address can be long), the
+/// acknowledgement to its tag and 200 characters by `render::ack_subject`.
+const MAX_SUBJECT_CHARS: usize = 400;
 
 /// Headers our outgoing mail has; anything else was injected.
 const OUR_HEADERS: &[&str] = &[
