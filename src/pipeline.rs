@@ -473,10 +473,18 @@ impl Pipeline {
     /// store transaction (one at a time, under sled's lock) does not render
     /// acknowledgements and notices itself. Returns the sequences as the
     /// batch will leave them.
-    fn plan_ahead(&self, prepared: &mut [Prepared], base: Forecast) -> Forecast {
+    fn plan_ahead(
+        &self,
+        prepared: &mut [Prepared],
+        base: Forecast,
+        earlier: &std::collections::HashSet<String>,
+    ) -> Forecast {
         use std::collections::{HashMap, HashSet};
         let mut f = base;
-        let mut seen: HashSet<String> = HashSet::new();
+        // The batch being stored meanwhile counts as stored: its content
+        // keys (`earlier`) are duplicates here, whether or not the store
+        // shows them yet.
+        let mut seen: HashSet<String> = earlier.clone();
         let mut new_msgids: HashSet<String> = HashSet::new();
         // Cases this batch opens: (requester, reply address).
         let mut new_cases: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
@@ -625,10 +633,35 @@ impl Pipeline {
         opts: IngestOptions,
         base: Option<Forecast>,
     ) -> (Vec<Prepared>, Forecast, Forecast) {
+        self.prepare_batch_after(envs, role, opts, base, &Default::default())
+    }
+
+    /// [`Pipeline::prepare_batch`] while the batch whose content keys are
+    /// `earlier` is being stored.
+    pub fn prepare_batch_after(
+        &self,
+        envs: Vec<Envelope>,
+        role: Role,
+        opts: IngestOptions,
+        base: Option<Forecast>,
+        earlier: &std::collections::HashSet<String>,
+    ) -> (Vec<Prepared>, Forecast, Forecast) {
         let mut prepared = self.prepare_all(envs, role, opts);
         let base = base.unwrap_or_else(|| self.forecast_now());
-        let end = self.plan_ahead(&mut prepared, base);
+        let end = self.plan_ahead(&mut prepared, base, earlier);
         (prepared, base, end)
+    }
+
+    /// The content keys of a prepared batch (see [`store::dedupe_key`]).
+    fn content_keys(prepared: &[Prepared]) -> std::collections::HashSet<String> {
+        prepared
+            .iter()
+            .filter(|p| p.failure.is_none())
+            .map(|p| {
+                let mid = p.parsed.as_ref().and_then(|m| m.message_id.as_deref());
+                store::dedupe_key(mid, &p.hash)
+            })
+            .collect()
     }
 
     /// The role of the mailbox a source name belongs to (imports: support).
@@ -894,6 +927,8 @@ impl Pipeline {
         // Where the sequences will stand once the batch being committed is
         // stored: the base for planning the next batch ahead.
         let mut next_base: Option<Forecast> = None;
+        // Content keys of the batch handed to the committer last.
+        let mut committing_keys: Arc<std::collections::HashSet<String>> = Arc::default();
         let mut committing: Option<tokio::task::JoinHandle<Stored>> = None;
         let mut flushed: Vec<Envelope> = Vec::new();
         let mut source_done = false;
@@ -913,6 +948,7 @@ impl Pipeline {
                     // its real sequences, so one wrong guess stays in one
                     // batch.
                     next_base = Some(self.forecast_now().plus(&base, &end));
+                    committing_keys = Arc::new(Self::content_keys(&prepared));
                     let p = self.clone();
                     committing = Some(tokio::task::spawn_blocking(move || {
                         let results: Vec<_> =
@@ -926,8 +962,9 @@ impl Pipeline {
                 if let Some(envs) = fetched.take() {
                     let p = self.clone();
                     let base = next_base.take();
+                    let earlier = committing_keys.clone();
                     preparing = Some(tokio::task::spawn_blocking(move || {
-                        p.prepare_batch(envs, role, opts, base)
+                        p.prepare_batch_after(envs, role, opts, base, &earlier)
                     }));
                 }
             }
