@@ -276,16 +276,7 @@ impl Pipeline {
             env.key,
             case_id.unwrap_or("none (set aside)")
         );
-        render::build_notice(
-            self.config.outbound.from_support.mailbox(),
-            &to,
-            &subject,
-            &body,
-            &self.config.domain,
-            token,
-            case_id,
-            now,
-        )
+        self.alert(&to, &subject, &body, token, case_id, now)
     }
 
     fn failure_key(env: &Envelope) -> String {
@@ -368,14 +359,27 @@ impl Pipeline {
             env.key,
             env.raw.len(),
         );
+        self.alert(&to, &subject, &body, &render::token(), None, now)
+    }
+
+    /// An operator alert from the support sender (pure).
+    fn alert(
+        &self,
+        to: &[String],
+        subject: &str,
+        body: &str,
+        token: &str,
+        case: Option<&str>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<NewMail, String> {
         render::build_notice(
             self.config.outbound.from_support.mailbox(),
-            &to,
-            &subject,
-            &body,
+            to,
+            subject,
+            body,
             &self.config.domain,
-            &render::token(),
-            None,
+            token,
+            case,
             now,
         )
     }

@@ -169,11 +169,14 @@ pub async fn deliver_due<T: Transport>(
     use futures::StreamExt;
     let mut stats = DeliveryStats::default();
     let now = clock.now();
-    let due: Vec<OutboxEntry> = store
+    let (due, waiting): (Vec<OutboxEntry>, Vec<OutboxEntry>) = store
         .outbox_pending()?
         .into_iter()
-        .filter(|e| e.state == OutboxState::Queued && e.next_attempt_at <= now)
-        .collect();
+        .filter(|e| e.state == OutboxState::Queued)
+        .partition(|e| e.next_attempt_at <= now);
+    // Mail waiting out an earlier failure, released below if the server
+    // accepts mail in this pass.
+    let some_waiting = waiting.iter().any(|e| e.attempts > 0);
     if due.is_empty() {
         return Ok(stats);
     }
@@ -258,7 +261,7 @@ pub async fn deliver_due<T: Transport>(
     for e in failures.into_inner().unwrap_or_default() {
         alert_failure(store, policy, &e, now)?;
     }
-    if stats.sent > 0 {
+    if stats.sent > 0 && some_waiting {
         stats.released = release_waiting(store, clock.now())?;
     }
     store.flush().await?;
