@@ -5,7 +5,7 @@
 use crate::config::{Config, Role};
 use crate::mail::{self, ParsedMail};
 use crate::policy::{Jurisdiction, Level, Right};
-use crate::triage::{self, Auth, Kind, Rules, TriageContext};
+use crate::triage::{self, Auth, Confidence, Kind, Rules, TriageContext};
 use serde::{Deserialize, Serialize};
 
 /// One line of `ticketd classify --json`.
@@ -23,6 +23,19 @@ pub struct Classified {
     pub reasons: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Set only for `ignore`: which kind of mail was set aside (`spam`,
+    /// `bounce`, `receipt`, `calendar`, `autoreply`, `list`, `machine`,
+    /// `own`, `blocked`).
+    #[serde(default)]
+    pub hygiene: Option<String>,
+    /// `high`, `medium` or `low` (see `triage::Confidence`).
+    #[serde(default)]
+    pub confidence: Confidence,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence_score: Option<f32>,
+    /// When confidence is not high: the next most likely decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_up: Option<String>,
 }
 
 /// The role a message arrived under: `--mailbox` if given, else the role of
@@ -69,6 +82,23 @@ impl<'c> Classifier<'c> {
         }
     }
 
+    /// The triage context for mail that arrived under `role`.
+    pub fn context(&self, role: Role) -> TriageContext<'_> {
+        let config = self.config;
+        TriageContext {
+            role,
+            own_addresses: &self.own,
+            own_domain: &config.domain,
+            block_senders: &config.triage.block_senders,
+            allow_automated: &config.triage.allow_automated,
+            receive_lists: &config.triage.receive_lists,
+            trusted_authserv_id: config.triage.trusted_authserv_id.as_deref(),
+            rules: self.rules,
+            agency_domains: &config.triage.agency_domains,
+            model: &config.triage.model,
+        }
+    }
+
     /// Classify one raw message.
     pub fn classify(&self, file: &str, raw: &[u8], forced: Option<Role>) -> Classified {
         let config = self.config;
@@ -86,19 +116,14 @@ impl<'c> Classifier<'c> {
                 ack: false,
                 reasons: Vec::new(),
                 error: Some(format!("not a mail message: {e}")),
+                hygiene: None,
+                confidence: Confidence::High,
+                confidence_score: None,
+                runner_up: None,
             },
             Ok(m) => {
                 let role = role_for(&m, config, forced);
-                let ctx = TriageContext {
-                    role,
-                    own_addresses: &self.own,
-                    own_domain: &config.domain,
-                    block_senders: &config.triage.block_senders,
-                    allow_automated: &config.triage.allow_automated,
-                    receive_lists: &config.triage.receive_lists,
-                    trusted_authserv_id: config.triage.trusted_authserv_id.as_deref(),
-                    rules: self.rules,
-                };
+                let ctx = self.context(role);
                 let d = triage::triage(&m, &ctx);
                 Classified {
                     file: file.to_string(),
@@ -112,6 +137,10 @@ impl<'c> Classifier<'c> {
                     ack: d.ack && matches!(d.kind, Kind::Ticket | Kind::Privacy),
                     reasons: d.reasons,
                     error: None,
+                    hygiene: d.hygiene,
+                    confidence: d.confidence,
+                    confidence_score: d.confidence_score,
+                    runner_up: d.runner_up,
                 }
             }
         }

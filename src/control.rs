@@ -33,6 +33,8 @@ pub enum Request {
         id: String,
     },
     IgnoredList,
+    /// Staff corrections of triage with their raw mail (for training).
+    Corrections,
     IgnoredPromote {
         id: u64,
         actor: String,
@@ -118,6 +120,10 @@ pub async fn handle(p: &Pipeline, req: Request) -> Response {
             Ok(v) => Response::ok(&v),
             Err(e) => Response::err(e),
         },
+        Request::Corrections => match corrections(store) {
+            Ok(v) => Response::ok(&v),
+            Err(e) => Response::err(e),
+        },
         Request::IgnoredPromote { id, actor } => match promote(p, id, &actor).await {
             Ok(v) => Response::ok(&v),
             Err(e) => Response::err(e),
@@ -156,6 +162,33 @@ pub async fn act(
     Ok(case)
 }
 
+/// A correction with the mail it corrects.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CorrectionExample {
+    pub correction: crate::store::Correction,
+    pub raw: Vec<u8>,
+    /// The mailbox (source) the mail came through.
+    pub source: String,
+}
+
+fn corrections(store: &crate::store::Store) -> Result<Vec<CorrectionExample>, StoreError> {
+    let mut out = Vec::new();
+    for c in store.corrections()? {
+        let Some(msg) = store.message(c.message)? else {
+            continue;
+        };
+        let Some(raw) = store.raw(c.message)? else {
+            continue;
+        };
+        out.push(CorrectionExample {
+            correction: c,
+            raw,
+            source: msg.source,
+        });
+    }
+    Ok(out)
+}
+
 /// Result of promoting an ignored message.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Promoted {
@@ -190,6 +223,8 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
                 receive_lists: &[],
                 trusted_authserv_id: None,
                 rules: p.rules(),
+                agency_domains: &p.config.triage.agency_domains,
+                model: &p.config.triage.model,
             };
             let mut d = triage::triage_as_new(m, &ctx);
             if d.kind == triage::Kind::Ignore {
@@ -209,6 +244,10 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
                 auth: triage::Auth::None,
                 ack: false,
                 reasons: vec!["promoted unparseable message: no acknowledgement possible".into()],
+                hygiene: None,
+                confidence: triage::Confidence::High,
+                confidence_score: None,
+                runner_up: None,
             },
             Err("message could not be parsed".to_string()),
         ),

@@ -56,6 +56,11 @@ pub struct ParsedMail {
     pub text: String,
     pub text_from_html: bool,
     pub attachment_count: usize,
+    /// `method` of the first `text/calendar` part, lower case (`reply`,
+    /// `request`, …): a calendar response is machine mail.
+    pub calendar_method: Option<String>,
+    /// Content types of the parts below the root (first 64), lower case.
+    pub part_types: Vec<String>,
     /// The parse saw only a prefix of the message.
     pub truncated: bool,
     /// Things that were odd but not fatal.
@@ -197,6 +202,28 @@ pub fn parse_with(raw: &[u8], limit: usize, html_limit: usize) -> Result<ParsedM
         None => ("text/plain".to_string(), None),
     };
 
+    let mut calendar_method = None;
+    let mut part_types = Vec::new();
+    for part in msg.parts.iter().skip(1).take(64) {
+        if let Some(ct) = part.content_type() {
+            let full = match ct.subtype() {
+                Some(sub) => format!("{}/{}", ct.ctype(), sub),
+                None => ct.ctype().to_string(),
+            }
+            .to_ascii_lowercase();
+            if full == "text/calendar" && calendar_method.is_none() {
+                calendar_method = ct.attribute("method").map(|m| m.to_ascii_lowercase());
+            }
+            part_types.push(full);
+        }
+    }
+    if content_type == "text/calendar" {
+        calendar_method = msg
+            .root_part()
+            .content_type()
+            .and_then(|ct| ct.attribute("method"))
+            .map(|m| m.to_ascii_lowercase());
+    }
     let has_plain = msg.text_bodies().any(|p| !p.is_text_html());
     let (mut text, text_from_html) = if has_plain {
         (
@@ -258,6 +285,8 @@ pub fn parse_with(raw: &[u8], limit: usize, html_limit: usize) -> Result<ParsedM
         text,
         text_from_html,
         attachment_count: msg.attachment_count(),
+        calendar_method,
+        part_types,
         truncated,
         warnings,
     })

@@ -686,6 +686,8 @@ impl Pipeline {
             receive_lists: &self.config.triage.receive_lists,
             trusted_authserv_id: self.config.triage.trusted_authserv_id.as_deref(),
             rules: &self.rules,
+            agency_domains: &self.config.triage.agency_domains,
+            model: &self.config.triage.model,
         }
     }
 

@@ -82,6 +82,28 @@ impl Right {
         }
     }
 
+    /// Every right, GDPR names first.
+    pub const ALL: [Right; 13] = [
+        Right::Access,
+        Right::Erasure,
+        Right::Rectification,
+        Right::Restriction,
+        Right::Portability,
+        Right::Objection,
+        Right::AutomatedDecision,
+        Right::ConsentWithdrawal,
+        Right::CcpaKnow,
+        Right::CcpaDelete,
+        Right::CcpaCorrect,
+        Right::CcpaOptOut,
+        Right::CcpaLimit,
+    ];
+
+    /// The right named by [`Right::as_str`].
+    pub fn parse(s: &str) -> Option<Right> {
+        Right::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
     /// Human description, with the article that grants it.
     pub fn describe(self) -> &'static str {
         match self {
@@ -144,6 +166,18 @@ pub enum Jurisdiction {
 }
 
 impl Jurisdiction {
+    /// The jurisdiction named by [`Jurisdiction::as_str`].
+    pub fn parse(s: &str) -> Option<Jurisdiction> {
+        [
+            Jurisdiction::Gdpr,
+            Jurisdiction::UkGdpr,
+            Jurisdiction::Ccpa,
+            Jurisdiction::Unknown,
+        ]
+        .into_iter()
+        .find(|j| j.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Jurisdiction::Gdpr => "gdpr",

@@ -502,6 +502,7 @@ mod tests {
             notes: vec![],
             clocks: Default::default(),
             agency: None,
+            doubt: None,
         };
         let extras = AckExtras {
             language: "en",

@@ -699,7 +699,7 @@ fn daemon_serves_the_cli_refuses_a_second_daemon_and_stops_on_sigterm() {
 fn failed_sender_authentication_gets_a_case_but_no_acknowledgement() {
     let env = Env::new();
     let mut cfg = std::fs::read_to_string(env.config()).expect("read");
-    cfg.push_str("\n[triage]\ntrusted_authserv_id = \"mx.casehost.example\"\n");
+    cfg.push_str("\n[triage]\ntrusted_authserv_id = \"mx.casehost.example\"\n\n[[agencies]]\nname = \"Legal Aid North\"\ndomains = [\"legalaid-north.example.org\"]\n");
     std::fs::write(env.config(), cfg).expect("write");
     let spoof = b"Authentication-Results: mx.casehost.example; spf=fail smtp.mailfrom=legalaid-north.example.org; dkim=none; dmarc=fail header.from=legalaid-north.example.org\r\nFrom: Dana Ruiz <dana.ruiz@legalaid-north.example.org>\r\nTo: support@casehost.example\r\nSubject: Error when exporting\r\nMessage-ID: <spoof-1@elsewhere.example>\r\n\r\nThe export shows an error.\r\n";
     env.deliver("1.spoof.test", spoof);
@@ -716,6 +716,16 @@ fn failed_sender_authentication_gets_a_case_but_no_acknowledgement() {
     let events = view["events"].to_string();
     assert!(events.contains("ack_skipped"), "{events}");
     assert!(events.contains("\"auth\":\"fail\""), "{events}");
+    // The same failure from outside every agency domain is forged mail:
+    // set aside as spam, never acknowledged, promotable.
+    let stranger = b"Authentication-Results: mx.casehost.example; spf=fail smtp.mailfrom=mailer.example.net; dkim=none; dmarc=fail header.from=mailer.example.net\r\nFrom: Billing <billing@mailer.example.net>\r\nTo: support@casehost.example\r\nSubject: Error when exporting\r\nMessage-ID: <spoof-2@elsewhere.example>\r\n\r\nThe export shows an error.\r\n";
+    env.deliver("2.spoof.test", stranger);
+    ok(&env.run(&["run", "--once"]));
+    assert_eq!(env.cases().len(), 1, "no case for forged mail");
+    assert!(env.ack_files().is_empty());
+    let ignored = ok(&env.run(&["ignored", "list", "--json"]));
+    assert!(ignored.contains("spam"), "{ignored}");
+    assert!(ignored.contains("forged"), "{ignored}");
 }
 
 #[test]

@@ -176,6 +176,8 @@ fn triage_context<'a>(w: &'a World, role: Role) -> TriageContext<'a> {
         receive_lists: &c.triage.receive_lists,
         trusted_authserv_id: c.triage.trusted_authserv_id.as_deref(),
         rules: &c.triage.compiled,
+        agency_domains: &c.triage.agency_domains,
+        model: &c.triage.model,
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod deadline;
 mod table;
+mod train;
 
 use crate::clock::SystemClock;
 use crate::config::Config;
@@ -69,6 +70,11 @@ pub enum Command {
     /// When a case is due: support first response, or privacy dates (JSON;
     /// a stable interface). Reads only the clock sections of --config.
     Deadline(deadline::DeadlineArgs),
+    /// Train or evaluate the learned triage scorer.
+    Triage {
+        #[command(subcommand)]
+        command: train::TriageCommand,
+    },
     /// Triage message files without storing them (a stable interface).
     Classify {
         /// Mailbox the files arrived in (default: from their recipients).
@@ -191,6 +197,7 @@ pub async fn run(cli: Cli) -> CliResult {
             json,
             files,
         } => classify(&config, mailbox, json, &files),
+        Command::Triage { command } => train::run(&config, command).await,
         Command::Import {
             no_ack,
             json,
@@ -466,6 +473,7 @@ fn classify(config: &Config, mailbox: Option<RoleArg>, json: bool, files: &[Path
         "LANG",
         "AUTH",
         "ACK",
+        "CONFIDENCE",
     ]);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -503,6 +511,10 @@ fn classify(config: &Config, mailbox: Option<RoleArg>, json: bool, files: &[Path
                 c.language.clone().unwrap_or_else(|| "-".into()),
                 format!("{:?}", c.auth).to_lowercase(),
                 if c.ack { "yes".into() } else { "no".into() },
+                match &c.runner_up {
+                    Some(r) => format!("{} (or {r}?)", c.confidence.as_str()),
+                    None => c.confidence.as_str().to_string(),
+                },
             ]);
         }
     }
@@ -538,6 +550,7 @@ fn print_cases(cases: &[Case], config: &Config) {
         "KIND",
         "STATUS",
         "LEVEL/RIGHTS",
+        "TRIAGE",
         "FROM",
         "MSGS",
         "ACK FILE",
@@ -563,6 +576,10 @@ fn print_cases(cases: &[Case], config: &Config) {
             c.kind.as_str().into(),
             c.status.as_str().into(),
             level_or_rights(c),
+            c.doubt
+                .as_deref()
+                .map(|d| format!("REVIEW: {d}"))
+                .unwrap_or_else(|| "-".into()),
             c.requester
                 .as_ref()
                 .map(|a| a.address.clone())
@@ -596,6 +613,9 @@ fn print_case_view(v: &CaseView) {
         c.received_at.to_rfc3339(),
         c.mailbox
     );
+    if let Some(d) = &c.doubt {
+        println!("triage:    REVIEW FIRST: {d}");
+    }
     if let Some(a) = &c.agency {
         println!("agency:    {a}");
     }

@@ -348,6 +348,9 @@ struct RawTriage {
     #[serde(default)]
     receive_lists: Vec<String>,
     trusted_authserv_id: Option<String>,
+    /// A triage model file written by `ticketd triage train` (default: the
+    /// model compiled into the binary).
+    model: Option<String>,
     #[serde(default)]
     rules: crate::triage::rules::RuleFile,
 }
@@ -503,6 +506,14 @@ pub struct TriageSettings {
     /// The built-in rules with `rules` merged, compiled once at load.
     #[serde(skip)]
     pub compiled: std::sync::Arc<crate::triage::Rules>,
+    /// `[triage] model`: the model file in use (`None`: the built-in one).
+    pub model_file: Option<PathBuf>,
+    /// The learned scorer, loaded once.
+    #[serde(skip)]
+    pub model: std::sync::Arc<crate::triage::Model>,
+    /// Every agency's mail domains, lower case (mail from them that passes
+    /// authentication is never set aside as spam by content alone).
+    pub agency_domains: Vec<String>,
 }
 
 impl Config {
@@ -726,6 +737,13 @@ impl Config {
                 file: file.into(),
                 message: format!("[triage.rules]: {e}"),
             })?;
+        let model_file = raw.triage.model.as_deref().map(|m| base.join(m));
+        let model = crate::triage::model::load(model_file.as_deref()).map_err(|e| {
+            ConfigError::General {
+                file: file.into(),
+                message: format!("[triage] model: {e}"),
+            }
+        })?;
         if limits.triage_parse_bytes < 4096 {
             return Err(ConfigError::General {
                 file: file.into(),
@@ -789,6 +807,10 @@ impl Config {
             .retry_initial
             .unwrap_or(HumanDuration(Duration::from_secs(60)));
 
+        let agency_domains = agencies
+            .iter()
+            .flat_map(|a| a.domains.iter().cloned())
+            .collect();
         Ok(Config {
             origin: file.to_string(),
             templates_dir: raw.templates_dir.map(|t| base.join(t)),
@@ -822,6 +844,9 @@ impl Config {
                     .filter(|s| !s.is_empty()),
                 rules: raw.triage.rules,
                 compiled,
+                model_file,
+                model,
+                agency_domains,
             },
             domain,
             data_dir,

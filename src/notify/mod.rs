@@ -205,7 +205,11 @@ impl Notifier {
         match c.kind {
             CaseKind::Support => {
                 let level = c.level.unwrap_or(4);
-                if !self.config.notify.staff_digest_only_levels.contains(&level) {
+                // A doubtful level might be a more urgent one: staff hear of
+                // it at once even when the level is digest-only.
+                if c.doubt.is_some()
+                    || !self.config.notify.staff_digest_only_levels.contains(&level)
+                {
                     out.extend(self.notice(
                         "new_case",
                         c,
@@ -588,6 +592,7 @@ impl Notifier {
             target => level.map(|l| text::duration_phrase("en", self.config.clocks.targets.seconds[usize::from(l.clamp(1, 5)) - 1])),
             requester => c.requester.as_ref().map(|r| r.address.clone()).unwrap_or_else(|| "(unknown sender)".into()),
             agency => c.agency,
+            doubt => c.doubt,
             received_text => text::human_instant("en", tz, c.received_at),
             review_by_text => when(c.clocks.review_by),
             respond_by_text => when(c.clocks.respond_by),
@@ -614,6 +619,7 @@ impl Notifier {
         }
         let mut n = c.clone();
         n.clocks.reviewed_at = Some(now);
+        n.doubt = None;
         let mut change = CaseChange::default();
         change.events.push(EventKind::Reviewed);
         open_if_new(&mut n, &mut change);
@@ -677,6 +683,7 @@ impl Notifier {
         }
         let mut n = c.clone();
         n.level = Some(level);
+        n.doubt = None;
         n.clocks.plan = c.clocks.plan.saturating_add(1);
         n.clocks = self.clocks_for(&n);
         let mut change = CaseChange::default();

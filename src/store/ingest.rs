@@ -1034,6 +1034,7 @@ pub fn planned_case(
         notes,
         clocks: CaseClocks::default(),
         agency: None,
+        doubt: decision.doubt(),
     }
 }
 

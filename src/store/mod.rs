@@ -363,6 +363,52 @@ impl Store {
         Ok(out)
     }
 
+    /// Every staff correction of triage, as a labelled example: a case
+    /// staff releveled, or opened by promoting a set-aside message (a spam
+    /// or machine-mail rescue), labelled with what the case is now. The
+    /// events are the record; nothing else is written for them.
+    pub fn corrections(&self) -> Result<Vec<Correction>> {
+        let mut out = Vec::new();
+        for item in self.t.cases.iter() {
+            let (_, v) = item?;
+            let c: Case = from_json("cases", &v)?;
+            let Some(&message) = c.messages.first() else {
+                continue;
+            };
+            let mut what = Vec::new();
+            let mut last = None;
+            for e in self.events(&c.id)? {
+                match &e.kind {
+                    EventKind::Releveled { from, to, .. } => {
+                        what.push(format!(
+                            "relevel {} → {to}",
+                            from.map(|f| f.to_string()).unwrap_or_else(|| "-".into())
+                        ));
+                        last = Some((e.at, e.actor.clone()));
+                    }
+                    EventKind::Promoted { ignored } => {
+                        what.push(format!("promoted from ignored #{ignored}"));
+                        last = Some((e.at, e.actor.clone()));
+                    }
+                    _ => {}
+                }
+            }
+            if let Some((at, actor)) = last {
+                out.push(Correction {
+                    case: c.id.clone(),
+                    message,
+                    kind: c.kind,
+                    level: c.level,
+                    what: what.join("; "),
+                    actor,
+                    at,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.at.cmp(&b.at).then(a.case.cmp(&b.case)));
+        Ok(out)
+    }
+
     pub fn events(&self, case: &str) -> Result<Vec<Event>> {
         let mut prefix = case.as_bytes().to_vec();
         prefix.push(b'/');

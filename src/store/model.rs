@@ -132,6 +132,11 @@ pub struct Case {
     /// The customer agency the requester belongs to (by mail domain).
     #[serde(default)]
     pub agency: Option<String>,
+    /// Set when triage was not sure ("low confidence: level 1 or 4?"):
+    /// the 30-minute review looks here first. Cleared by a relevel or a
+    /// review.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub doubt: Option<String>,
 }
 
 impl Case {
@@ -497,4 +502,20 @@ pub struct NewMail {
     pub in_reply_to: Option<String>,
     pub subject: String,
     pub mail: String,
+}
+
+/// A staff correction of triage, kept as a labelled example
+/// ([`crate::store::Store::corrections`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Correction {
+    pub case: String,
+    /// The case's first message (its raw mail is the example).
+    pub message: u64,
+    pub kind: CaseKind,
+    /// The level staff settled on (support cases).
+    pub level: Option<Level>,
+    /// What staff did, for the training report.
+    pub what: String,
+    pub actor: String,
+    pub at: DateTime<Utc>,
 }

@@ -23,6 +23,10 @@ fn ticket(level: u8) -> Decision {
         auth: Auth::None,
         ack: true,
         reasons: vec![format!("test level {level}")],
+        hygiene: None,
+        confidence: crate::triage::Confidence::High,
+        confidence_score: None,
+        runner_up: None,
     }
 }
 
@@ -37,6 +41,10 @@ fn privacy() -> Decision {
         auth: Auth::None,
         ack: true,
         reasons: vec![],
+        hygiene: None,
+        confidence: crate::triage::Confidence::High,
+        confidence_score: None,
+        runner_up: None,
     }
 }
 

@@ -6,38 +6,36 @@
 use super::TriageContext;
 use crate::mail::ParsedMail;
 
-/// `Some(reason)` when the message must be set aside. `reasons` collects
-/// every signal that fired.
+/// `Some((class, reason))` when the message must be set aside; the class
+/// is one of `own`, `blocked`, `spam`, `bounce`, `receipt`, `calendar`,
+/// `autoreply`, `list`, `machine`. `reasons` collects every signal that fired.
 pub fn check(
     mail: &ParsedMail,
     ctx: &TriageContext<'_>,
     reasons: &mut Vec<String>,
-) -> Option<String> {
+) -> Option<(&'static str, String)> {
     let from = mail.from.as_ref().map(|a| a.address.as_str()).unwrap_or("");
     let domain = from.rsplit('@').next().unwrap_or("");
     let local = from.split('@').next().unwrap_or("");
 
     if ctx.own_addresses.iter().any(|a| a == from) {
         reasons.push("From is one of our own addresses".into());
-        return Some("our own mail".into());
+        return Some(("own", "our own mail".into()));
     }
     if let Some(id) = &mail.message_id {
         let suffix = format!("@{}", ctx.own_domain);
         if (id.starts_with("ack.") || id.starts_with("note.")) && id.ends_with(&suffix) {
             reasons.push(format!("Message-ID has our own form ({id})"));
-            return Some("our own mail".into());
+            return Some(("own", "our own mail".into()));
         }
     }
     if matches_any(from, domain, ctx.block_senders) {
         reasons.push("sender is on the configured block list".into());
-        return Some("blocked sender".into());
+        return Some(("blocked", "blocked sender".into()));
     }
-    if mail
-        .header("x-spam-flag")
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("yes"))
-    {
-        reasons.push("header X-Spam-Flag: YES".into());
-        return Some("spam".into());
+    if let Some(why) = spam_verdict(mail) {
+        reasons.push(why);
+        return Some(("spam", "spam (receiving server's verdict)".into()));
     }
 
     // Bounces are set aside even for allow-listed senders: a bounce is never a request.
@@ -45,12 +43,31 @@ pub fn check(
         && mail.report_type.as_deref() == Some("delivery-status")
     {
         reasons.push("Content-Type multipart/report; report-type=delivery-status".into());
-        return Some("delivery-status report (bounce)".into());
+        return Some(("bounce", "delivery-status report (bounce)".into()));
+    }
+    if (mail.content_type == "multipart/report"
+        && mail.report_type.as_deref() == Some("disposition-notification"))
+        || mail
+            .part_types
+            .iter()
+            .any(|t| t == "message/disposition-notification")
+    {
+        reasons.push("a disposition notification (read receipt, RFC 8098)".into());
+        return Some(("receipt", "read receipt".into()));
+    }
+    if let Some(m) = mail.calendar_method.as_deref() {
+        if matches!(m, "reply" | "counter" | "declinecounter" | "refresh") {
+            reasons.push(format!(
+                "text/calendar part with METHOD:{}",
+                m.to_ascii_uppercase()
+            ));
+            return Some(("calendar", "calendar response".into()));
+        }
     }
     let lower_local = local.to_ascii_lowercase();
     if lower_local == "mailer-daemon" || lower_local == "postmaster" {
         reasons.push(format!("sender local part is {local}"));
-        return Some("bounce (MAILER-DAEMON/postmaster sender)".into());
+        return Some(("bounce", "bounce (MAILER-DAEMON/postmaster sender)".into()));
     }
 
     let allowed = matches_any(from, domain, ctx.allow_automated);
@@ -59,12 +76,17 @@ pub fn check(
     }
 
     let mut note_plain: Vec<String> = Vec::new();
-    let mut automated: Option<String> = None;
+    let mut automated: Option<(&'static str, String)> = None;
     let mut fired: Vec<String> = Vec::new();
     let mut note = |reason: String, what: &str| {
         fired.push(reason);
         if automated.is_none() {
-            automated = Some(what.to_string());
+            let class = match what {
+                "mailing list" | "bulk or auto-reply" => "list",
+                "no-reply sender" => "machine",
+                _ => "autoreply",
+            };
+            automated = Some((class, what.to_string()));
         }
     };
     if let Some(v) = mail.header("auto-submitted") {
@@ -136,6 +158,58 @@ pub fn check(
     automated
 }
 
+/// The receiving server's spam verdict, parsed exactly: SpamAssassin's
+/// `X-Spam-Flag: YES` and `X-Spam-Status: Yes, …` (the first word, so
+/// `No, … tests=BAYES_00` is not spam), rspamd's `X-Spam: Yes`,
+/// `X-Rspamd-Action` (`reject`, `add header`, `rewrite subject`) and
+/// `X-Spamd-Result: default: True [...]`.
+pub fn spam_verdict(mail: &ParsedMail) -> Option<String> {
+    let first_word = |v: &str| -> String {
+        v.trim()
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    };
+    for (name, value) in &mail.headers {
+        let v = value.trim();
+        let hit = match name.as_str() {
+            "x-spam-flag" | "x-spam" => {
+                v.eq_ignore_ascii_case("yes") || v.eq_ignore_ascii_case("true")
+            }
+            "x-spam-status" => first_word(v) == "yes",
+            "x-rspamd-action" | "x-spamd-action" => matches!(
+                v.to_ascii_lowercase().as_str(),
+                "reject" | "add header" | "rewrite subject"
+            ),
+            "x-spamd-result" => {
+                let l = v.to_ascii_lowercase();
+                l.strip_prefix("default:")
+                    .map(|r| first_word(r) == "true")
+                    .unwrap_or(false)
+            }
+            _ => false,
+        };
+        if hit {
+            let shown: String = v.chars().take(40).collect();
+            return Some(format!("header {}: {}", header_title(name), shown));
+        }
+    }
+    None
+}
+
+fn header_title(name: &str) -> &str {
+    match name {
+        "x-spam-flag" => "X-Spam-Flag",
+        "x-spam" => "X-Spam",
+        "x-spam-status" => "X-Spam-Status",
+        "x-rspamd-action" => "X-Rspamd-Action",
+        "x-spamd-action" => "X-Spamd-Action",
+        "x-spamd-result" => "X-Spamd-Result",
+        other => other,
+    }
+}
+
 fn matches_any(from: &str, domain: &str, list: &[String]) -> bool {
     list.iter().any(|entry| {
         if let Some(d) = entry.strip_prefix('@') {
@@ -159,6 +233,7 @@ mod tests {
         lists: &[String],
     ) -> Option<String> {
         let rules = Rules::builtin().expect("rules");
+        let model = crate::triage::Model::empty(10);
         let own = vec!["support@casehost.example".to_string()];
         let ctx = TriageContext {
             role: Role::Support,
@@ -169,9 +244,11 @@ mod tests {
             receive_lists: lists,
             trusted_authserv_id: None,
             rules: &rules,
+            agency_domains: &[],
+            model: &model,
         };
         let m = crate::mail::parse(raw.as_bytes(), 1 << 20).expect("mail");
-        check(&m, &ctx, &mut Vec::new())
+        check(&m, &ctx, &mut Vec::new()).map(|(_, r)| r)
     }
 
     const MONITOR: &str = "From: monitor@status.casehost.example\r\nAuto-Submitted: auto-generated\r\nSubject: site down\r\n\r\nThe site is down\r\n";
@@ -217,6 +294,47 @@ mod tests {
             check_with(no, &[], &[], &[]),
             None,
             "Auto-Submitted: no is a person"
+        );
+    }
+
+    fn verdict(headers: &str) -> Option<String> {
+        let raw = format!("From: a@x.example\r\n{headers}Subject: hi\r\n\r\nhello\r\n");
+        spam_verdict(&crate::mail::parse(raw.as_bytes(), 1 << 20).expect("mail"))
+    }
+
+    #[test]
+    fn spam_verdicts_are_parsed_exactly() {
+        assert!(verdict("X-Spam-Flag: YES\r\n").is_some());
+        assert!(verdict("X-Spam-Flag: NO\r\n").is_none());
+        assert!(verdict("X-Spam-Status: Yes, score=9.1 required=5.0 tests=BAYES_99\r\n").is_some());
+        assert!(
+            verdict("X-Spam-Status: No, score=-0.1 required=5.0 tests=BAYES_00,DKIM_SIGNED\r\n")
+                .is_none(),
+            "BAYES in the test list is not a yes"
+        );
+        assert!(
+            verdict("X-Spamd-Result: default: True [14.20 / 15.00]; BAYES_SPAM(5.1)\r\n").is_some()
+        );
+        assert!(
+            verdict("X-Spamd-Result: default: False [1.20 / 15.00]; BAYES_HAM(-3)\r\n").is_none()
+        );
+        assert!(verdict("X-Rspamd-Action: add header\r\n").is_some());
+        assert!(verdict("X-Rspamd-Action: no action\r\n").is_none());
+        assert!(verdict("X-Spam: Yes\r\n").is_some());
+        assert!(verdict("X-Spam-Checker-Version: SpamAssassin 4.0.0 (yes)\r\n").is_none());
+    }
+
+    #[test]
+    fn read_receipts_and_calendar_replies_are_machine_mail() {
+        let mdn = "From: Ann <ann@x.example>\r\nSubject: Read: your case\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=disposition-notification; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nYour message was read.\r\n--b\r\nContent-Type: message/disposition-notification\r\n\r\nDisposition: manual-action/MDN-sent-manually; displayed\r\n--b--\r\n";
+        assert_eq!(
+            check_with(mdn, &[], &[], &[]).as_deref(),
+            Some("read receipt")
+        );
+        let cal = "From: Ann <ann@x.example>\r\nSubject: Accepted: call\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nAccepted\r\n--b\r\nContent-Type: text/calendar; method=REPLY; charset=utf-8\r\n\r\nBEGIN:VCALENDAR\r\nMETHOD:REPLY\r\nEND:VCALENDAR\r\n--b--\r\n";
+        assert_eq!(
+            check_with(cal, &[], &[], &[]).as_deref(),
+            Some("calendar response")
         );
     }
 }

@@ -13,13 +13,19 @@
 //! authentication verdict.
 
 pub mod auth;
+pub mod eval;
+pub mod features;
 pub mod hygiene;
 pub mod language;
+pub mod model;
 pub mod privacy;
 pub mod rules;
+pub mod scorer;
 pub mod support;
 pub mod text;
+pub mod train;
 
+pub use model::Model;
 pub use rules::Rules;
 
 use crate::config::Role;
@@ -58,7 +64,30 @@ pub enum Auth {
     None,
 }
 
-/// The outcome of triage. Serialises as the `ticketd classify` object.
+/// How sure triage is. `high` is calibrated at training time: on
+/// cross-validated predictions, decisions marked high were right at least
+/// 99.5 % of the time. Header and structure decisions are always high.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    Low,
+    Medium,
+    #[default]
+    High,
+}
+
+impl Confidence {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+}
+
+/// The outcome of triage. Serialises as the `ticketd classify` object
+/// (fields are only ever added, never renamed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub kind: Kind,
@@ -75,6 +104,38 @@ pub struct Decision {
     /// True exactly when a new case would be acknowledged.
     pub ack: bool,
     pub reasons: Vec<String>,
+    /// Set only for `ignore`: `spam`, `bounce`, `receipt`, `calendar`,
+    /// `autoreply`, `list`, `machine`, `own` or `blocked`.
+    #[serde(default)]
+    pub hygiene: Option<String>,
+    #[serde(default)]
+    pub confidence: Confidence,
+    /// The scorer's probability for the decision (kind × level for tickets);
+    /// absent for header and structure decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence_score: Option<f32>,
+    /// When confidence is not high: the next most likely decision, e.g.
+    /// `level 4`, `privacy`, `spam`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runner_up: Option<String>,
+}
+
+impl Decision {
+    /// "level 1 or 4?" style summary for notices and lists; `None` when
+    /// confidence is high.
+    pub fn doubt(&self) -> Option<String> {
+        if self.confidence == Confidence::High {
+            return None;
+        }
+        let mine = match (self.kind, self.level) {
+            (Kind::Ticket, Some(l)) => format!("level {l}"),
+            (k, _) => k.as_str().to_string(),
+        };
+        Some(match &self.runner_up {
+            Some(r) => format!("{} confidence: {mine} or {r}?", self.confidence.as_str()),
+            None => format!("{} confidence: {mine}?", self.confidence.as_str()),
+        })
+    }
 }
 
 /// What triage may know besides the message itself.
@@ -92,6 +153,10 @@ pub struct TriageContext<'a> {
     /// authserv-id of our own server's `Authentication-Results` header.
     pub trusted_authserv_id: Option<&'a str>,
     pub rules: &'a Rules,
+    /// Mail domains of the configured agencies, lower case.
+    pub agency_domains: &'a [String],
+    /// The learned scorer (an empty model leaves the phrase rules alone).
+    pub model: &'a Model,
 }
 
 /// Decide what a message is. See the module docs for the precedence.
@@ -105,9 +170,8 @@ pub fn triage_as_new(mail: &ParsedMail, ctx: &TriageContext<'_>) -> Decision {
     decide(mail, ctx, false)
 }
 
-fn decide(mail: &ParsedMail, ctx: &TriageContext<'_>, replies: bool) -> Decision {
-    let mut reasons = Vec::new();
-    let mut d = Decision {
+fn blank() -> Decision {
+    Decision {
         kind: Kind::Ignore,
         level: None,
         rights: None,
@@ -117,13 +181,38 @@ fn decide(mail: &ParsedMail, ctx: &TriageContext<'_>, replies: bool) -> Decision
         auth: Auth::None,
         ack: false,
         reasons: Vec::new(),
-    };
-    if let Some(ignore) = hygiene::check(mail, ctx, &mut reasons) {
+        hygiene: None,
+        confidence: Confidence::High,
+        confidence_score: None,
+        runner_up: None,
+    }
+}
+
+/// The sender's domain is one of the agencies'.
+pub fn agency_sender(mail: &ParsedMail, agency_domains: &[String]) -> bool {
+    let from = mail.from.as_ref().map(|a| a.address.as_str()).unwrap_or("");
+    let domain = from.rsplit('@').next().unwrap_or("").to_ascii_lowercase();
+    !domain.is_empty() && agency_domains.contains(&domain)
+}
+
+fn decide(mail: &ParsedMail, ctx: &TriageContext<'_>, replies: bool) -> Decision {
+    let mut reasons = Vec::new();
+    let mut d = blank();
+    if let Some((class, ignore)) = hygiene::check(mail, ctx, &mut reasons) {
         reasons.push(format!("ignored: {ignore}"));
         d.reasons = reasons;
+        d.hygiene = Some(class.to_string());
         return d;
     }
     d.auth = auth::verdict(mail, ctx.trusted_authserv_id, &mut reasons);
+    let agency = agency_sender(mail, ctx.agency_domains);
+    if d.auth == Auth::Fail && !agency {
+        reasons.push("sender authentication failed and the sender is not an agency: forged".into());
+        reasons.push("ignored: spam".into());
+        d.reasons = reasons;
+        d.hygiene = Some("spam".into());
+        return d;
+    }
     let own = text::own_words(&mail.text);
     d.language = if own.trim().len() >= 60 {
         language::detect(&own)
@@ -142,26 +231,9 @@ fn decide(mail: &ParsedMail, ctx: &TriageContext<'_>, replies: bool) -> Decision
         ctx.rules,
         &[("subject", mail.subject.as_str()), ("body", own.as_str())],
     );
-    if let Some((rights, jurisdiction)) = privacy::detect(&parts, ctx.role, &mut reasons) {
-        // A privacy letter that also reports a problem stays privacy.
-        let mut support_reasons = Vec::new();
-        if let Some(l) = support::level(mail, &parts, &mut support_reasons) {
-            if l <= 3 {
-                reasons.push(format!("also reports a support concern (level {l})"));
-            }
-        }
-        d.kind = Kind::Privacy;
-        d.rights = Some(rights);
-        d.jurisdiction = Some(jurisdiction);
-    } else {
-        let level = support::level(mail, &parts, &mut reasons).unwrap_or_else(|| {
-            reasons.push("no level signal; default level 4".into());
-            4
-        });
-        d.kind = Kind::Ticket;
-        d.level = Some(level);
-    }
-    d.ack = d.auth != Auth::Fail;
+    let verdict = scorer::Verdict::new(mail, &own, &parts, ctx, agency, d.auth);
+    verdict.apply(&mut d, &mut reasons);
+    d.ack = matches!(d.kind, Kind::Ticket | Kind::Privacy) && d.auth != Auth::Fail && d.ack;
     if d.auth == Auth::Fail {
         reasons.push("sender authentication failed: no acknowledgement".into());
     }
@@ -239,6 +311,7 @@ mod tests {
     pub(crate) fn ctx() -> TriageContext<'static> {
         static OWN: &[String] = &[];
         static RULES: std::sync::OnceLock<std::sync::Arc<Rules>> = std::sync::OnceLock::new();
+        static MODEL: std::sync::OnceLock<std::sync::Arc<Model>> = std::sync::OnceLock::new();
         TriageContext {
             role: Role::Support,
             own_addresses: OWN,
@@ -248,6 +321,8 @@ mod tests {
             receive_lists: OWN,
             trusted_authserv_id: None,
             rules: RULES.get_or_init(|| Rules::builtin().expect("built-in rules")),
+            agency_domains: OWN,
+            model: MODEL.get_or_init(|| Model::builtin().expect("built-in model")),
         }
     }
 

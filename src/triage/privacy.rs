@@ -78,7 +78,7 @@ pub fn detect(
         .filter(|(_, s)| **s >= 1.0)
         .map(|(r, _)| r.to_gdpr())
         .collect();
-    let any_jurisdiction = jur_score.values().any(|(_, s, _)| *s >= 1.0);
+    let any_jurisdiction = strongest(&jur_score).is_some();
     // Two full signals for rights make a request even without the words
     // "personal data" (e.g. "I withdraw that consent").
     let strong = right_score.values().sum::<f32>() >= 2.0;
@@ -91,14 +91,9 @@ pub fn detect(
     }
     reasons.extend(local);
     let mut jurisdiction = Jurisdiction::Unknown;
-    for j in [Jurisdiction::Ccpa, Jurisdiction::UkGdpr, Jurisdiction::Gdpr] {
-        if let Some((_, s, why)) = jur_score.get(j.as_str()) {
-            if *s >= 1.0 {
-                reasons.push(format!("jurisdiction {}: {why}", j.as_str()));
-                jurisdiction = j;
-                break;
-            }
-        }
+    if let Some((j, why)) = strongest(&jur_score) {
+        reasons.push(format!("jurisdiction {}: {why}", j.as_str()));
+        jurisdiction = j;
     }
     if jurisdiction == Jurisdiction::Unknown {
         reasons.push("jurisdiction unknown: no residence or law stated".into());
@@ -109,4 +104,35 @@ pub fn detect(
     rights.sort();
     rights.dedup();
     Some((rights, jurisdiction))
+}
+
+type JurScores = BTreeMap<&'static str, (Jurisdiction, f32, String)>;
+
+/// The law a residence statement or citation names, by precedence CCPA >
+/// UK GDPR > GDPR (a Californian citing the GDPR is still under the CCPA).
+fn strongest(scores: &JurScores) -> Option<(Jurisdiction, String)> {
+    [Jurisdiction::Ccpa, Jurisdiction::UkGdpr, Jurisdiction::Gdpr]
+        .into_iter()
+        .find_map(|j| {
+            let (_, s, why) = scores.get(j.as_str())?;
+            (*s >= 1.0).then(|| (j, why.clone()))
+        })
+}
+
+/// The jurisdiction the texts state (residence, law named), whether or not
+/// they make a request: `Some((jurisdiction, why))`.
+pub fn stated_jurisdiction(parts: &[Scanned<'_>]) -> Option<(Jurisdiction, String)> {
+    let mut scores: JurScores = BTreeMap::new();
+    for p in parts {
+        for h in &p.hits {
+            if let Cat::Jurisdiction(j) = h.cat {
+                let e = scores.entry(j.as_str()).or_insert((j, 0.0, String::new()));
+                e.1 += h.weight;
+                if e.2.is_empty() {
+                    e.2 = format!("{} says {:?}", p.part, h.phrase);
+                }
+            }
+        }
+    }
+    strongest(&scores)
 }

@@ -1,0 +1,373 @@
+//! The decision for mail that passed hygiene and is not a follow-up: the
+//! learned scorer ([`super::model`]) weighs the words, the structure and the
+//! phrase rules' own signals; a few high-precision rules stay in charge
+//! (a residence statement or a cited law decides the jurisdiction, an
+//! agency that passes authentication is never set aside by content alone).
+//! With an empty model the phrase rules decide alone, as before the scorer.
+//! Pure.
+
+use super::features::{self, Facts};
+use super::model::{self, Head, Model, Scores};
+use super::rules::{negated, Cat, Scanned};
+use super::{privacy, support, Auth, Confidence, Decision, Kind, TriageContext};
+use crate::config::Role;
+use crate::mail::ParsedMail;
+use crate::policy::{Jurisdiction, Level, Right};
+
+/// Everything the rules and the model say about one message.
+pub struct Verdict<'a> {
+    model: &'a Model,
+    role: Role,
+    agency_pass: bool,
+    rule_level: Option<Level>,
+    rule_level_reasons: Vec<String>,
+    rule_privacy: Option<(Vec<Right>, Jurisdiction)>,
+    rule_privacy_reasons: Vec<String>,
+    stated: Option<(Jurisdiction, String)>,
+    scores: Option<Scores>,
+    facts_signals: Vec<String>,
+    subject: String,
+    body: String,
+    facts: FactsOwned,
+}
+
+struct FactsOwned {
+    auth: &'static str,
+    agency: bool,
+    fake_reply: bool,
+    html_only: bool,
+    attachments: usize,
+    links: usize,
+}
+
+impl<'a> Verdict<'a> {
+    pub fn new(
+        mail: &ParsedMail,
+        own: &str,
+        parts: &[Scanned<'_>],
+        ctx: &TriageContext<'a>,
+        agency: bool,
+        auth: Auth,
+    ) -> Verdict<'a> {
+        let mut rule_level_reasons = Vec::new();
+        let rule_level = support::level(mail, parts, &mut rule_level_reasons);
+        let mut rule_privacy_reasons = Vec::new();
+        let rule_privacy = privacy::detect(parts, ctx.role, &mut rule_privacy_reasons);
+        let stated = privacy::stated_jurisdiction(parts);
+        let signals = rule_signals(parts, rule_level, rule_privacy.as_ref(), stated.as_ref());
+        let facts = FactsOwned {
+            auth: match auth {
+                Auth::Pass => "pass",
+                Auth::Fail => "fail",
+                Auth::None => "none",
+            },
+            agency,
+            fake_reply: support::is_reply_subject(&mail.subject)
+                && mail.in_reply_to.is_empty()
+                && mail.references.is_empty(),
+            html_only: mail.text_from_html,
+            attachments: mail.attachment_count,
+            links: features::count_links(&mail.text),
+        };
+        let mut v = Verdict {
+            model: ctx.model,
+            role: ctx.role,
+            agency_pass: agency && auth == Auth::Pass,
+            rule_level,
+            rule_level_reasons,
+            rule_privacy,
+            rule_privacy_reasons,
+            stated,
+            scores: None,
+            facts_signals: signals,
+            subject: mail.subject.clone(),
+            body: own.to_string(),
+            facts,
+        };
+        if !ctx.model.is_empty() {
+            let f = v.facts();
+            v.scores = Some(ctx.model.score(&v.subject, &v.body, &f));
+        }
+        v
+    }
+
+    fn facts(&self) -> Facts<'_> {
+        Facts {
+            role: match self.role {
+                Role::Support => "support",
+                Role::Privacy => "privacy",
+            },
+            auth: self.facts.auth,
+            agency_sender: self.facts.agency,
+            fake_reply: self.facts.fake_reply,
+            html_only: self.facts.html_only,
+            attachments: self.facts.attachments,
+            links: self.facts.links,
+            rule_signals: self.facts_signals.clone(),
+        }
+    }
+
+    /// The hashed features, as training sees them.
+    pub fn buckets(&self, bits: u32) -> Vec<u32> {
+        let f = self.facts();
+        features::extract(bits, &self.subject, &self.body, &f, None)
+            .finish()
+            .0
+    }
+
+    /// Fill in kind, level, rights, jurisdiction, confidence and reasons.
+    pub fn apply(self, d: &mut Decision, reasons: &mut Vec<String>) {
+        match &self.scores {
+            None => self.apply_rules(d, reasons),
+            Some(s) => self.apply_model(s, d, reasons),
+        }
+    }
+
+    /// The phrase rules alone (an empty model).
+    fn apply_rules(self, d: &mut Decision, reasons: &mut Vec<String>) {
+        d.ack = true;
+        d.confidence = Confidence::Medium;
+        if let Some((rights, jurisdiction)) = self.rule_privacy {
+            reasons.extend(self.rule_privacy_reasons);
+            if let Some(l) = self.rule_level.filter(|l| *l <= 3) {
+                reasons.push(format!("also reports a support concern (level {l})"));
+            }
+            d.kind = Kind::Privacy;
+            d.rights = Some(rights);
+            d.jurisdiction = Some(jurisdiction);
+        } else {
+            reasons.extend(self.rule_level_reasons);
+            let level = self.rule_level.unwrap_or_else(|| {
+                reasons.push("no level signal; default level 4".into());
+                4
+            });
+            d.kind = Kind::Ticket;
+            d.level = Some(level);
+        }
+    }
+
+    fn apply_model(&self, s: &Scores, d: &mut Decision, reasons: &mut Vec<String>) {
+        let m = self.model;
+        let mut kind_p: Vec<(usize, f32)> = s.p[Head::Kind.range()]
+            .iter()
+            .copied()
+            .enumerate()
+            .collect();
+        if self.agency_pass {
+            // Never set aside by content alone: an agency that passes
+            // authentication is a customer.
+            for (k, p) in kind_p.iter_mut() {
+                if *k >= 2 {
+                    *p = 0.0;
+                }
+            }
+            let sum: f32 = kind_p.iter().map(|(_, p)| p).sum::<f32>().max(1e-6);
+            for (_, p) in kind_p.iter_mut() {
+                *p /= sum;
+            }
+        }
+        kind_p.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let (k, pk) = kind_p[0];
+        let (k2, _) = kind_p[1];
+        let kind_conf = grade(pk, &m.meta.kind);
+        let explain = |o: usize, against: usize| -> String {
+            let top = m.top_features(&s.buckets, o, Some(against), 4);
+            let wanted: Vec<u32> = {
+                let mut w: Vec<u32> = top.iter().map(|(b, _)| *b).collect();
+                w.sort_unstable();
+                w
+            };
+            let f = self.facts();
+            let (_, names) =
+                features::extract(m.meta.bits, &self.subject, &self.body, &f, Some(&wanted))
+                    .finish();
+            top.iter()
+                .filter_map(|(b, _)| names.iter().find(|(nb, _)| nb == b).map(|(_, n)| n.clone()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let kind_name = model::KINDS[k];
+        reasons.push(format!(
+            "scorer: {kind_name} {pk:.2} over {} ({})",
+            model::KINDS[k2],
+            explain(model::KIND_AT + k, model::KIND_AT + k2)
+        ));
+        d.confidence_score = Some(pk);
+        d.confidence = kind_conf;
+        if kind_conf != Confidence::High {
+            d.runner_up = Some(model::KINDS[k2].to_string());
+        }
+        let mut chosen = k;
+        d.ack = true;
+        if k >= 2 {
+            if kind_conf != Confidence::Low {
+                d.kind = Kind::Ignore;
+                d.hygiene = Some(kind_name.to_string());
+                reasons.push(format!("ignored: {kind_name} (content)"));
+                return;
+            }
+            // A doubtful spam or machine verdict is never acted on silently:
+            // the case opens without an acknowledgement and is flagged.
+            chosen = kind_p
+                .iter()
+                .find(|(c, _)| *c < 2)
+                .map(|(c, _)| *c)
+                .unwrap_or(0);
+            d.ack = false;
+            d.runner_up = Some(kind_name.to_string());
+            reasons.push(format!(
+                "possibly {kind_name} ({pk:.2}): opened without acknowledgement for review"
+            ));
+        }
+        if chosen == 1 {
+            self.privacy(s, d, reasons);
+        } else {
+            self.ticket(s, d, reasons, explain);
+        }
+    }
+
+    fn ticket(
+        &self,
+        s: &Scores,
+        d: &mut Decision,
+        reasons: &mut Vec<String>,
+        explain: impl Fn(usize, usize) -> String,
+    ) {
+        let ((l, pl), (l2, _)) = s.top2(Head::Level);
+        let level = (l + 1) as Level;
+        reasons.extend(self.rule_level_reasons.iter().cloned());
+        reasons.push(format!(
+            "scorer: level {level} {pl:.2} over {} ({})",
+            l2 + 1,
+            explain(model::LEVEL_AT + l, model::LEVEL_AT + l2)
+        ));
+        d.kind = Kind::Ticket;
+        d.level = Some(level);
+        let lc = grade(pl, &self.model.meta.level);
+        if lc < d.confidence {
+            d.confidence = lc;
+        }
+        d.confidence_score = Some(d.confidence_score.unwrap_or(1.0) * pl);
+        if lc != Confidence::High && d.runner_up.is_none() {
+            d.runner_up = Some(format!("level {}", l2 + 1));
+        }
+    }
+
+    fn privacy(&self, s: &Scores, d: &mut Decision, reasons: &mut Vec<String>) {
+        reasons.extend(self.rule_privacy_reasons.iter().cloned());
+        let mut rights: Vec<Right> = model::RIGHTS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| s.p[model::RIGHTS_AT + i] >= 0.5)
+            .filter_map(|(_, r)| Right::parse(r))
+            .collect();
+        if rights.is_empty() {
+            if let Some((rr, _)) = &self.rule_privacy {
+                rights = rr.iter().map(|r| r.to_gdpr()).collect();
+            }
+        }
+        if rights.is_empty() {
+            let best = (0..model::RIGHTS.len())
+                .max_by(|a, b| s.p[model::RIGHTS_AT + a].total_cmp(&s.p[model::RIGHTS_AT + b]))
+                .unwrap_or(0);
+            rights.extend(Right::parse(model::RIGHTS[best]));
+        }
+        let listed: Vec<String> = rights
+            .iter()
+            .map(|r| {
+                let i = model::RIGHTS
+                    .iter()
+                    .position(|n| *n == r.as_str())
+                    .unwrap_or(0);
+                format!("{} {:.2}", r.as_str(), s.p[model::RIGHTS_AT + i])
+            })
+            .collect();
+        reasons.push(format!("scorer: rights {}", listed.join(", ")));
+        let jurisdiction = match &self.stated {
+            Some((j, why)) => {
+                reasons.push(format!("jurisdiction {}: {why}", j.as_str()));
+                *j
+            }
+            None => {
+                let ((j, pj), _) = s.top2(Head::Jurisdiction);
+                let j =
+                    Jurisdiction::parse(model::JURISDICTIONS[j]).unwrap_or(Jurisdiction::Unknown);
+                reasons.push(format!("scorer: jurisdiction {} {pj:.2}", j.as_str()));
+                j
+            }
+        };
+        if let Some(l) = self.rule_level.filter(|l| *l <= 3) {
+            reasons.push(format!("also reports a support concern (level {l})"));
+        }
+        if jurisdiction == Jurisdiction::Ccpa {
+            rights = rights.into_iter().map(Right::to_ccpa).collect();
+        }
+        rights.sort();
+        rights.dedup();
+        d.kind = Kind::Privacy;
+        d.rights = Some(rights);
+        d.jurisdiction = Some(jurisdiction);
+    }
+}
+
+fn grade(p: f32, t: &model::Thresholds) -> Confidence {
+    if p >= t.high {
+        Confidence::High
+    } else if p < t.low {
+        Confidence::Low
+    } else {
+        Confidence::Medium
+    }
+}
+
+/// The phrase rules' findings as features: every category that fired (a
+/// right once more when negated in its clause), and the rules' own verdicts.
+fn rule_signals(
+    parts: &[Scanned<'_>],
+    level: Option<Level>,
+    privacy: Option<&(Vec<Right>, Jurisdiction)>,
+    stated: Option<&(Jurisdiction, String)>,
+) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for p in parts {
+        for h in &p.hits {
+            let name = match h.cat {
+                Cat::Negation | Cat::ClauseBreak | Cat::AutoreplySubject => continue,
+                Cat::Level1 => "level1".to_string(),
+                Cat::NotLevel1 => "not-level1".into(),
+                Cat::NoError => "no-error".into(),
+                Cat::Critical => "critical".into(),
+                Cat::Broken => "broken".into(),
+                Cat::Error => "error".into(),
+                Cat::Wrong => "wrong".into(),
+                Cat::Feature => "feature".into(),
+                Cat::PrivacyContext => "privacy-context".into(),
+                Cat::Right(r) => {
+                    if negated(&p.lower, &p.neg, h.start, 40).is_some() {
+                        format!("negated-right:{}", r.to_gdpr().as_str())
+                    } else {
+                        format!("right:{}", r.to_gdpr().as_str())
+                    }
+                }
+                Cat::Jurisdiction(j) => format!("law:{}", j.as_str()),
+            };
+            v.push(format!("{}:{name}", p.part));
+        }
+    }
+    if let Some(l) = level {
+        v.push(format!("rules-level:{l}"));
+    }
+    if let Some((rights, j)) = privacy {
+        v.push("rules-privacy".into());
+        for r in rights {
+            v.push(format!("rules-right:{}", r.to_gdpr().as_str()));
+        }
+        v.push(format!("rules-jurisdiction:{}", j.as_str()));
+    }
+    if let Some((j, _)) = stated {
+        v.push(format!("stated-jurisdiction:{}", j.as_str()));
+    }
+    v.sort();
+    v.dedup();
+    v
+}
