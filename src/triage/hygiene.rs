@@ -55,6 +55,10 @@ pub fn check(
         reasons.push("a disposition notification (read receipt, RFC 8098)".into());
         return Some(("receipt", "read receipt".into()));
     }
+    if let Some(why) = plain_read_receipt(&mail.subject, &mail.text) {
+        reasons.push(why);
+        return Some(("receipt", "read receipt".into()));
+    }
     if let Some(m) = mail.calendar_method.as_deref() {
         if matches!(m, "reply" | "counter" | "declinecounter" | "refresh") {
             reasons.push(format!(
@@ -198,6 +202,89 @@ pub fn spam_verdict(mail: &ParsedMail) -> Option<String> {
     None
 }
 
+/// Subject prefixes mail clients put on read receipts, lower case.
+const RECEIPT_SUBJECTS: &[&str] = &[
+    "read:",
+    "gelesen:",
+    "lu :",
+    "lu:",
+    "leído:",
+    "leido:",
+    "letto:",
+    "lida:",
+    "lido:",
+    "gelezen:",
+    "läst:",
+    "læst:",
+    "przeczytano:",
+    "przeczytane:",
+    "přečteno:",
+    "citit:",
+    "luettu:",
+    "lest:",
+    "既読:",
+    "開封済み:",
+    "read receipt:",
+    "return receipt",
+    "receipt:",
+    "confirmación de lectura",
+    "accusé de lecture",
+    "lesebestätigung",
+];
+
+/// Words a receipt's body uses to say the message was displayed, lower case.
+const RECEIPT_BODIES: &[&str] = &[
+    "was read",
+    "has been read",
+    "were read",
+    "was displayed",
+    "wurde gelesen",
+    "wurde am",
+    "gelesen am",
+    "a été lu",
+    "a ete lu",
+    "été lu le",
+    "fue leído",
+    "fue leido",
+    "ha sido leído",
+    "è stato letto",
+    "e stato letto",
+    "foi lida",
+    "foi lido",
+    "is gelezen",
+    "werd gelezen",
+    "har lästs",
+    "lästes",
+    "er blevet læst",
+    "została przeczytana",
+    "zostala przeczytana",
+    "odczytana",
+    "byla přečtena",
+    "byla prectena",
+    "a fost citit",
+    "on luettu",
+    "luettiin",
+    "ble lest",
+    "開封",
+    "read receipt",
+    "return receipt",
+];
+
+/// A read receipt sent as plain text (no RFC 8098 report): a receipt subject
+/// prefix and a short body that says the message was read.
+fn plain_read_receipt(subject: &str, text: &str) -> Option<String> {
+    let subject = subject.trim_start().to_lowercase();
+    let prefix = RECEIPT_SUBJECTS.iter().find(|p| subject.starts_with(**p))?;
+    let body = text.to_lowercase();
+    if body.chars().count() > 1200 {
+        return None;
+    }
+    let phrase = RECEIPT_BODIES.iter().find(|p| body.contains(**p))?;
+    Some(format!(
+        "read receipt in plain text: subject starts {prefix:?}, body says {phrase:?}"
+    ))
+}
+
 fn header_title(name: &str) -> &str {
     match name {
         "x-spam-flag" => "X-Spam-Flag",
@@ -331,6 +418,14 @@ mod tests {
             check_with(mdn, &[], &[], &[]).as_deref(),
             Some("read receipt")
         );
+        let plain = "From: Ann <ann@x.example>\r\nSubject: Gelesen: Ihr Fall [SUP-000004]\r\n\r\nIhre Nachricht wurde am 03.12.2026 um 10:14 gelesen.\r\n";
+        assert_eq!(
+            check_with(plain, &[], &[], &[]).as_deref(),
+            Some("read receipt")
+        );
+        // A person who read the answer and writes back is not a receipt.
+        let human = "From: Ann <ann@x.example>\r\nSubject: Re: Read: your case\r\n\r\nI read your answer but the export still fails.\r\n";
+        assert_eq!(check_with(human, &[], &[], &[]), None);
         let cal = "From: Ann <ann@x.example>\r\nSubject: Accepted: call\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nAccepted\r\n--b\r\nContent-Type: text/calendar; method=REPLY; charset=utf-8\r\n\r\nBEGIN:VCALENDAR\r\nMETHOD:REPLY\r\nEND:VCALENDAR\r\n--b--\r\n";
         assert_eq!(
             check_with(cal, &[], &[], &[]).as_deref(),

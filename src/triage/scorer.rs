@@ -14,6 +14,10 @@ use crate::config::Role;
 use crate::mail::ParsedMail;
 use crate::policy::{Jurisdiction, Level, Right};
 
+/// A right the phrase rules did not find is asked for when the scorer gives
+/// it at least this probability (chosen by 5-fold cross-validation).
+const RIGHT_THRESHOLD: f32 = 0.6;
+
 /// Everything the rules and the model say about one message.
 pub struct Verdict<'a> {
     model: &'a Model,
@@ -255,10 +259,22 @@ impl<'a> Verdict<'a> {
 
     fn privacy(&self, s: &Scores, d: &mut Decision, reasons: &mut Vec<String>) {
         reasons.extend(self.rule_privacy_reasons.iter().cloned());
+        let ruled: Vec<Right> = self
+            .rule_privacy
+            .as_ref()
+            .map(|(rr, _)| rr.iter().map(|r| r.to_gdpr()).collect())
+            .unwrap_or_default();
         let mut rights: Vec<Right> = model::RIGHTS
             .iter()
             .enumerate()
-            .filter(|(i, _)| s.p[model::RIGHTS_AT + i] >= 0.5)
+            .filter(|(i, r)| {
+                let p = s.p[model::RIGHTS_AT + i];
+                // The scorer's own confident rights, and every right the
+                // phrase rules found asked for (not negated): the rules know
+                // each language's legal names, the scorer the rest.
+                p >= RIGHT_THRESHOLD
+                    || Right::parse(r).is_some_and(|r| ruled.contains(&r.to_gdpr()))
+            })
             .filter_map(|(_, r)| Right::parse(r))
             .collect();
         if rights.is_empty() {
