@@ -36,6 +36,10 @@ pub struct Classified {
     /// When confidence is not high: the next most likely decision.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runner_up: Option<String>,
+    /// The mailbox role triage assumed (`support` or `privacy`); absent
+    /// when the file is not a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<String>,
 }
 
 /// The role a message arrived under: `--mailbox` if given, else the role of
@@ -120,6 +124,7 @@ impl<'c> Classifier<'c> {
                 confidence: Confidence::High,
                 confidence_score: None,
                 runner_up: None,
+                mailbox: None,
             },
             Ok(m) => {
                 let role = role_for(&m, config, forced);
@@ -141,6 +146,13 @@ impl<'c> Classifier<'c> {
                     confidence: d.confidence,
                     confidence_score: d.confidence_score,
                     runner_up: d.runner_up,
+                    mailbox: Some(
+                        match role {
+                            Role::Support => "support",
+                            Role::Privacy => "privacy",
+                        }
+                        .to_string(),
+                    ),
                 }
             }
         }

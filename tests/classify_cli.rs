@@ -93,7 +93,7 @@ fn json_lines_in_input_order_with_the_stable_shape() {
 #[test]
 fn mailbox_flag_and_recipients_decide_the_role() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // "Delete my account" alone is a privacy request only at privacy@.
+    // The role comes from the To address unless --mailbox says otherwise.
     let raw = "From: a@x.example\r\nTo: privacy@casehost.example\r\nSubject: my account\r\nMessage-ID: <r@x>\r\n\r\nPlease delete my account.\r\n";
     let f = dir.path().join("m.eml");
     std::fs::write(&f, raw).expect("write");
@@ -125,30 +125,26 @@ transport = "file"
     };
     let f = f.to_str().unwrap_or("");
     let cfg = cfg.to_str().unwrap_or("");
-    assert_eq!(
-        run(&["classify", "--config", cfg, "--json", f])["kind"],
-        "privacy",
-        "role from the To address"
-    );
-    assert_eq!(
-        run(&[
-            "classify",
-            "--config",
-            cfg,
-            "--mailbox",
-            "support",
-            "--json",
-            f
-        ])["kind"],
-        "ticket"
-    );
+    let by_to = run(&["classify", "--config", cfg, "--json", f]);
+    assert_eq!(by_to["mailbox"], "privacy", "role from the To address");
+    assert_eq!(by_to["kind"], "privacy", "an erasure request at privacy@");
+    let forced = run(&[
+        "classify",
+        "--config",
+        cfg,
+        "--mailbox",
+        "support",
+        "--json",
+        f,
+    ]);
+    assert_eq!(forced["mailbox"], "support", "--mailbox wins");
     let table = Command::new(BIN)
         .args(["classify", f])
         .output()
         .expect("run");
     let text = String::from_utf8_lossy(&table.stdout);
     assert!(
-        text.starts_with("FILE") && text.contains("ticket"),
+        text.starts_with("FILE") && text.contains("m.eml") && text.contains("privacy"),
         "{text}"
     );
 }

@@ -182,6 +182,7 @@ mod tests {
             confidence,
             confidence_score: None,
             runner_up: None,
+            mailbox: None,
         }
     }
 

@@ -261,10 +261,12 @@ fn char_ngrams(x: &mut Extract<'_>, w: &str) {
 
 fn facts_features(x: &mut Extract<'_>, f: &Facts<'_>, nwords: usize) {
     x.add("role", &[f.role]);
-    x.add("auth", &[f.auth]);
+    // The authentication verdict is not a feature: a deployment without a
+    // trusted `Authentication-Results` server sees `none` on every message,
+    // and the deterministic rules already act on it (a failure outside
+    // every agency is spam; an agency that passes is never set aside).
     if f.agency_sender {
         x.add("sender", &["agency"]);
-        x.add("sender", &["agency", f.auth]);
     }
     if f.fake_reply {
         x.add("meta", &["re-without-thread"]);

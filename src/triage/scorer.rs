@@ -157,9 +157,17 @@ impl<'a> Verdict<'a> {
             .copied()
             .enumerate()
             .collect();
-        if self.agency_pass {
+        let no_body = self.body.trim().is_empty();
+        if no_body {
+            reasons.push(
+                "no body to judge (empty, or only the header fetched): not set aside by content"
+                    .into(),
+            );
+        }
+        if self.agency_pass || no_body {
             // Never set aside by content alone: an agency that passes
-            // authentication is a customer.
+            // authentication is a customer, and a message with no words has
+            // no content to judge.
             for (k, p) in kind_p.iter_mut() {
                 if *k >= 2 {
                     *p = 0.0;
