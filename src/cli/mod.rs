@@ -8,7 +8,7 @@
 
 mod deadline;
 mod table;
-mod train;
+pub mod train;
 
 use crate::clock::SystemClock;
 use crate::config::Config;

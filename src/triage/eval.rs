@@ -130,6 +130,9 @@ impl Metrics {
         e.0 += 1;
         e.1 += usize::from(right);
         if !right {
+            if got.confidence == Confidence::High {
+                wrong.push("(high confidence)".into());
+            }
             self.misses.push((label.file.clone(), wrong.join("; ")));
         }
     }

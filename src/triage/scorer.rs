@@ -164,6 +164,14 @@ impl<'a> Verdict<'a> {
                     .into(),
             );
         }
+        // What the content alone says, before the rules that protect
+        // customers: kept to withhold the acknowledgement below.
+        let (raw_top, raw_p) = kind_p
+            .iter()
+            .copied()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((0, 0.0));
+        let kept_machine = (self.agency_pass || no_body) && raw_top >= 2;
         if self.agency_pass || no_body {
             // Never set aside by content alone: an agency that passes
             // authentication is a customer, and a message with no words has
@@ -211,6 +219,17 @@ impl<'a> Verdict<'a> {
         }
         let mut chosen = k;
         d.ack = true;
+        if kept_machine && !no_body {
+            // An agency's own system (a backup report, a scanner): the case
+            // opens, but an answer to a machine could loop, so staff decide.
+            let name = model::KINDS[raw_top];
+            d.ack = false;
+            d.confidence = d.confidence.min(Confidence::Medium);
+            d.runner_up = Some(name.to_string());
+            reasons.push(format!(
+                "reads like {name} ({raw_p:.2}) but the sender is an authenticated agency: opened without acknowledgement for review"
+            ));
+        }
         if k >= 2 {
             if kind_conf != Confidence::Low {
                 d.kind = Kind::Ignore;
@@ -322,6 +341,32 @@ impl<'a> Verdict<'a> {
         };
         if let Some(l) = self.rule_level.filter(|l| *l <= 3) {
             reasons.push(format!("also reports a support concern (level {l})"));
+        }
+        // A request is only as certain as its rights and its law: `high`
+        // needs the scorer and the phrase rules to name the same rights, and
+        // a stated (or near-certain) jurisdiction.
+        let confident: Vec<Right> = model::RIGHTS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| s.p[model::RIGHTS_AT + i] >= 0.5)
+            .filter_map(|(_, r)| Right::parse(r))
+            .collect();
+        let law_sure = self.stated.is_some() || s.top2(Head::Jurisdiction).0 .1 >= 0.9;
+        let same_rights = {
+            let mut a: Vec<&str> = confident.iter().map(|r| r.as_str()).collect();
+            let mut b: Vec<&str> = ruled.iter().map(|r| r.as_str()).collect();
+            a.sort_unstable();
+            b.sort_unstable();
+            !a.is_empty() && a == b
+        };
+        if d.confidence == Confidence::High && (!same_rights || !law_sure) {
+            d.confidence = Confidence::Medium;
+            d.runner_up = Some(if law_sure {
+                "other rights".into()
+            } else {
+                "another jurisdiction".into()
+            });
+            reasons.push("rights or jurisdiction not certain: confidence medium".into());
         }
         if jurisdiction == Jurisdiction::Ccpa {
             rights = rights.into_iter().map(Right::to_ccpa).collect();
