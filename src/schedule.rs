@@ -89,10 +89,21 @@ pub fn run_job(
         JobName::Digest => {
             let cases = p.store.list_cases(&Default::default())?;
             let problems = p.store.outbox_problems(last)?;
-            match p
-                .notifier
-                .digest(&cases, &problems, now, Some(last), &crate::render::token())
-            {
+            let set_aside: Vec<_> = p
+                .store
+                .list_ignored()?
+                .into_iter()
+                .filter(|r| r.received_at > last && r.promoted_to.is_none())
+                .collect();
+            let token = crate::render::token();
+            match p.notifier.digest(&crate::notify::DigestInput {
+                cases: &cases,
+                problems: &problems,
+                set_aside: &set_aside,
+                now,
+                since: Some(last),
+                token: &token,
+            }) {
                 None => {
                     tracing::info!("digest: nobody configured to receive it (people.support_lead)")
                 }

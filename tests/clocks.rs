@@ -648,3 +648,43 @@ fn relevel_replans_the_clocks_and_pages_at_once() {
         .expect_err("no reason");
     assert!(err.to_string().contains("reason"), "{err}");
 }
+
+#[test]
+fn the_digest_counts_spam_set_aside_so_staff_can_rescue_it() {
+    let mut sim = Sim::new("2026-11-20T07:00:00-05:00");
+    sim.receive_fixture("03-report-error.eml", "2026-11-20T07:10:00-05:00");
+    let spam = "From: Deals <deals@bulk.example.net>\r\nTo: support@casehost.example\r\nSubject: Cheap watches\r\nMessage-ID: <spam-1@bulk.example.net>\r\nX-Spam-Flag: YES\r\nX-Spam-Status: Yes, score=12.1\r\n\r\nBuy now.\r\n";
+    sim.clock.set(at("2026-11-20T07:20:00-05:00"));
+    let o = sim
+        .p
+        .ingest(
+            &Envelope {
+                source: "support".into(),
+                key: "spam-1".into(),
+                received_at: at("2026-11-20T07:20:00-05:00"),
+                raw: spam.as_bytes().to_vec(),
+                original_size: None,
+            },
+            Role::Support,
+            IngestOptions::default(),
+        )
+        .expect("ingest");
+    assert!(
+        matches!(o, ticketd::store::IngestOutcome::Ignored { .. }),
+        "{o:?}"
+    );
+    sim.run_until("2026-11-20T08:30:00-05:00", Duration::minutes(1));
+    let digest = sim
+        .outbox()
+        .into_iter()
+        .rev()
+        .find(|e| e.message_id.starts_with("note.ticketd."))
+        .expect("digest");
+    let body = decode_body(&digest.mail);
+    assert!(
+        body.contains("Set aside by triage since the last digest: 1 spam."),
+        "{body}"
+    );
+    assert!(body.contains("Cheap watches"), "{body}");
+    assert!(body.contains("ignored promote"), "{body}");
+}

@@ -28,6 +28,18 @@ use crate::triage::{Auth, Decision};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use std::sync::Arc;
 
+/// What the daily digest is built from (see [`Notifier::digest`]).
+#[derive(Clone, Copy)]
+pub struct DigestInput<'a> {
+    pub cases: &'a [Case],
+    pub problems: &'a [crate::store::OutboxEntry],
+    /// Mail set aside since the last digest and not promoted.
+    pub set_aside: &'a [crate::store::IgnoredRecord],
+    pub now: DateTime<Utc>,
+    pub since: Option<DateTime<Utc>>,
+    pub token: &'a str,
+}
+
 /// The pure notification logic, built once from the config.
 #[derive(Clone)]
 pub struct Notifier {
@@ -723,15 +735,18 @@ impl Notifier {
     /// is due today, what is breached, and new cases since `since` of the
     /// digest-only levels, and the mails that will not be delivered
     /// (`problems`: suppressed by the rate limit or failed for good since
-    /// the last digest). `None` when nobody is configured to receive it.
-    pub fn digest(
-        &self,
-        cases: &[Case],
-        problems: &[crate::store::OutboxEntry],
-        now: DateTime<Utc>,
-        since: Option<DateTime<Utc>>,
-        token: &str,
-    ) -> Option<Result<NewMail, String>> {
+    /// the last digest), and the mail triage set aside since then, spam
+    /// first, so staff can rescue a false positive (`ticketd ignored
+    /// promote`). `None` when nobody is configured to receive it.
+    pub fn digest(&self, input: &DigestInput<'_>) -> Option<Result<NewMail, String>> {
+        let DigestInput {
+            cases,
+            problems,
+            set_aside,
+            now,
+            since,
+            token,
+        } = *input;
         let people = &self.config.people;
         let digest_levels = &self.config.notify.staff_digest_only_levels;
         let mut to = addrs(&people.support_lead);
@@ -830,6 +845,24 @@ impl Notifier {
             breached => breached,
             new_cases => new_cases,
             digest_levels => digest_levels,
+            set_aside_counts => {
+                let mut by: std::collections::BTreeMap<&str, usize> = Default::default();
+                for r in set_aside {
+                    let c = if r.category.contains("spam") { "spam" } else { r.category.as_str() };
+                    *by.entry(c).or_default() += 1;
+                }
+                by.iter().map(|(c, n)| format!("{n} {c}")).collect::<Vec<_>>().join(", ")
+            },
+            spam => set_aside
+                .iter()
+                .filter(|r| r.category.contains("spam"))
+                .take(50)
+                .map(|r| minijinja::context! {
+                    id => r.id,
+                    subject => render::header_safe(&r.subject, render::SUBJECT_MAX),
+                    why => r.reasons.iter().rev().find(|x| !x.starts_with("ignored:")).cloned().unwrap_or_default(),
+                })
+                .collect::<Vec<_>>(),
             undelivered => problems.iter().map(|e| minijinja::context! {
                 id => e.id,
                 case => e.case.as_deref().unwrap_or("-"),
