@@ -244,18 +244,23 @@ fn clip(s: &str, max: usize) -> &str {
 
 /// Character 4-grams of a word padded with `<` `>` (whole short words too).
 fn char_ngrams(x: &mut Extract<'_>, w: &str) {
-    let chars: Vec<char> = std::iter::once('<')
-        .chain(w.chars())
-        .chain(std::iter::once('>'))
-        .collect();
-    if chars.len() <= 4 || chars.len() > 40 {
+    let n = w.chars().count() + 2;
+    if n <= 4 || n > 40 {
         return;
     }
-    let mut buf = String::with_capacity(16);
-    for win in chars.windows(4) {
-        buf.clear();
-        buf.extend(win.iter());
-        x.add("c", &[&buf]);
+    // The padded word once, then every window as a slice of it (the hash
+    // sees the same bytes as the characters joined).
+    let mut padded = String::with_capacity(w.len() + 2);
+    padded.push('<');
+    padded.push_str(w);
+    padded.push('>');
+    let mut starts = [0usize; 41];
+    for (k, (at, _)) in padded.char_indices().enumerate() {
+        starts[k] = at;
+    }
+    starts[n] = padded.len();
+    for k in 0..=n - 4 {
+        x.add("c", &[&padded[starts[k]..starts[k + 4]]]);
     }
 }
 

@@ -190,17 +190,23 @@ impl<'a> Verdict<'a> {
         let (k, pk) = kind_p[0];
         let (k2, _) = kind_p[1];
         let kind_conf = grade(pk, &m.meta.kind);
-        let explain = |o: usize, against: usize| -> String {
-            let top = m.top_features(&s.buckets, o, Some(against), 4);
-            let wanted: Vec<u32> = {
-                let mut w: Vec<u32> = top.iter().map(|(b, _)| *b).collect();
-                w.sort_unstable();
-                w
-            };
-            let f = self.facts();
-            let (_, names) =
-                features::extract(m.meta.bits, &self.subject, &self.body, &f, Some(&wanted))
-                    .finish();
+        // One naming pass for every explanation (kind, and level when it
+        // is a ticket): re-extracting features is the scorer's main cost.
+        let ((l, _), (l2, _)) = s.top2(Head::Level);
+        let kind_top = m.top_features(&s.buckets, model::KIND_AT + k, Some(model::KIND_AT + k2), 4);
+        let level_top = m.top_features(
+            &s.buckets,
+            model::LEVEL_AT + l,
+            Some(model::LEVEL_AT + l2),
+            4,
+        );
+        let mut wanted: Vec<u32> = kind_top.iter().chain(&level_top).map(|(b, _)| *b).collect();
+        wanted.sort_unstable();
+        wanted.dedup();
+        let f = self.facts();
+        let (_, names) =
+            features::extract(m.meta.bits, &self.subject, &self.body, &f, Some(&wanted)).finish();
+        let explain = |top: &[(u32, f32)]| -> String {
             top.iter()
                 .filter_map(|(b, _)| names.iter().find(|(nb, _)| nb == b).map(|(_, n)| n.clone()))
                 .collect::<Vec<_>>()
@@ -210,7 +216,7 @@ impl<'a> Verdict<'a> {
         reasons.push(format!(
             "scorer: {kind_name} {pk:.2} over {} ({})",
             model::KINDS[k2],
-            explain(model::KIND_AT + k, model::KIND_AT + k2)
+            explain(&kind_top)
         ));
         d.confidence_score = Some(pk);
         d.confidence = kind_conf;
@@ -253,24 +259,18 @@ impl<'a> Verdict<'a> {
         if chosen == 1 {
             self.privacy(s, d, reasons);
         } else {
-            self.ticket(s, d, reasons, explain);
+            self.ticket(s, d, reasons, &explain(&level_top));
         }
     }
 
-    fn ticket(
-        &self,
-        s: &Scores,
-        d: &mut Decision,
-        reasons: &mut Vec<String>,
-        explain: impl Fn(usize, usize) -> String,
-    ) {
+    fn ticket(&self, s: &Scores, d: &mut Decision, reasons: &mut Vec<String>, why: &str) {
         let ((l, pl), (l2, _)) = s.top2(Head::Level);
         let level = (l + 1) as Level;
         reasons.extend(self.rule_level_reasons.iter().cloned());
         reasons.push(format!(
             "scorer: level {level} {pl:.2} over {} ({})",
             l2 + 1,
-            explain(model::LEVEL_AT + l, model::LEVEL_AT + l2)
+            why
         ));
         d.kind = Kind::Ticket;
         d.level = Some(level);
