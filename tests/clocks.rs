@@ -159,6 +159,15 @@ impl Sim {
         self.p.store.outbox_all().expect("outbox")
     }
 
+    /// The most recent digest in the outbox.
+    fn last_digest(&self) -> OutboxEntry {
+        self.outbox()
+            .into_iter()
+            .rev()
+            .find(|e| e.message_id.starts_with("note.ticketd."))
+            .expect("digest")
+    }
+
     /// Notifications (not acknowledgements), in order.
     fn notices(&self) -> Vec<Sent> {
         self.outbox()
@@ -450,12 +459,7 @@ fn a_missed_digest_runs_once_after_downtime() {
             at("2026-11-25T08:00:00-05:00"),
         ]
     );
-    let digest = sim
-        .outbox()
-        .into_iter()
-        .rev()
-        .find(|e| e.message_id.starts_with("note.ticketd."))
-        .expect("digest");
+    let digest = sim.last_digest();
     assert_eq!(digest.recipients, vec!["lead@casehost.example"]);
     let body = decode_body(&digest.mail);
     assert!(body.contains("support level 3: 1 new"), "{body}");
@@ -674,12 +678,7 @@ fn the_digest_counts_spam_set_aside_so_staff_can_rescue_it() {
         "{o:?}"
     );
     sim.run_until("2026-11-20T08:30:00-05:00", Duration::minutes(1));
-    let digest = sim
-        .outbox()
-        .into_iter()
-        .rev()
-        .find(|e| e.message_id.starts_with("note.ticketd."))
-        .expect("digest");
+    let digest = sim.last_digest();
     let body = decode_body(&digest.mail);
     assert!(
         body.contains("Set aside by triage since the last digest: 1 spam."),

@@ -15,12 +15,6 @@ use crate::triage::train::{self, Example, LabelLine, Options, Target};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// How much one spam or machine example counts against one ticket or
-/// request: answering spam confirms the address and can loop, so its
-/// misses cost more (2 chosen by 5-fold cross-validation: acknowledgements
-/// to ignore-class mail 20 -> 15 of 1,599, kind accuracy up).
-const IGNORE_CLASS_WEIGHT: f32 = 2.0;
-
 #[derive(Debug, clap::Subcommand)]
 pub enum TriageCommand {
     /// Train the scorer from labelled mail (and staff corrections) and
@@ -123,11 +117,7 @@ pub async fn run(config: &Config, cmd: TriageCommand) -> CliResult {
                     labelled.push((examples.len(), label.clone(), raw.clone()));
                     examples.push(Example {
                         buckets: train::features_of(&mail, &ctx, bits),
-                        weight: if target.kind.is_some_and(|k| k >= 2) {
-                            IGNORE_CLASS_WEIGHT
-                        } else {
-                            1.0
-                        },
+                        weight: train::corpus_weight(&target),
                         target,
                     });
                 }

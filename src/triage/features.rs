@@ -15,8 +15,6 @@ pub const MAX_TEXT: usize = 4_000;
 pub struct Facts<'a> {
     /// `support` or `privacy`.
     pub role: &'a str,
-    /// `pass`, `fail` or `none`.
-    pub auth: &'a str,
     /// The sender's domain belongs to a configured agency.
     pub agency_sender: bool,
     /// Subject begins with `Re:`/`AW:`/… but the message names no earlier one.

@@ -36,7 +36,6 @@ pub struct Verdict<'a> {
 }
 
 struct FactsOwned {
-    auth: &'static str,
     agency: bool,
     fake_reply: bool,
     html_only: bool,
@@ -60,11 +59,6 @@ impl<'a> Verdict<'a> {
         let stated = privacy::stated_jurisdiction(parts);
         let signals = rule_signals(parts, rule_level, rule_privacy.as_ref(), stated.as_ref());
         let facts = FactsOwned {
-            auth: match auth {
-                Auth::Pass => "pass",
-                Auth::Fail => "fail",
-                Auth::None => "none",
-            },
             agency,
             fake_reply: support::is_reply_subject(&mail.subject)
                 && mail.in_reply_to.is_empty()
@@ -101,7 +95,6 @@ impl<'a> Verdict<'a> {
                 Role::Support => "support",
                 Role::Privacy => "privacy",
             },
-            auth: self.facts.auth,
             agency_sender: self.facts.agency,
             fake_reply: self.facts.fake_reply,
             html_only: self.facts.html_only,
@@ -171,7 +164,7 @@ impl<'a> Verdict<'a> {
             .copied()
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .unwrap_or((0, 0.0));
-        let kept_machine = (self.agency_pass || no_body) && raw_top >= 2;
+        let agency_machine = self.agency_pass && !no_body && raw_top >= 2;
         if self.agency_pass || no_body {
             // Never set aside by content alone: an agency that passes
             // authentication is a customer, and a message with no words has
@@ -225,7 +218,7 @@ impl<'a> Verdict<'a> {
         }
         let mut chosen = k;
         d.ack = true;
-        if kept_machine && !no_body {
+        if agency_machine {
             // An agency's own system (a backup report, a scanner): the case
             // opens, but an answer to a machine could loop, so staff decide.
             let name = model::KINDS[raw_top];
