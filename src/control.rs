@@ -14,7 +14,7 @@
 
 use crate::pipeline::{IngestOptions, Pipeline, Report};
 use crate::render;
-use crate::store::{Case, CaseFilter, CaseKind, CaseStatus, NewMail, StoreError};
+use crate::store::{Case, CaseFilter, NewMail, StoreError};
 use crate::triage;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -26,8 +26,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 pub enum Request {
     Ping,
     CasesList {
-        kind: Option<CaseKind>,
-        status: Option<CaseStatus>,
+        #[serde(flatten)]
+        filter: CaseFilter,
     },
     CaseShow {
         id: String,
@@ -51,23 +51,8 @@ pub enum Request {
     },
 }
 
-/// What staff did to a case (each stops or re-plans its clocks).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum CaseAction {
-    /// Triage review done.
-    Review,
-    /// First response given by other means.
-    Respond {
-        note: Option<String>,
-    },
-    Resolve,
-    /// New level, with the reason (re-plans the targets).
-    Relevel {
-        level: u8,
-        reason: String,
-    },
-}
+/// What staff do to a case: the workflow's actions (see [`crate::workflow`]).
+pub use crate::workflow::Action as CaseAction;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Response {
@@ -107,8 +92,12 @@ pub async fn handle(p: &Pipeline, req: Request) -> Response {
     let store = &p.store;
     match req {
         Request::Ping => Response::ok(&"pong"),
-        Request::CasesList { kind, status } => match store.list_cases(&CaseFilter { kind, status })
-        {
+        Request::CasesList { mut filter } => match store.list_cases(&{
+            let now = p.clock.now();
+            filter.now = Some(now);
+            filter.today = Some(p.notifier.calendar().local_date(now));
+            filter
+        }) {
             Ok(v) => Response::ok(&v),
             Err(e) => Response::err(e),
         },
@@ -141,7 +130,8 @@ pub async fn handle(p: &Pipeline, req: Request) -> Response {
     }
 }
 
-/// Apply a clock stopper to a case, durably.
+/// Apply a workflow action to a case, durably (the same action a mail
+/// command applies).
 pub async fn act(
     p: &Pipeline,
     id: &str,
@@ -150,13 +140,15 @@ pub async fn act(
 ) -> Result<Case, StoreError> {
     let now = p.clock.now();
     let token = render::token();
-    let n = &p.notifier;
     let id = id.to_ascii_uppercase();
-    let case = p.store.update_case(&id, now, actor, &|c| match action {
-        CaseAction::Review => n.review(c, now),
-        CaseAction::Respond { note } => n.respond(c, note.clone(), now),
-        CaseAction::Resolve => n.resolve(c, now),
-        CaseAction::Relevel { level, reason } => n.relevel(c, *level, reason, now, &token),
+    let ctx = crate::workflow::Ctx {
+        notifier: &p.notifier,
+        now,
+        actor,
+        token: &token,
+    };
+    let case = p.store.update_case(&id, now, actor, &|c| {
+        crate::workflow::apply(&ctx, c, action).map_err(|e| e.to_string())
     })?;
     p.store.flush().await?;
     Ok(case)

@@ -133,7 +133,10 @@ impl Daemon {
             Arc::new(config),
             Arc::new(templates),
             clock,
-        );
+        )?;
+        for w in pipeline.config.warnings() {
+            tracing::warn!("{w}");
+        }
         let gaps = pipeline.notifier.unconfigured();
         if !gaps.is_empty() {
             tracing::warn!(

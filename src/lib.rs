@@ -56,3 +56,4 @@ pub mod source;
 pub mod store;
 pub mod tls;
 pub mod triage;
+pub mod workflow;

@@ -45,8 +45,8 @@ pub struct Prepared<E = Envelope> {
     fallback: Option<Decision>,
     ack_to: Result<mail::Addr, String>,
     reply_address: Result<String, String>,
-    header_ids: Vec<String>,
-    case_ref_from_header: bool,
+    /// How it may thread (the threading rule's inputs).
+    thread: ThreadFacts,
     token: String,
     /// Historic import: no acknowledgement, notices or timers.
     quiet: bool,
@@ -68,9 +68,19 @@ struct Parts {
     fallback: Option<Decision>,
     ack_to: Result<mail::Addr, String>,
     reply_address: Result<String, String>,
-    header_ids: Vec<String>,
-    case_ref_from_header: bool,
+    thread: ThreadFacts,
     failure: Option<String>,
+}
+
+/// What the threading rule and the workflow need to know of a message,
+/// computed while preparing it (ids verified against our key).
+#[derive(Debug, Clone, Default)]
+pub struct ThreadFacts {
+    hint: ThreadHint,
+    /// To and Cc, lower case.
+    recipients: Vec<String>,
+    /// Cases whose staff notifications this message answers.
+    answers_notice_of: Vec<String>,
 }
 
 impl Default for Parts {
@@ -83,8 +93,7 @@ impl Default for Parts {
             fallback: None,
             ack_to: Err("not prepared".into()),
             reply_address: Err("not prepared".into()),
-            header_ids: Vec::new(),
-            case_ref_from_header: false,
+            thread: ThreadFacts::default(),
             failure: None,
         }
     }
@@ -210,17 +219,21 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// A pipeline over `store`; reads (or creates, on first start) the
+    /// key that signs our Message-IDs.
     pub fn new(
         store: Arc<Store>,
         config: Arc<Config>,
         templates: Arc<Templates>,
         clock: Arc<dyn Clock>,
-    ) -> Self {
+    ) -> Result<Self, StoreError> {
         let own = Arc::new(config.own_addresses());
         // The overrides were checked when the config was validated.
         let rules = config.triage.compiled.clone();
-        let notifier = Notifier::new(config.clone(), templates.clone());
-        Pipeline {
+        let keys = crate::workflow::ThreadKeys::load(&config.threading, store.data_dir())
+            .map_err(StoreError::Invalid)?;
+        let notifier = Notifier::new(config.clone(), templates.clone()).with_keys(Arc::new(keys));
+        Ok(Pipeline {
             notifier,
             store,
             config,
@@ -230,7 +243,7 @@ impl Pipeline {
             rules,
             ahead: Arc::default(),
             failures: Arc::default(),
-        }
+        })
     }
 
     pub fn rules(&self) -> &triage::Rules {
@@ -372,14 +385,16 @@ impl Pipeline {
         case: Option<&str>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<NewMail, String> {
+        let id = match case {
+            Some(c) => self.notifier.message_id("note", c, token),
+            None => format!("note.ticketd.{token}@{}", self.config.domain),
+        };
         render::build_notice(
             self.config.outbound.from_support.mailbox(),
             to,
             subject,
             body,
-            &self.config.domain,
-            token,
-            case,
+            &id,
             now,
         )
     }
@@ -392,7 +407,7 @@ impl Pipeline {
         a: &AckTarget<'_>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<NewMail, String> {
-        let extras = self.notifier.ack_extras(case, a.language);
+        let extras = self.notifier.ack_extras(case, a.language, now);
         let from = self.notifier.sender(case.kind);
         render::build_ack(
             &self.templates,
@@ -402,6 +417,7 @@ impl Pipeline {
                 to: a.to,
                 domain: &self.config.domain,
                 token: a.token,
+                keys: self.notifier.keys(),
                 now,
                 in_reply_to: a.in_reply_to,
                 references: a.references,
@@ -423,17 +439,138 @@ impl Pipeline {
             let to = p.ack_to.as_ref().map_err(Clone::clone)?;
             let m = p.parsed.as_ref().ok_or("not mail")?;
             crate::failpoint::panic_point("render", &m.subject);
+            // A case linked to another (a stranger named it) carries
+            // nothing of the other case: no References copied.
+            let refs: &[String] = if c.links.is_empty() {
+                &m.references
+            } else {
+                &[]
+            };
             let target = AckTarget {
                 to,
                 token: &p.token,
                 in_reply_to: m.message_id.as_deref(),
-                references: &m.references,
+                references: refs,
                 language: d.language.as_deref(),
             };
             self.build_ack(c, &target, now)
         };
         self.notifier
             .plan_new_case(case, d, now, &p.token, p.quiet, &ack)
+    }
+
+    /// The threading rule's inputs for message `m` (pure): our ids checked
+    /// against the key, the subject tag, the sender's standing.
+    fn thread_facts(&self, m: &mail::ParsedMail, d: &Decision) -> ThreadFacts {
+        use crate::workflow::{HeaderRef, OurId};
+        let keys = self.notifier.keys();
+        let now = self.clock.now();
+        let mut ids = m.in_reply_to.clone();
+        ids.extend(m.references.iter().rev().cloned());
+        let mut answers_notice_of = Vec::new();
+        let refs = ids
+            .iter()
+            .map(|id| match keys.verify(id, &self.config.domain, now) {
+                OurId::Verified { kind, case } => {
+                    if kind == "note" && !answers_notice_of.contains(&case) {
+                        answers_notice_of.push(case.clone());
+                    }
+                    HeaderRef::Ours {
+                        case,
+                        verified: true,
+                    }
+                }
+                OurId::Unverified { case } => HeaderRef::Ours {
+                    case,
+                    verified: false,
+                },
+                OurId::NotOurs => HeaderRef::Other {
+                    id: id.clone(),
+                    case: triage::find_case_number(id),
+                },
+            })
+            .collect();
+        let sender = m.from.as_ref().map(|a| a.address.to_ascii_lowercase());
+        let staff = d.auth != triage::Auth::Fail
+            && sender
+                .as_deref()
+                .is_some_and(|s| self.config.people.is_staff_sender(s));
+        let site_admin_of = sender.as_deref().and_then(|s| {
+            self.config
+                .agencies
+                .iter()
+                .find(|a| d.auth != triage::Auth::Fail && a.is_site_admin(s))
+                .map(|a| a.name.clone())
+        });
+        let lower = |v: &[mail::Addr]| -> Vec<String> {
+            v.iter().map(|a| a.address.to_ascii_lowercase()).collect()
+        };
+        let mut recipients = lower(&m.to);
+        recipients.extend(lower(&m.cc));
+        let mut parties: Vec<String> = Vec::new();
+        for a in sender.iter().chain(recipients.iter()) {
+            if !a.is_empty() && !self.own.contains(a) && !parties.contains(a) {
+                parties.push(a.clone());
+            }
+        }
+        ThreadFacts {
+            hint: ThreadHint {
+                header_ids: ids,
+                refs,
+                subject_tag: triage::subject_tag(&m.subject),
+                sender,
+                staff,
+                site_admin_of,
+                parties,
+                link_closed_within: chrono::Duration::from_std(
+                    self.config.workflow.closed_reply_link_within.0,
+                )
+                .unwrap_or_else(|_| chrono::Duration::days(180)),
+            },
+            recipients,
+            answers_notice_of,
+        }
+    }
+
+    /// What prepared message `p` does to the case it joins (pure; runs
+    /// inside the store transaction).
+    fn arrival<E: Borrow<Envelope>>(
+        &self,
+        p: &Prepared<E>,
+        case: &Case,
+        f: &store::JoinFacts,
+    ) -> crate::workflow::ArrivalPlan {
+        let ctx = crate::workflow::Ctx {
+            notifier: &self.notifier,
+            now: p.now,
+            actor: "ticketd",
+            token: &p.token,
+        };
+        let m = p.parsed.as_ref();
+        let env: &Envelope = p.env.borrow();
+        let h = &p.thread.hint;
+        let mut plan = crate::workflow::on_message(
+            &ctx,
+            case,
+            &crate::workflow::Arrival {
+                message: f.message,
+                message_id: m.and_then(|m| m.message_id.as_deref()),
+                received_at: env.received_at,
+                sender: h.sender.as_deref(),
+                staff: h.staff,
+                recipients: &p.thread.recipients,
+                parties: &h.parties,
+                answers_notice_of: &p.thread.answers_notice_of,
+                text: m.map(|m| m.text.as_str()).unwrap_or(""),
+                matched_by: &f.matched_by,
+                new_participant: f.new_participant,
+            },
+        );
+        if p.quiet {
+            // Historic import: the record, never mail.
+            plan.change.notices.clear();
+        }
+        plan
     }
 
     /// The plan made ahead for this case and decision, else a fresh one.
@@ -489,9 +626,9 @@ impl Pipeline {
         // keys (`earlier`) are duplicates here, whether or not the store
         // shows them yet.
         let mut seen: HashSet<String> = earlier.clone();
-        let mut new_msgids: HashSet<String> = HashSet::new();
-        // Cases this batch opens: (requester, reply address).
-        let mut new_cases: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
+        // Cases this batch opens, as the threading rule will find them.
+        let mut new_cases: HashMap<String, Case> = HashMap::new();
+        let mut new_msgids: HashMap<String, String> = HashMap::new();
         let mut todo: Vec<(usize, Case, bool)> = Vec::new();
         for (i, p) in prepared.iter().enumerate() {
             if p.failure.is_some() {
@@ -524,32 +661,29 @@ impl Pipeline {
             let Some(d) = p.decision.as_ref().filter(|d| d.kind != Kind::Ignore) else {
                 continue;
             };
-            let known_msgid = |id: &String| {
-                new_msgids.contains(id) || matches!(self.store.msgid_case(id), Ok(Some(_)))
+            // The transaction's own rule, over the store and this batch.
+            let h = &p.thread.hint;
+            let lookup = AheadLookup {
+                store: &self.store,
+                new_cases: &new_cases,
+                new_msgids: &new_msgids,
+                site_admin_of: h.site_admin_of.as_deref(),
             };
-            // As the transaction threads (`thread_target`): a stored
-            // Message-ID in the headers; for a reply, our Message-ID for the
-            // case, or its subject tag from the case's own requester.
-            let sender = m.and_then(|m| m.from.as_ref()).map(|a| a.address.as_str());
-            let tag_joins = |c: &String| {
-                let who = match new_cases.get(c) {
-                    Some(w) => Some(w.clone()),
-                    None => self
-                        .store
-                        .case(c)
-                        .ok()
-                        .flatten()
-                        .map(|c| (c.requester.map(|a| a.address), c.reply_address)),
-                };
-                who.is_some_and(|(requester, reply_to)| {
-                    p.case_ref_from_header
-                        || (sender.is_some()
-                            && (sender == requester.as_deref() || sender == reply_to.as_deref()))
-                })
+            let thread = match crate::workflow::thread::decide(
+                &crate::workflow::ThreadQuery {
+                    refs: &h.refs,
+                    subject_tag: h.subject_tag.as_deref(),
+                    sender: h.sender.as_deref(),
+                    staff: h.staff,
+                    now: p.now,
+                    link_closed_within: h.link_closed_within,
+                },
+                &lookup,
+            ) {
+                Ok(t) => t,
+                Err(e) => match e {},
             };
-            let joins = p.header_ids.iter().any(known_msgid)
-                || (d.kind == Kind::Reply && d.case_ref.as_ref().is_some_and(tag_joins));
-            if joins {
+            if matches!(thread, crate::workflow::Thread::Join { .. }) {
                 continue;
             }
             let (d, fallback) = match (&p.fallback, d.kind) {
@@ -571,7 +705,7 @@ impl Pipeline {
                 }
             };
             let env = &p.env;
-            let case = store::planned_case(
+            let mut case = store::planned_case(
                 &store::case_id(kind, n),
                 d,
                 f.message,
@@ -583,16 +717,11 @@ impl Pipeline {
                 p.now,
                 Vec::new(),
             );
+            crate::workflow::thread::shape_new_case(&mut case, &thread, &h.parties);
             if let Some(mid) = mid {
-                new_msgids.insert(mid.to_string());
+                new_msgids.insert(mid.to_string(), case.id.clone());
             }
-            new_cases.insert(
-                case.id.clone(),
-                (
-                    case.requester.as_ref().map(|a| a.address.clone()),
-                    case.reply_address.clone(),
-                ),
-            );
+            new_cases.insert(case.id.clone(), case.clone());
             todo.push((i, case, fallback));
         }
         let shared: &[Prepared] = prepared;
@@ -728,8 +857,7 @@ impl Pipeline {
             fallback: parts.fallback,
             ack_to: parts.ack_to,
             reply_address: parts.reply_address,
-            header_ids: parts.header_ids,
-            case_ref_from_header: parts.case_ref_from_header,
+            thread: parts.thread,
             token: render::token(),
             quiet: opts.no_ack,
             now,
@@ -760,14 +888,9 @@ impl Pipeline {
                 .map(|a| a.address.clone())
                 .map_err(Clone::clone)
         };
-        let (header_ids, case_ref_from_header) = match &parsed {
-            Ok(m) => {
-                let mut ids = m.in_reply_to.clone();
-                ids.extend(m.references.iter().rev().cloned());
-                let from_header = ids.iter().any(|id| triage::find_case_number(id).is_some());
-                (ids, from_header)
-            }
-            Err(_) => (Vec::new(), false),
+        let thread = match (&parsed, &decision) {
+            (Ok(m), Some(d)) => self.thread_facts(m, d),
+            _ => ThreadFacts::default(),
         };
         Parts {
             hash: mail::content_hash(&env.raw),
@@ -780,8 +903,7 @@ impl Pipeline {
             fallback,
             ack_to,
             reply_address,
-            header_ids,
-            case_ref_from_header,
+            thread,
             failure: None,
         }
     }
@@ -818,6 +940,10 @@ impl Pipeline {
             .iter()
             .map(|p| move |case: &Case, d: &Decision| self.plan_or_use_ahead(p, case, d))
             .collect();
+        let follow_ups: Vec<_> = prepared
+            .iter()
+            .map(|p| move |case: &Case, f: &store::JoinFacts| self.arrival(p, case, f))
+            .collect();
         let alerts: Vec<_> = prepared
             .iter()
             .map(|p| {
@@ -828,8 +954,8 @@ impl Pipeline {
             .collect();
         let inputs: Vec<IngestInput<'_>> = prepared
             .iter()
-            .zip(plans.iter().zip(alerts.iter()))
-            .map(|(p, (plan, alert))| {
+            .zip(plans.iter().zip(alerts.iter()).zip(follow_ups.iter()))
+            .map(|(p, ((plan, alert), follow_up))| {
                 let m = p.parsed.as_ref();
                 let env: &Envelope = p.env.borrow();
                 IngestInput {
@@ -850,16 +976,13 @@ impl Pipeline {
                     subject: m.map(|m| m.subject.as_str()).unwrap_or(""),
                     from: m.and_then(|m| m.from.as_ref()),
                     warnings: m.map(|m| m.warnings.as_slice()).unwrap_or(&[]),
-                    thread: ThreadHint {
-                        header_ids: p.header_ids.clone(),
-                        case_ref: p.decision.as_ref().and_then(|d| d.case_ref.clone()),
-                        case_ref_from_header: p.case_ref_from_header,
-                    },
+                    thread: p.thread.hint.clone(),
                     decision: p.decision.as_ref(),
                     fallback: p.fallback.as_ref(),
                     unparseable: p.unparseable.as_deref(),
                     reply_address: p.reply_address.clone(),
                     plan,
+                    follow_up,
                     late_parent_window: chrono::Duration::from_std(
                         self.config.limits.late_parent_window.0,
                     )
@@ -1067,6 +1190,34 @@ impl Pipeline {
             Some(e) => Err(e.into()),
             None => Ok(report),
         }
+    }
+}
+
+/// The store and the batch planned so far, as the threading rule reads
+/// them while planning ahead (a guess: a read error counts as absent).
+struct AheadLookup<'a> {
+    store: &'a Store,
+    new_cases: &'a std::collections::HashMap<String, Case>,
+    new_msgids: &'a std::collections::HashMap<String, String>,
+    site_admin_of: Option<&'a str>,
+}
+
+impl crate::workflow::ThreadLookup for AheadLookup<'_> {
+    type Error = std::convert::Infallible;
+    fn case_of_message_id(&self, id: &str) -> Result<Option<String>, Self::Error> {
+        Ok(match self.new_msgids.get(id) {
+            Some(c) => Some(c.clone()),
+            None => self.store.msgid_case(id).ok().flatten(),
+        })
+    }
+    fn case(&self, id: &str) -> Result<Option<Case>, Self::Error> {
+        Ok(match self.new_cases.get(id) {
+            Some(c) => Some(c.clone()),
+            None => self.store.case(id).ok().flatten(),
+        })
+    }
+    fn site_admin(&self, case: &Case, _address: &str) -> bool {
+        self.site_admin_of.is_some() && case.agency.as_deref() == self.site_admin_of
     }
 }
 

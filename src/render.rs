@@ -21,6 +21,18 @@ use std::path::Path;
 /// staff notifications start with a `Subject:` line.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
+        "notify_follow_up.txt",
+        include_str!("../templates/notify_follow_up.txt"),
+    ),
+    (
+        "notify_reopened.txt",
+        include_str!("../templates/notify_reopened.txt"),
+    ),
+    (
+        "notify_command_error.txt",
+        include_str!("../templates/notify_command_error.txt"),
+    ),
+    (
         "ack_support.txt",
         include_str!("../templates/ack_support.txt"),
     ),
@@ -172,6 +184,7 @@ impl Templates {
             level_meaning => crate::notify::text::level_meaning(lang, level),
             target => extras.target.clone().unwrap_or_else(|| policy::target_phrase(level)),
             respond_by_text => extras.respond_by_text,
+            overdue => extras.overdue,
             hours_text => extras.hours_text,
             due_text => extras.due_text,
             extended_text => extras.extended_text,
@@ -237,6 +250,9 @@ pub struct AckExtras {
     /// "by two further months" (GDPR) or "by up to 45 further days" (CCPA).
     pub extension_by: Option<String>,
     pub agency: Option<String>,
+    /// The first-response time has already passed (downtime, late mail):
+    /// the acknowledgement says so instead of naming a past time.
+    pub overdue: bool,
     /// Named when the requester is not one of them.
     pub site_admins: Vec<String>,
 }
@@ -274,6 +290,8 @@ pub struct AckParts<'a> {
     pub to: &'a Addr,
     pub domain: &'a str,
     pub token: &'a str,
+    /// Signs the Message-ID, so replies to it thread safely.
+    pub keys: &'a crate::workflow::ThreadKeys,
     pub now: DateTime<Utc>,
     /// Message-ID of the message we answer, without brackets.
     pub in_reply_to: Option<&'a str>,
@@ -287,7 +305,7 @@ pub fn build_ack(templates: &Templates, case: &Case, p: &AckParts<'_>) -> Result
     let body = templates
         .ack_body(case, p.to.name.as_deref(), p.extras)
         .map_err(|e| e.to_string())?;
-    let message_id = format!("ack.{}.{}@{}", case.id, p.token, p.domain);
+    let message_id = p.keys.message_id("ack", &case.id, p.token, p.domain);
     let subject = ack_subject(&case.id, &case.subject);
     let to_addr: lettre::Address =
         p.to.address
@@ -398,20 +416,18 @@ pub fn safe_msg_id(id: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
 }
 
-/// A mail to our own people (alerts, notifications): stable Message-ID
-/// `<note.CASE.TOKEN@DOMAIN>`, `Auto-Submitted: auto-generated`.
-#[allow(clippy::too_many_arguments)]
+/// A mail to our own people (alerts, notifications) with the Message-ID
+/// `message_id` (fixed by the caller: signed `note.CASE.…` for a case),
+/// `Auto-Submitted: auto-generated`.
 pub fn build_notice(
     from: &Mailbox,
     to: &[String],
     subject: &str,
     body: &str,
-    domain: &str,
-    token: &str,
-    case_id: Option<&str>,
+    message_id: &str,
     now: DateTime<Utc>,
 ) -> Result<NewMail, String> {
-    let message_id = format!("note.{}.{token}@{domain}", case_id.unwrap_or("ticketd"));
+    let message_id = message_id.to_string();
     let subject = header_safe(subject, 400);
     let mut b = lettre::Message::builder()
         .from(from.clone())
@@ -503,6 +519,11 @@ mod tests {
             clocks: Default::default(),
             agency: None,
             doubt: None,
+            participants: vec![],
+            assignee: None,
+            links: vec![],
+            last_requester_message_id: None,
+            requester_wrote_at: None,
         };
         let extras = AckExtras {
             language: "en",

@@ -177,7 +177,7 @@ impl Sim {
                 at: e.created_at,
                 kind: match e.case {
                     None => "digest".to_string(),
-                    Some(_) => e.message_id.split('.').nth(2).unwrap_or("").to_string(),
+                    Some(_) => e.notice.clone().unwrap_or_default(),
                 },
                 to: e.recipients.clone(),
                 subject: e.subject.clone(),

@@ -795,6 +795,7 @@ fn entry(id: u64, to: &str) -> ticketd::store::OutboxEntry {
         mail: format!(
             "From: support@example.test\r\nTo: {to}\r\nSubject: direct {id}\r\nMessage-ID: <direct.{id}@casehost.example.test>\r\n\r\n.leading dot\r\nbody {id}\r\n"
         ),
+        notice: None,
     }
 }
 

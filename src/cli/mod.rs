@@ -6,6 +6,7 @@
 //! lines (one object per line); `cases show --json`, `import --json` and
 //! `ignored promote --json` print one JSON document.
 
+mod cases;
 mod deadline;
 mod table;
 pub mod train;
@@ -16,7 +17,7 @@ use crate::control::{self, Request, Response};
 use crate::daemon;
 use crate::pipeline::{IngestOptions, Pipeline, Report};
 use crate::render::Templates;
-use crate::store::{Case, CaseKind, CaseStatus, CaseView, IgnoredRecord, Store};
+use crate::store::{IgnoredRecord, Store};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,7 +59,7 @@ pub enum Command {
     /// List or show cases.
     Cases {
         #[command(subcommand)]
-        command: CasesCommand,
+        command: cases::CasesCommand,
     },
     /// Messages triage set aside, with their reasons.
     Ignored {
@@ -92,49 +93,6 @@ pub enum Command {
 pub enum RoleArg {
     Support,
     Privacy,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum CasesCommand {
-    /// List cases in order of arrival.
-    List {
-        /// support or privacy
-        #[arg(long)]
-        kind: Option<CaseKind>,
-        /// new, open, waiting, resolved or closed
-        #[arg(long)]
-        status: Option<CaseStatus>,
-        /// JSON lines, one case per line.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show one case: clocks, messages, events, outbox entries.
-    Show {
-        id: String,
-        /// One JSON document.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Triage review done (stops the review clock).
-    Review { id: String },
-    /// First response given by other means (stops the response clock).
-    Respond {
-        id: String,
-        /// What was done, for the case log.
-        #[arg(long)]
-        note: Option<String>,
-    },
-    /// Resolve the case (stops every clock, ends level-1 pages).
-    Resolve { id: String },
-    /// Change the level; the targets are re-planned from the receipt time.
-    Relevel {
-        id: String,
-        #[arg(value_parser = clap::value_parser!(u8).range(1..=5))]
-        level: u8,
-        /// Why (required; kept in the case log).
-        #[arg(long)]
-        reason: String,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -187,6 +145,10 @@ pub async fn run(cli: Cli) -> CliResult {
                 code: 2,
             })?;
             println!("# configuration OK: {}", config.origin);
+            for w in config.warnings() {
+                println!("# warning: {w}");
+                eprintln!("warning: {w}");
+            }
             print!("{}", config.to_toml_string());
             Ok(())
         }
@@ -203,36 +165,7 @@ pub async fn run(cli: Cli) -> CliResult {
             json,
             paths,
         } => import(config, paths, no_ack, json).await,
-        Command::Cases { command } => match command {
-            CasesCommand::List { kind, status, json } => {
-                let v: Vec<Case> = ask(&config, Request::CasesList { kind, status }).await?;
-                if json {
-                    for c in &v {
-                        println!("{}", serde_json::to_string(c)?);
-                    }
-                } else {
-                    print_cases(&v, &config);
-                }
-                Ok(())
-            }
-            CasesCommand::Review { id } => act(&config, id, control::CaseAction::Review).await,
-            CasesCommand::Respond { id, note } => {
-                act(&config, id, control::CaseAction::Respond { note }).await
-            }
-            CasesCommand::Resolve { id } => act(&config, id, control::CaseAction::Resolve).await,
-            CasesCommand::Relevel { id, level, reason } => {
-                act(&config, id, control::CaseAction::Relevel { level, reason }).await
-            }
-            CasesCommand::Show { id, json } => {
-                let v: CaseView = ask(&config, Request::CaseShow { id }).await?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&v)?);
-                } else {
-                    print_case_view(&v);
-                }
-                Ok(())
-            }
-        },
+        Command::Cases { command } => cases::run(&config, command).await,
         Command::Ignored { command } => match command {
             IgnoredCommand::List { json } => {
                 let v: Vec<IgnoredRecord> = ask(&config, Request::IgnoredList).await?;
@@ -290,6 +223,14 @@ pub async fn run(cli: Cli) -> CliResult {
     }
 }
 
+/// Print one line to stdout; `Err` when the reader has gone (a closed
+/// pipe ends the output quietly instead of panicking).
+fn print_line(line: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+}
+
 /// A pipeline on the store opened by this process (no daemon runs).
 fn direct_pipeline(config: &Config) -> Result<Pipeline, CliError> {
     let store = Store::open(&config.data_dir)?;
@@ -298,7 +239,7 @@ fn direct_pipeline(config: &Config) -> Result<Pipeline, CliError> {
         Arc::new(config.clone()),
         Arc::new(Templates::load(config.templates_dir.as_deref())?),
         Arc::new(SystemClock),
-    ))
+    )?)
 }
 
 /// Ask the running daemon, or answer from the store when none runs.
@@ -327,41 +268,6 @@ fn unwrap_response<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, 
     })
 }
 
-fn actor() -> String {
-    format!(
-        "cli:{}",
-        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-    )
-}
-
-/// A clock stopper, through the daemon when it runs.
-async fn act(config: &Config, id: String, action: control::CaseAction) -> CliResult {
-    let what = match &action {
-        control::CaseAction::Review => "reviewed".to_string(),
-        control::CaseAction::Respond { .. } => "first response recorded".to_string(),
-        control::CaseAction::Resolve => "resolved".to_string(),
-        control::CaseAction::Relevel { level, .. } => format!("now level {level}"),
-    };
-    let c: Case = ask(
-        config,
-        Request::CaseAct {
-            id,
-            action,
-            actor: actor(),
-        },
-    )
-    .await?;
-    let due = match (c.clocks.respond_by, c.clocks.privacy) {
-        (Some(t), _) if c.clocks.responded_at.is_none() && !c.is_done() => format!(
-            "; respond by {}",
-            crate::notify::text::human_instant("en", config.clocks.calendar.time_zone, t)
-        ),
-        _ => String::new(),
-    };
-    println!("{}: {what} (status {}){due}", c.id, c.status);
-    Ok(())
-}
-
 async fn run_daemon(config: Config, once: bool) -> CliResult {
     let d = daemon::open(config.clone())?;
     if !once {
@@ -371,7 +277,7 @@ async fn run_daemon(config: Config, once: bool) -> CliResult {
     let s = d.run_once().await?;
     let store = &d.pipeline.store;
     let cases = store.list_cases(&Default::default())?;
-    print_cases(&cases, &config);
+    cases::print_cases(&cases, &config);
     let r = &s.report;
     println!();
     if s.seeded > 0 {
@@ -528,196 +434,4 @@ fn classify(config: &Config, mailbox: Option<RoleArg>, json: bool, files: &[Path
         });
     }
     Ok(())
-}
-
-fn level_or_rights(c: &Case) -> String {
-    match c.kind {
-        CaseKind::Support => c
-            .level
-            .map(|l| format!("level {l}"))
-            .unwrap_or_else(|| "-".into()),
-        CaseKind::Privacy => {
-            let rights: Vec<&str> = c.rights.iter().map(|r| r.as_str()).collect();
-            let j = c.jurisdiction.map(|j| j.as_str()).unwrap_or("unknown");
-            format!("{} ({j})", rights.join(","))
-        }
-    }
-}
-
-fn print_cases(cases: &[Case], config: &Config) {
-    let mut t = Table::new(&[
-        "CASE",
-        "KIND",
-        "STATUS",
-        "LEVEL/RIGHTS",
-        "TRIAGE",
-        "FROM",
-        "MSGS",
-        "ACK FILE",
-    ]);
-    for c in cases {
-        let ack = c
-            .outbox
-            .first()
-            .map(|id| {
-                let p = crate::outbox::file::FileTransport::path_for(&config.outbound.dir, *id);
-                if p.exists() {
-                    p.strip_prefix(std::env::current_dir().unwrap_or_default())
-                        .unwrap_or(&p)
-                        .display()
-                        .to_string()
-                } else {
-                    "(queued)".into()
-                }
-            })
-            .unwrap_or_else(|| "-".into());
-        t.row(vec![
-            c.id.clone(),
-            c.kind.as_str().into(),
-            c.status.as_str().into(),
-            level_or_rights(c),
-            c.doubt
-                .as_deref()
-                .map(|d| format!("REVIEW: {d}"))
-                .unwrap_or_else(|| "-".into()),
-            c.requester
-                .as_ref()
-                .map(|a| a.address.clone())
-                .unwrap_or_else(|| "-".into()),
-            c.messages.len().to_string(),
-            ack,
-        ]);
-    }
-    t.print();
-}
-
-fn print_case_view(v: &CaseView) {
-    let c = &v.case;
-    println!(
-        "{}  {}  {}  {}",
-        c.id,
-        c.kind.as_str(),
-        c.status,
-        level_or_rights(c)
-    );
-    println!("subject:   {}", c.subject);
-    println!(
-        "requester: {}",
-        c.requester
-            .as_ref()
-            .map(|a| a.address.as_str())
-            .unwrap_or("-")
-    );
-    println!(
-        "received:  {}  (mailbox {})",
-        c.received_at.to_rfc3339(),
-        c.mailbox
-    );
-    if let Some(d) = &c.doubt {
-        println!("triage:    REVIEW FIRST: {d}");
-    }
-    if let Some(a) = &c.agency {
-        println!("agency:    {a}");
-    }
-    for n in &c.notes {
-        println!("note:      {n}");
-    }
-    let k = &c.clocks;
-    let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
-        t.map(|t| t.to_rfc3339()).unwrap_or_else(|| "-".into())
-    };
-    println!("\nclocks:");
-    println!(
-        "  review by:   {}   reviewed: {}",
-        when(k.review_by),
-        when(k.reviewed_at)
-    );
-    if c.kind == CaseKind::Support {
-        println!(
-            "  respond by:  {}   responded: {}",
-            when(k.respond_by),
-            when(k.responded_at)
-        );
-        if k.warn_at.is_some() {
-            println!("  warn at:     {}", when(k.warn_at));
-        }
-    }
-    if let Some(p) = &k.privacy {
-        let d =
-            |x: Option<chrono::NaiveDate>| x.map(|d| d.to_string()).unwrap_or_else(|| "-".into());
-        println!(
-            "  {}: acknowledge by {}, respond by {}, extension notice by {}, extended due {}; responded: {}",
-            k.regime.map(|r| r.as_str()).unwrap_or("-"),
-            d(p.acknowledge_by),
-            p.respond_by,
-            d(p.extension_notice_by),
-            d(p.extended_respond_by),
-            when(k.responded_at)
-        );
-    }
-    if k.resolved_at.is_some() {
-        println!("  resolved:    {}", when(k.resolved_at));
-    }
-    for t in &v.timers {
-        println!("  timer:       {} at {}", t.kind.name(), t.due.to_rfc3339());
-    }
-    println!("\nmessages:");
-    let mut t = Table::new(&["ID", "RECEIVED", "SIZE", "STORED", "MESSAGE-ID", "SUBJECT"]);
-    for m in &v.messages {
-        t.row(vec![
-            m.id.to_string(),
-            m.received_at.format("%Y-%m-%d %H:%M:%S").to_string(),
-            m.size.to_string(),
-            if m.raw_stored {
-                "yes".into()
-            } else {
-                "no (in source)".into()
-            },
-            m.message_id.clone().unwrap_or_else(|| "-".into()),
-            m.subject.clone(),
-        ]);
-    }
-    t.print();
-    println!("\nevents:");
-    let mut t = Table::new(&["SEQ", "AT", "ACTOR", "EVENT", "DETAIL"]);
-    for e in &v.events {
-        let detail = match &e.kind {
-            crate::store::EventKind::Triaged { decision, .. } => decision.reasons.join("; "),
-            other => serde_json::to_value(other)
-                .ok()
-                .and_then(|v| v.as_object().cloned())
-                .map(|o| {
-                    o.iter()
-                        .filter(|(k, _)| k.as_str() != "event")
-                        .map(|(k, v)| format!("{k}={v}"))
-                        .collect::<Vec<_>>()
-                        .join(" ")
-                })
-                .unwrap_or_default(),
-        };
-        t.row(vec![
-            e.seq.to_string(),
-            e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
-            e.actor.clone(),
-            e.kind.name().into(),
-            detail,
-        ]);
-    }
-    t.print();
-    println!("\noutbox:");
-    let mut t = Table::new(&["ID", "STATE", "TO", "ATTEMPTS", "SUBJECT", "DELIVERED AS"]);
-    for o in &v.outbox {
-        t.row(vec![
-            o.id.to_string(),
-            o.state.as_str().into(),
-            o.recipients.join(", "),
-            o.attempts.to_string(),
-            o.subject.clone(),
-            o.delivered_as
-                .clone()
-                .or(o.last_error.clone())
-                .unwrap_or_else(|| "-".into()),
-        ]);
-    }
-    t.print();
 }

@@ -12,9 +12,11 @@
 
 pub mod clocks;
 pub mod people;
+pub mod workflow;
 
 pub use clocks::{Clocks, Job, JobName};
 pub use people::{agency_for, Agency, Notify, OnCall, People};
+pub use workflow::{FollowUpNotice, Threading, Workflow};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -261,6 +263,10 @@ struct RawConfig {
     notify: people::RawNotify,
     #[serde(default)]
     agencies: Vec<people::RawAgency>,
+    #[serde(default)]
+    workflow: workflow::RawWorkflow,
+    #[serde(default)]
+    threading: workflow::RawThreading,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -378,6 +384,10 @@ pub struct Config {
     pub schedule: Vec<Job>,
     pub notify: Notify,
     pub agencies: Vec<Agency>,
+    /// Statuses by mail: auto-close, replies to closed cases, follow-ups.
+    pub workflow: Workflow,
+    /// The secret that signs our Message-IDs (see `workflow::token`).
+    pub threading: Threading,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -798,6 +808,8 @@ impl Config {
         let people = people::build_people(raw.people, &at)?;
         let notify = people::build_notify(raw.notify, &at)?;
         let agencies = people::build_agencies(raw.agencies, &at)?;
+        let workflow = workflow::build_workflow(raw.workflow, &at)?;
+        let threading = workflow::build_threading(raw.threading, base, file, &at)?;
         let pool_size = o.pool_size.unwrap_or(4).clamp(1, 64);
         let max_age = o
             .max_age
@@ -832,6 +844,8 @@ impl Config {
             schedule,
             notify,
             agencies,
+            workflow,
+            threading,
             daemon,
             triage: TriageSettings {
                 block_senders: lower(raw.triage.block_senders),
@@ -866,6 +880,22 @@ impl Config {
         v.sort();
         v.dedup();
         v
+    }
+
+    /// Settings that work but deserve the operator's attention (printed
+    /// by `check-config` and logged at start).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        let p = &self.people;
+        let staff_known = !p.staff_senders.is_empty()
+            || !p.staff.is_empty()
+            || !p.developers.is_empty()
+            || !p.support_lead.is_empty()
+            || !p.privacy_officer.is_empty();
+        if staff_known && self.triage.trusted_authserv_id.is_none() {
+            w.push("staff mail cannot be authenticated: set triage.trusted_authserv_id to your receiving server's Authentication-Results id, or anyone can send mail commands in a staff member's name".to_string());
+        }
+        w
     }
 
     pub fn mailbox(&self, name: &str) -> Option<&Mailbox> {

@@ -22,6 +22,8 @@ pub(super) struct RawPeople {
     support_lead: Vec<EmailAddress>,
     #[serde(default)]
     privacy_officer: Vec<EmailAddress>,
+    #[serde(default)]
+    staff_senders: Vec<String>,
     on_call: Option<RawOnCall>,
 }
 
@@ -68,6 +70,30 @@ pub struct People {
     /// Privacy reminders and overdue escalations.
     pub privacy_officer: Vec<EmailAddress>,
     pub on_call: Option<OnCall>,
+    /// Who counts as staff when they send: addresses and whole domains
+    /// (lower case; a domain is written without `@`). Everyone on the
+    /// lists above counts too.
+    pub staff_senders: Vec<String>,
+}
+
+impl People {
+    /// Whether mail from `address` comes from staff (by address or domain;
+    /// authentication is checked by the caller).
+    pub fn is_staff_sender(&self, address: &str) -> bool {
+        let a = address.trim().to_ascii_lowercase();
+        if a.is_empty() {
+            return false;
+        }
+        let domain = a.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        let listed = |v: &[EmailAddress]| v.iter().any(|x| x.as_str() == a);
+        self.staff_senders.iter().any(|s| {
+            *s == a || (!s.contains('@') && (domain == s || domain.ends_with(&format!(".{s}"))))
+        }) || listed(&self.staff)
+            || listed(&self.developers)
+            || listed(&self.support_lead)
+            || listed(&self.privacy_officer)
+            || self.on_call.as_ref().is_some_and(|o| listed(&o.rotation))
+    }
 }
 
 /// An on-call rotation: `rotation[0]` takes over at `handover` (local time
@@ -154,6 +180,21 @@ impl Default for Notify {
 type AtFn<'a> = dyn Fn(std::ops::Range<usize>, String) -> ConfigError + 'a;
 
 pub(super) fn build_people(raw: RawPeople, at: &AtFn<'_>) -> Result<People, ConfigError> {
+    let mut staff_senders = Vec::new();
+    for s in &raw.staff_senders {
+        let v = s.trim().trim_start_matches('@').to_ascii_lowercase();
+        let ok = !v.is_empty()
+            && !v.contains(char::is_whitespace)
+            && (v.contains('@') || v.contains('.'))
+            && (!v.contains('@') || v.parse::<lettre::Address>().is_ok());
+        if !ok {
+            return Err(ConfigError::General {
+                file: String::new(),
+                message: format!("people.staff_senders: {s:?} is neither an address nor a domain"),
+            });
+        }
+        staff_senders.push(v);
+    }
     let on_call = match raw.on_call {
         None => None,
         Some(o) => {
@@ -187,6 +228,7 @@ pub(super) fn build_people(raw: RawPeople, at: &AtFn<'_>) -> Result<People, Conf
         support_lead: raw.support_lead,
         privacy_officer: raw.privacy_officer,
         on_call,
+        staff_senders,
     })
 }
 

@@ -21,8 +21,8 @@ use crate::config::{agency_for, Config, EmailAddress};
 use crate::policy::{Jurisdiction, Level};
 use crate::render::{self, AckExtras, Templates};
 use crate::store::{
-    Case, CaseChange, CaseClocks, CaseKind, CaseStatus, CaseUpdate, EventKind, NewCasePlan,
-    NewMail, Notice, Purpose, Timer, TimerKind,
+    Case, CaseChange, CaseClocks, CaseKind, CaseStatus, EventKind, NewCasePlan, NewMail, Notice,
+    Purpose, Timer, TimerKind,
 };
 use crate::triage::{Auth, Decision};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -46,6 +46,7 @@ pub struct Notifier {
     config: Arc<Config>,
     cal: BusinessCalendar,
     templates: Arc<Templates>,
+    keys: Arc<crate::workflow::ThreadKeys>,
 }
 
 fn addrs(v: &[EmailAddress]) -> Vec<String> {
@@ -70,7 +71,27 @@ impl Notifier {
             config,
             cal,
             templates,
+            keys: Arc::new(crate::workflow::ThreadKeys::ephemeral()),
         }
+    }
+
+    /// The same notifier signing our Message-IDs with `keys`.
+    pub fn with_keys(mut self, keys: Arc<crate::workflow::ThreadKeys>) -> Notifier {
+        self.keys = keys;
+        self
+    }
+
+    pub fn keys(&self) -> &crate::workflow::ThreadKeys {
+        &self.keys
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Our signed Message-ID (no brackets) for mail of `kind` about `case`.
+    pub fn message_id(&self, kind: &str, case: &str, nonce: &str) -> String {
+        self.keys.message_id(kind, case, nonce, &self.config.domain)
     }
 
     pub fn calendar(&self) -> &BusinessCalendar {
@@ -96,13 +117,17 @@ impl Notifier {
     /// rights, keeping what staff already did (and the plan generation).
     pub fn clocks_for(&self, case: &Case) -> CaseClocks {
         let t = &self.config.clocks.targets;
-        let received = case.received_at;
+        // The response clock runs from the receipt, or from the reply
+        // that reopened the case.
+        let received = case.clocks.started_at.unwrap_or(case.received_at);
         let mut c = CaseClocks {
             plan: case.clocks.plan,
             reviewed_at: case.clocks.reviewed_at,
             responded_at: case.clocks.responded_at,
             resolved_at: case.clocks.resolved_at,
-            review_by: self.cal.add_support_time(received, t.review()),
+            started_at: case.clocks.started_at,
+            closed_at: case.clocks.closed_at,
+            review_by: self.cal.add_support_time(case.received_at, t.review()),
             ..CaseClocks::default()
         };
         match case.kind {
@@ -141,7 +166,7 @@ impl Notifier {
     /// What the acknowledgement says besides the case: due dates in the
     /// requester's words, and their site administrators when the requester
     /// is not one.
-    pub fn ack_extras(&self, case: &Case, language: Option<&str>) -> AckExtras {
+    pub fn ack_extras(&self, case: &Case, language: Option<&str>, now: DateTime<Utc>) -> AckExtras {
         let lang = text::pick_language(language);
         let tz = self.cal.tz();
         let mut x = AckExtras {
@@ -157,6 +182,9 @@ impl Notifier {
             .clocks
             .respond_by
             .map(|t| text::human_instant(lang, tz, t));
+        // After downtime, or for mail that arrived late: never promise a
+        // time already past.
+        x.overdue = case.clocks.respond_by.is_some_and(|t| t <= now);
         if let Some(p) = &case.clocks.privacy {
             x.due_text = Some(text::human_date(lang, p.respond_by));
             x.extended_text = p.extended_respond_by.map(|d| text::human_date(lang, d));
@@ -369,6 +397,22 @@ impl Notifier {
     ) -> CaseChange {
         let mut out = CaseChange::default();
         let Some(c) = case else { return out };
+        if t.kind == TimerKind::AutoClose {
+            if c.status == CaseStatus::Resolved && t.plan == c.clocks.plan {
+                out.set_status = Some(CaseStatus::Closed);
+                out.events.push(EventKind::Closed {
+                    why: format!(
+                        "resolved {} ago",
+                        humantime::format_duration(self.config.workflow.close_after.0)
+                    ),
+                });
+                out.events.push(EventKind::StatusChanged {
+                    from: CaseStatus::Resolved,
+                    to: CaseStatus::Closed,
+                });
+            }
+            return out;
+        }
         if c.is_done() || t.plan != c.clocks.plan {
             return out;
         }
@@ -463,6 +507,7 @@ impl Notifier {
                     ));
                 }
             }
+            TimerKind::AutoClose => {}
             TimerKind::PrivacyOverdue { date } => {
                 if !responded {
                     let today = self.cal.local_date(now);
@@ -555,9 +600,7 @@ impl Notifier {
                         &to,
                         &subject,
                         &body,
-                        &self.config.domain,
-                        &tok.next(kind),
-                        Some(&c.id),
+                        &self.message_id("note", &c.id, &tok.next(kind)),
                         now,
                     )
                 })
@@ -617,115 +660,90 @@ impl Notifier {
         }
     }
 
-    // ------------------------------------------------------ clock stoppers
+    // ------------------------------------------------- workflow notices
 
-    /// Triage review done: the review clock stops; a new case becomes open.
-    pub fn review(&self, c: &Case, now: DateTime<Utc>) -> CaseUpdate {
-        not_done(c)?;
-        if let Some(at) = c.clocks.reviewed_at {
-            return Err(format!(
-                "{} was already reviewed at {}",
-                c.id,
-                at.to_rfc3339()
-            ));
-        }
-        let mut n = c.clone();
-        n.clocks.reviewed_at = Some(now);
-        n.doubt = None;
-        let mut change = CaseChange::default();
-        change.events.push(EventKind::Reviewed);
-        open_if_new(&mut n, &mut change);
-        Ok((n, change))
-    }
-
-    /// First response given by other means: the response clock (warnings,
-    /// breach, on-call, privacy reminders) stops. Level-1 pages go on until
-    /// the case is resolved.
-    pub fn respond(&self, c: &Case, note: Option<String>, now: DateTime<Utc>) -> CaseUpdate {
-        not_done(c)?;
-        let mut n = c.clone();
-        if n.clocks.responded_at.is_none() {
-            n.clocks.responded_at = Some(now);
-        }
-        if n.clocks.reviewed_at.is_none() {
-            n.clocks.reviewed_at = Some(now);
-        }
-        let mut change = CaseChange::default();
-        change.events.push(EventKind::Responded { note });
-        open_if_new(&mut n, &mut change);
-        Ok((n, change))
-    }
-
-    /// Resolved: every clock stops.
-    pub fn resolve(&self, c: &Case, now: DateTime<Utc>) -> CaseUpdate {
-        not_done(c)?;
-        let mut n = c.clone();
-        n.clocks.resolved_at = Some(now);
-        n.status = CaseStatus::Resolved;
-        let mut change = CaseChange::default();
-        change.events.push(EventKind::Resolved);
-        change.events.push(EventKind::StatusChanged {
-            from: c.status,
-            to: CaseStatus::Resolved,
-        });
-        Ok((n, change))
-    }
-
-    /// New level: the targets are re-planned from the receipt time (as
-    /// helpdesks measure SLAs from creation); a target already passed is a
-    /// breach at once (in hours). Raising to 1 pages at once; raising to 2
-    /// escalates to on call.
-    pub fn relevel(
+    /// The notices a level change causes at once: raising to 1 pages,
+    /// level 2 in hours escalates to on call.
+    pub fn raised_notices(
         &self,
-        c: &Case,
-        level: Level,
-        reason: &str,
+        n: &Case,
+        old: Option<Level>,
         now: DateTime<Utc>,
         token: &str,
-    ) -> CaseUpdate {
-        not_done(c)?;
-        if c.kind != CaseKind::Support {
-            return Err(format!("{} is a privacy request: it has no level", c.id));
-        }
-        if !(1..=5).contains(&level) {
-            return Err(format!("level {level} is not 1..5"));
-        }
-        if reason.trim().is_empty() {
-            return Err("a reason is required".into());
-        }
-        let mut n = c.clone();
-        n.level = Some(level);
-        n.doubt = None;
-        n.clocks.plan = c.clocks.plan.saturating_add(1);
-        n.clocks = self.clocks_for(&n);
-        let mut change = CaseChange::default();
-        change.events.push(EventKind::Releveled {
-            from: c.level,
-            to: level,
-            reason: reason.trim().to_string(),
-        });
-        change.events.push(EventKind::ClocksSet {
-            clocks: n.clocks.clone(),
-        });
+    ) -> Vec<Notice> {
         let mut tok = Tokens::new(token);
-        if level == 1 && c.level != Some(1) {
-            change.notices.extend(self.page(&n, 1, now, &mut tok));
+        let mut out = Vec::new();
+        if n.level == Some(1) && old != Some(1) {
+            out.extend(self.page(n, 1, now, &mut tok));
         }
-        if level == 2 && self.cal.in_hours(now) && n.clocks.responded_at.is_none() {
-            change.notices.extend(self.on_call(&n, now, &mut tok));
+        if n.level == Some(2) && self.cal.in_hours(now) && n.clocks.responded_at.is_none() {
+            out.extend(self.on_call(n, now, &mut tok));
         }
-        change.timers = self
-            .timers_for(&n, now)
-            .into_iter()
-            .map(|mut t| {
-                // A target already passed fires at the next escalation tick.
-                if t.due < now {
-                    t.due = now;
-                }
-                t
-            })
-            .collect();
-        Ok((n, change))
+        out
+    }
+
+    /// Who hears of a requester's mail on a case: the assignee when it is
+    /// an address, else staff.
+    fn case_watchers(&self, c: &Case) -> Vec<String> {
+        match c.assignee.as_deref().filter(|a| a.contains('@')) {
+            Some(a) => vec![a.to_string()],
+            None => addrs(&self.config.people.staff),
+        }
+    }
+
+    /// Staff are told that the requester wrote again on an open case.
+    pub fn follow_up_notice(
+        &self,
+        c: &Case,
+        sender: &str,
+        now: DateTime<Utc>,
+        token: &str,
+    ) -> Option<Notice> {
+        let mut tok = Tokens::new(token);
+        self.notice(
+            "follow_up",
+            c,
+            self.case_watchers(c),
+            "notify_follow_up.txt",
+            minijinja::context! { sender => sender, status => c.status.as_str() },
+            now,
+            &mut tok,
+        )
+    }
+
+    /// Staff are told that the requester reopened a resolved case.
+    pub fn reopened_notice(&self, c: &Case, now: DateTime<Utc>, token: &str) -> Option<Notice> {
+        let mut tok = Tokens::new(token);
+        self.notice(
+            "reopened",
+            c,
+            self.case_watchers(c),
+            "notify_reopened.txt",
+            minijinja::context! {},
+            now,
+            &mut tok,
+        )
+    }
+
+    /// The short error mail to a staff member whose mail commands were refused.
+    pub fn command_error(
+        &self,
+        c: &Case,
+        to: &str,
+        error: &str,
+        now: DateTime<Utc>,
+        token: &str,
+    ) -> Option<Notice> {
+        let mut tok = Tokens::new(token);
+        self.notice(
+            "command_error",
+            c,
+            vec![to.to_ascii_lowercase()],
+            "notify_command_error.txt",
+            minijinja::context! { error => error },
+            now,
+            &mut tok,
+        )
     }
 
     // -------------------------------------------------------------- digest
@@ -836,7 +854,21 @@ impl Notifier {
             .filter(|c| since.is_none_or(|s| c.created_at > s))
             .map(|c| minijinja::context! { id => c.id, what => format!("level {}", c.level.unwrap_or(4)), subject => render::header_safe(&c.subject, render::SUBJECT_MAX) })
             .collect();
+        let follow_ups: Vec<_> = if self.config.workflow.follow_up_notice
+            == crate::config::FollowUpNotice::Digest
+        {
+            open.iter()
+                .filter(|c| {
+                    c.requester_wrote_at
+                        .is_some_and(|t| since.is_none_or(|s| t > s))
+                })
+                .map(|c| minijinja::context! { id => c.id, status => c.status.as_str(), subject => render::header_safe(&c.subject, render::SUBJECT_MAX) })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let ctx = minijinja::context! {
+            follow_ups => follow_ups,
             today => today.to_string(),
             today_text => text::human_date("en", today),
             open_count => open.len(),
@@ -881,31 +913,11 @@ impl Notifier {
                         &to,
                         &subject,
                         &body,
-                        &self.config.domain,
-                        token,
-                        None,
+                        &format!("note.ticketd.{token}@{}", self.config.domain),
                         now,
                     )
                 }),
         )
-    }
-}
-
-fn not_done(c: &Case) -> Result<(), String> {
-    if c.is_done() {
-        Err(format!("{} is {}", c.id, c.status.as_str()))
-    } else {
-        Ok(())
-    }
-}
-
-fn open_if_new(n: &mut Case, change: &mut CaseChange) {
-    if n.status == CaseStatus::New {
-        change.events.push(EventKind::StatusChanged {
-            from: CaseStatus::New,
-            to: CaseStatus::Open,
-        });
-        n.status = CaseStatus::Open;
     }
 }
 

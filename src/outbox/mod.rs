@@ -180,6 +180,46 @@ pub async fn deliver_due<T: Transport>(
     if due.is_empty() {
         return Ok(stats);
     }
+    // A notice no longer wanted (the case was resolved or answered after
+    // it was queued) is dropped here, with an event, before it can go.
+    let mut dropped = Vec::new();
+    let due: Vec<OutboxEntry> = due
+        .into_iter()
+        .filter_map(|mut e| {
+            let (Some(kind), Some(case)) = (e.notice.clone(), e.case.clone()) else {
+                return Some(e);
+            };
+            let Ok(Some(c)) = store.case(&case) else {
+                return Some(e);
+            };
+            match crate::workflow::still_wanted(&kind, &c) {
+                Ok(()) => Some(e),
+                Err(reason) => {
+                    e.state = OutboxState::Suppressed;
+                    e.next_attempt_at = now;
+                    e.last_error = Some(format!("dropped before sending: {reason}"));
+                    let ev = EventKind::NotificationDropped {
+                        outbox: e.id,
+                        kind,
+                        reason,
+                    };
+                    dropped.push((e, Some((now, ev))));
+                    None
+                }
+            }
+        })
+        .collect();
+    if !dropped.is_empty() {
+        tracing::info!(
+            dropped = dropped.len(),
+            "queued notices no longer wanted, not sent"
+        );
+        store.update_outbox_many(&dropped)?;
+        store.flush().await?;
+    }
+    if due.is_empty() {
+        return Ok(stats);
+    }
     let verdicts = rate_limit_pass(&due, policy.rate_limit_per_hour, &|r| {
         store.rate_count(r, now).unwrap_or(0)
     });
@@ -525,9 +565,12 @@ fn queue_alert(
         &policy.alerts_to,
         subject,
         body,
-        &policy.domain,
-        &crate::render::token(),
-        case,
+        &format!(
+            "note.{}.{}@{}",
+            case.unwrap_or("ticketd"),
+            crate::render::token(),
+            policy.domain
+        ),
         now,
     ) {
         Ok(mail) => {

@@ -103,6 +103,7 @@ mod tests {
             sent_at: None,
             delivered_as: None,
             mail: String::new(),
+            notice: None,
         }
     }
 

@@ -21,12 +21,40 @@ pub struct Notice {
     pub mail: std::result::Result<NewMail, String>,
 }
 
-/// What happens to a case besides its own fields: events, notices, timers.
+/// What happens to a case besides its own fields: events, notices, timers
+/// (and, for a timer that fires, a new status).
 #[derive(Debug, Clone, Default)]
 pub struct CaseChange {
     pub events: Vec<EventKind>,
     pub notices: Vec<Notice>,
     pub timers: Vec<Timer>,
+    /// A due timer moves the case to this status (auto-close).
+    pub set_status: Option<CaseStatus>,
+}
+
+impl CaseChange {
+    /// `other` after this change.
+    pub fn merge(&mut self, other: CaseChange) {
+        self.events.extend(other.events);
+        self.notices.extend(other.notices);
+        self.timers.extend(other.timers);
+        if other.set_status.is_some() {
+            self.set_status = other.set_status;
+        }
+    }
+}
+
+/// What a message joining a case does to it (pure; see
+/// [`crate::workflow::on_message`]): the case after it, what else happens,
+/// whose events they are, and whether it is a staff message.
+pub type FollowUpFn<'a> = dyn Fn(&Case, &JoinFacts) -> crate::workflow::ArrivalPlan + Sync + 'a;
+
+/// What the transaction knows of a message joining a case.
+#[derive(Debug, Clone)]
+pub struct JoinFacts {
+    pub message: u64,
+    pub matched_by: String,
+    pub new_participant: bool,
 }
 
 /// What a new case gets (computed by a pure planner inside the ingest
@@ -104,11 +132,17 @@ impl Tx<'_> {
         for ev in change.events {
             self.event(case, now, actor, ev)?;
         }
+        if let Some(to) = change.set_status {
+            case.status = to;
+            if to == CaseStatus::Closed && case.clocks.closed_at.is_none() {
+                case.clocks.closed_at = Some(now);
+            }
+        }
         for n in change.notices {
             match n.mail {
                 Ok(mail) => {
                     let recipients = mail.recipients.len();
-                    let oid = self.queue(case, mail, now)?;
+                    let oid = self.queue_kind(case, mail, now, Some(&n.kind))?;
                     self.event(
                         case,
                         now,

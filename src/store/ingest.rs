@@ -18,16 +18,49 @@ use sled::Transactional;
 pub type AlertRenderer<'a> =
     dyn Fn(Option<&Case>) -> std::result::Result<NewMail, String> + Sync + 'a;
 
-/// How a message may join an existing case.
+/// How a message may join an existing case (see
+/// [`crate::workflow::thread`], the one threading rule).
 #[derive(Debug, Clone, Default)]
 pub struct ThreadHint {
     /// In-Reply-To ids, then References newest first.
     pub header_ids: Vec<String>,
-    /// Case named by triage (our id in headers, or subject tag).
-    pub case_ref: Option<String>,
-    /// `case_ref` came from one of our Message-IDs in the headers (a subject
-    /// tag alone is weaker: only the case's requester may use it).
-    pub case_ref_from_header: bool,
+    /// The same ids as the rule reads them (ours verified or not, others).
+    pub refs: Vec<crate::workflow::HeaderRef>,
+    /// `[SUP-000123]` in the subject.
+    pub subject_tag: Option<String>,
+    /// From, lower case.
+    pub sender: Option<String>,
+    /// The sender is staff and its authentication did not fail.
+    pub staff: bool,
+    /// The agency whose site administrator the sender is.
+    pub site_admin_of: Option<String>,
+    /// From, To and Cc without our own addresses, lower case.
+    pub parties: Vec<String>,
+    /// A reply to a case closed less than this long ago is linked to it.
+    pub link_closed_within: chrono::Duration,
+}
+
+/// The store inside a transaction, as the threading rule reads it.
+struct TxLookup<'a, 't> {
+    tx: &'a Tx<'t>,
+    site_admin_of: Option<&'a str>,
+}
+
+impl crate::workflow::ThreadLookup for TxLookup<'_, '_> {
+    type Error = Cte<StoreError>;
+    fn case_of_message_id(&self, id: &str) -> TxResult<Option<String>> {
+        Ok(self
+            .tx
+            .msgids
+            .get(id.as_bytes())?
+            .map(|v| String::from_utf8_lossy(&v).into_owned()))
+    }
+    fn case(&self, id: &str) -> TxResult<Option<Case>> {
+        self.tx.get_case(id)
+    }
+    fn site_admin(&self, case: &Case, _address: &str) -> bool {
+        self.site_admin_of.is_some() && case.agency.as_deref() == self.site_admin_of
+    }
 }
 
 /// Everything the transaction needs, computed before it starts.
@@ -60,6 +93,8 @@ pub struct IngestInput<'a> {
     pub reply_address: std::result::Result<String, String>,
     /// Clocks, acknowledgement, notices and timers for a new case (pure).
     pub plan: &'a NewCaseFn<'a>,
+    /// What the message does to a case it joins (pure).
+    pub follow_up: &'a FollowUpFn<'a>,
     /// How long a message naming an unseen parent waits for it.
     pub late_parent_window: chrono::Duration,
     pub cursor: Option<(&'a str, &'a [u8])>,
@@ -153,7 +188,19 @@ impl Tx<'_> {
         mail: NewMail,
         now: DateTime<Utc>,
     ) -> TxResult<u64> {
-        let id = self.queue_mail(Some(&case.id), mail, now)?;
+        self.queue_kind(case, mail, now, None)
+    }
+
+    /// Queue mail for `case`; `notice` names the notification kind, checked
+    /// against the case again just before sending.
+    pub(super) fn queue_kind(
+        &self,
+        case: &mut Case,
+        mail: NewMail,
+        now: DateTime<Utc>,
+        notice: Option<&str>,
+    ) -> TxResult<u64> {
+        let id = self.queue_entry(Some(&case.id), mail, now, notice)?;
         case.outbox.push(id);
         Ok(id)
     }
@@ -165,6 +212,16 @@ impl Tx<'_> {
         case: Option<&str>,
         mail: NewMail,
         now: DateTime<Utc>,
+    ) -> TxResult<u64> {
+        self.queue_entry(case, mail, now, None)
+    }
+
+    fn queue_entry(
+        &self,
+        case: Option<&str>,
+        mail: NewMail,
+        now: DateTime<Utc>,
+        notice: Option<&str>,
     ) -> TxResult<u64> {
         let id = self.next_seq("outbox")?;
         let entry = OutboxEntry {
@@ -184,6 +241,7 @@ impl Tx<'_> {
             sent_at: None,
             delivered_as: None,
             mail: mail.mail,
+            notice: notice.map(str::to_string),
         };
         self.outbox.insert(&be(id), to_json(&entry))?;
         self.pending.insert(&be(id), &[])?;
@@ -210,6 +268,7 @@ impl Tx<'_> {
         actor: &str,
         notes: Vec<String>,
         plan: &NewCaseFn<'_>,
+        shape: Option<(&crate::workflow::Thread, &[String], Option<&str>)>,
     ) -> TxResult<(String, Option<u64>)> {
         let kind = case_kind(decision);
         let n = self.next_seq(&format!("case:{}", kind.prefix()))?;
@@ -225,6 +284,9 @@ impl Tx<'_> {
             now,
             notes,
         );
+        if let Some((t, parties, _)) = shape {
+            crate::workflow::thread::shape_new_case(&mut case, t, parties);
+        }
         let id = case.id.clone();
         // The Received event is seq 1, as `planned_case` counts it.
         self.events.insert(
@@ -258,6 +320,9 @@ impl Tx<'_> {
         } = planned;
         case.clocks = clocks.clone();
         case.agency = agency;
+        if let Some((_, _, mid)) = shape {
+            case.last_requester_message_id = mid.map(str::to_string);
+        }
         self.event(
             &mut case,
             now,
@@ -364,6 +429,7 @@ impl Store {
                 category: "error".to_string(),
                 reasons: reasons.clone(),
                 promoted_to: None,
+                case: None,
             };
             tx.ignored.insert(&be(id), to_json(&rec))?;
             let record = MessageRecord {
@@ -553,6 +619,7 @@ impl Store {
                 actor,
                 Vec::new(),
                 plan,
+                None,
             )?;
             if let Some(mut case) = tx.get_case(&case_id)? {
                 tx.event(
@@ -671,7 +738,11 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
         }
         (Some(d), _) if d.kind != Kind::Ignore => match late_parent_target(tx, input, d, &waiting)?
         {
-            Some((case_id, matched_by)) => {
+            crate::workflow::Thread::Join {
+                case: case_id,
+                matched_by,
+                new_participant,
+            } => {
                 let mut case = tx
                     .get_case(&case_id)?
                     .ok_or_else(|| Cte::Abort(StoreError::NoCase(case_id.clone())))?;
@@ -686,25 +757,46 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
                         source: input.source.to_string(),
                     },
                 )?;
-                tx.event(
-                    &mut case,
-                    input.now,
-                    "ticketd",
-                    EventKind::FollowUp {
-                        message: msg_id,
-                        matched_by,
-                    },
-                )?;
-                tx.put_case(&case)?;
-                record.disposition = Disposition::FollowUp {
-                    case: case_id.clone(),
+                let facts = JoinFacts {
+                    message: msg_id,
+                    matched_by,
+                    new_participant,
+                };
+                // Pure, but it renders mail from the message: a panic fails
+                // this message alone.
+                let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    (input.follow_up)(&case, &facts)
+                }))
+                .map_err(|p| {
+                    Cte::Abort(StoreError::Invalid(format!(
+                        "planning the follow-up failed: {}",
+                        crate::failpoint::panic_text(p.as_ref())
+                    )))
+                })?;
+                let crate::workflow::ArrivalPlan {
+                    case: mut next,
+                    change,
+                    actor,
+                    staff,
+                } = plan;
+                next.next_event = next.next_event.max(case.next_event);
+                tx.apply_change(&mut next, change, input.now, &actor)?;
+                tx.put_case(&next)?;
+                record.disposition = if staff {
+                    Disposition::Staff {
+                        case: case_id.clone(),
+                    }
+                } else {
+                    Disposition::FollowUp {
+                        case: case_id.clone(),
+                    }
                 };
                 IngestOutcome::FollowUp {
                     case: case_id,
                     message: msg_id,
                 }
             }
-            None => {
+            thread @ crate::workflow::Thread::New { .. } => {
                 let decision = if d.kind == Kind::Reply {
                     input.fallback.unwrap_or(d)
                 } else {
@@ -732,7 +824,16 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
                         input.actor,
                         notes,
                         input.plan,
+                        Some((&thread, &input.thread.parties, input.message_id)),
                     )?;
+                    if let crate::workflow::Thread::New {
+                        link: Some(other),
+                        review,
+                        ..
+                    } = &thread
+                    {
+                        link_cases(tx, &case_id, other, review.as_deref(), input.now)?;
+                    }
                     record.disposition = Disposition::NewCase {
                         case: case_id.clone(),
                     };
@@ -1035,6 +1136,11 @@ pub fn planned_case(
         clocks: CaseClocks::default(),
         agency: None,
         doubt: decision.doubt(),
+        participants: Vec::new(),
+        assignee: None,
+        links: Vec::new(),
+        last_requester_message_id: None,
+        requester_wrote_at: None,
     }
 }
 
@@ -1053,6 +1159,11 @@ fn put_ignored(
     reasons: Vec<String>,
 ) -> TxResult<u64> {
     let id = tx.next_seq("ignored")?;
+    let case = named_case(tx, input)?;
+    let mut reasons = reasons;
+    if let Some(c) = &case {
+        reasons.push(format!("names case {c} (not added to it)"));
+    }
     let rec = IgnoredRecord {
         id,
         message,
@@ -1063,6 +1174,7 @@ fn put_ignored(
         category: category.to_string(),
         reasons,
         promoted_to: None,
+        case,
     };
     tx.ignored.insert(&be(id), to_json(&rec))?;
     Ok(id)
@@ -1150,9 +1262,10 @@ fn late_parent_target(
     input: &IngestInput<'_>,
     d: &Decision,
     waiting: &[(Awaiting, Case)],
-) -> TxResult<Option<(String, String)>> {
-    if let Some(t) = thread_target(tx, input, d)? {
-        return Ok(Some(t));
+) -> TxResult<crate::workflow::Thread> {
+    let t = thread_target(tx, input)?;
+    if matches!(t, crate::workflow::Thread::Join { .. }) || waiting.is_empty() {
+        return Ok(t);
     }
     let as_new = if d.kind == Kind::Reply {
         input.fallback.unwrap_or(d)
@@ -1160,21 +1273,63 @@ fn late_parent_target(
         d
     };
     if as_new.kind == Kind::Ignore || as_new.kind == Kind::Reply {
-        return Ok(None);
+        return Ok(t);
     }
     let kind = case_kind(as_new);
     Ok(waiting
         .iter()
         .find(|(_, c)| c.kind == kind && !c.is_done())
-        .map(|(a, c)| {
-            (
-                c.id.clone(),
-                format!(
-                    "late parent: message {} of this case, which arrived first, replies to it",
-                    a.message
-                ),
-            )
-        }))
+        .map(|(a, c)| crate::workflow::Thread::Join {
+            case: c.id.clone(),
+            matched_by: format!(
+                "late parent: message {} of this case, which arrived first, replies to it",
+                a.message
+            ),
+            new_participant: false,
+        })
+        .unwrap_or(t))
+}
+
+/// Link the new case `new` to `other` (a stranger's mail named it, or a
+/// reply to it after it was closed): an event on both.
+fn link_cases(
+    tx: &Tx<'_>,
+    new: &str,
+    other: &str,
+    review: Option<&str>,
+    now: DateTime<Utc>,
+) -> TxResult<()> {
+    let why = review
+        .map(str::to_string)
+        .unwrap_or_else(|| "the requester wrote again after it was closed".to_string());
+    if let Some(mut c) = tx.get_case(other)? {
+        if !c.links.iter().any(|l| l == new) {
+            c.links.push(new.to_string());
+        }
+        tx.event(
+            &mut c,
+            now,
+            "ticketd",
+            EventKind::Linked {
+                case: new.to_string(),
+                why: format!("a message that names this case opened {new}: {why}"),
+            },
+        )?;
+        tx.put_case(&c)?;
+    }
+    if let Some(mut c) = tx.get_case(new)? {
+        tx.event(
+            &mut c,
+            now,
+            "ticketd",
+            EventKind::Linked {
+                case: other.to_string(),
+                why,
+            },
+        )?;
+        tx.put_case(&c)?;
+    }
+    Ok(())
 }
 
 /// After the message `msg_id` is placed: every other case that children
@@ -1326,45 +1481,46 @@ fn merge_case(
     Ok(())
 }
 
-/// The existing case this message may join, and how it was matched.
-fn thread_target(
-    tx: &Tx<'_>,
-    input: &IngestInput<'_>,
-    d: &Decision,
-) -> TxResult<Option<(String, String)>> {
-    // A stored Message-ID (ours or a requester's) named in the headers.
-    for id in &input.thread.header_ids {
-        if let Some(v) = tx.msgids.get(id.as_bytes())? {
-            let case = String::from_utf8_lossy(&v).into_owned();
-            if tx.get_case(&case)?.is_some() {
-                return Ok(Some((case, format!("header names stored message <{id}>"))));
+/// The existing case this message may join, or how it opens a new one
+/// (the one threading rule, [`crate::workflow::thread::decide`]).
+fn thread_target(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<crate::workflow::Thread> {
+    let h = &input.thread;
+    crate::workflow::thread::decide(
+        &crate::workflow::ThreadQuery {
+            refs: &h.refs,
+            subject_tag: h.subject_tag.as_deref(),
+            sender: h.sender.as_deref(),
+            staff: h.staff,
+            now: input.now,
+            link_closed_within: h.link_closed_within,
+        },
+        &TxLookup {
+            tx,
+            site_admin_of: h.site_admin_of.as_deref(),
+        },
+    )
+}
+
+/// The case a message names (for the record of mail set aside): a valid
+/// token, a stored Message-ID, else an id or tag naming an existing case.
+fn named_case(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<Option<String>> {
+    use crate::workflow::HeaderRef;
+    for r in &input.thread.refs {
+        let c = match r {
+            HeaderRef::Ours { case, .. } => Some(case.clone()),
+            HeaderRef::Other { id, case } => match tx.msgids.get(id.as_bytes())? {
+                Some(v) => Some(String::from_utf8_lossy(&v).into_owned()),
+                None => case.clone(),
+            },
+        };
+        if let Some(c) = c {
+            if tx.get_case(&c)?.is_some() {
+                return Ok(Some(c));
             }
         }
     }
-    if d.kind != Kind::Reply {
-        return Ok(None);
+    match &input.thread.subject_tag {
+        Some(t) if tx.get_case(t)?.is_some() => Ok(Some(t.clone())),
+        _ => Ok(None),
     }
-    let Some(case_ref) = &input.thread.case_ref else {
-        return Ok(None);
-    };
-    let Some(case) = tx.get_case(case_ref)? else {
-        return Ok(None);
-    };
-    if input.thread.case_ref_from_header {
-        return Ok(Some((
-            case.id,
-            "header names our Message-ID for the case".into(),
-        )));
-    }
-    // A subject tag alone lets in only the case's own requester.
-    let sender = input.from.map(|a| a.address.as_str());
-    let requester = case.requester.as_ref().map(|a| a.address.as_str());
-    let reply_to = case.reply_address.as_deref();
-    if sender.is_some() && (sender == requester || sender == reply_to) {
-        return Ok(Some((
-            case.id,
-            "subject tag from the case's requester".into(),
-        )));
-    }
-    Ok(None)
 }

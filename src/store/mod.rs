@@ -33,7 +33,9 @@ mod clocks;
 mod ingest;
 pub mod model;
 
-pub use clocks::{CaseChange, CaseUpdate, DueTimer, NewCaseFn, NewCasePlan, Notice};
+pub use clocks::{
+    CaseChange, CaseUpdate, DueTimer, FollowUpFn, JoinFacts, NewCaseFn, NewCasePlan, Notice,
+};
 pub use ingest::{
     case_id, case_kind, dedupe_key, dedupe_keys, dedupe_verdict, planned_case, AlertRenderer,
     DedupeQuery, FailedInput, IngestInput, IngestOutcome, Seen, ThreadHint,
@@ -133,6 +135,10 @@ pub struct OutboxSummary {
     pub last_error: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
     pub delivered_as: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub notice: Option<String>,
 }
 
 impl From<&OutboxEntry> for OutboxSummary {
@@ -148,6 +154,8 @@ impl From<&OutboxEntry> for OutboxSummary {
             last_error: e.last_error.clone(),
             sent_at: e.sent_at,
             delivered_as: e.delivered_as.clone(),
+            created_at: Some(e.created_at),
+            notice: e.notice.clone(),
         }
     }
 }
@@ -155,11 +163,49 @@ impl From<&OutboxEntry> for OutboxSummary {
 /// An outbox entry to write back, with the event to record on its case.
 pub type OutboxUpdate = (OutboxEntry, Option<(DateTime<Utc>, EventKind)>);
 
-/// Filter for [`Store::list_cases`].
+/// Filter for [`Store::list_cases`] (every field optional).
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct CaseFilter {
     pub kind: Option<CaseKind>,
     pub status: Option<CaseStatus>,
+    #[serde(default)]
+    pub level: Option<u8>,
+    #[serde(default)]
+    pub assignee: Option<String>,
+    #[serde(default)]
+    pub agency: Option<String>,
+    /// Only cases past their response target (support) or due date
+    /// (privacy) without a response; needs `now` and `today`.
+    #[serde(default)]
+    pub breached: bool,
+    /// Only cases received at or after this instant.
+    #[serde(default)]
+    pub since: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub now: Option<DateTime<Utc>>,
+    /// The calendar's date at `now` (privacy due dates are dates).
+    #[serde(default)]
+    pub today: Option<chrono::NaiveDate>,
+}
+
+impl CaseFilter {
+    /// Whether `c` passes the filter (pure).
+    pub fn matches(&self, c: &Case) -> bool {
+        let eq = |want: &Option<String>, have: &Option<String>| {
+            want.as_ref()
+                .is_none_or(|w| have.as_ref().is_some_and(|h| h.eq_ignore_ascii_case(w)))
+        };
+        self.kind.is_none_or(|k| k == c.kind)
+            && self.status.is_none_or(|s| s == c.status)
+            && self.level.is_none_or(|l| c.level == Some(l))
+            && eq(&self.assignee, &c.assignee)
+            && eq(&self.agency, &c.agency)
+            && self.since.is_none_or(|t| c.received_at >= t)
+            && (!self.breached
+                || self
+                    .now
+                    .is_some_and(|now| c.is_breached(now, self.today.unwrap_or(now.date_naive()))))
+    }
 }
 
 pub(crate) fn be(n: u64) -> [u8; 8] {
@@ -354,10 +400,9 @@ impl Store {
         for item in self.t.cases.scan_prefix(prefix) {
             let (_, v) = item?;
             let c: Case = from_json("cases", &v)?;
-            if filter.status.is_some_and(|s| s != c.status) {
-                continue;
+            if filter.matches(&c) {
+                out.push(c);
             }
-            out.push(c);
         }
         out.sort_by(|a, b| a.received_at.cmp(&b.received_at).then(a.id.cmp(&b.id)));
         Ok(out)

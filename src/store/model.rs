@@ -137,12 +137,45 @@ pub struct Case {
     /// review.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub doubt: Option<String>,
+    /// Everyone on From/To/Cc of the case's messages (lower case, not our
+    /// own addresses), and senders who joined with a valid token: the
+    /// people a subject tag lets in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<String>,
+    /// Who works the case (`#assign`, `cases assign`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignee: Option<String>,
+    /// Cases linked to this one (a stranger's mail naming it, a reply to
+    /// it after it was closed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<String>,
+    /// Message-ID of the requester's latest message (what a staff reply
+    /// answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_requester_message_id: Option<String>,
+    /// When the requester last wrote after opening the case (the digest
+    /// lists these when follow-up notices are digest-only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester_wrote_at: Option<DateTime<Utc>>,
 }
 
 impl Case {
     /// Resolved or closed: no clock runs any more.
     pub fn is_done(&self) -> bool {
         matches!(self.status, CaseStatus::Resolved | CaseStatus::Closed)
+    }
+
+    /// Past its response target (support) or due date (privacy, a date in
+    /// the calendar's zone: `today`) with no response, and not done.
+    pub fn is_breached(&self, now: DateTime<Utc>, today: chrono::NaiveDate) -> bool {
+        if self.is_done() || self.clocks.responded_at.is_some() {
+            return false;
+        }
+        match (self.clocks.respond_by, &self.clocks.privacy) {
+            (Some(t), _) => t < now,
+            (None, Some(p)) => p.respond_by < today,
+            _ => false,
+        }
     }
 }
 
@@ -167,6 +200,12 @@ pub struct CaseClocks {
     pub reviewed_at: Option<DateTime<Utc>>,
     pub responded_at: Option<DateTime<Utc>>,
     pub resolved_at: Option<DateTime<Utc>>,
+    /// When the response clock (re)started: the receipt time, or the
+    /// arrival of the requester's reply that reopened the case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<DateTime<Utc>>,
 }
 
 /// Which scheduled job works a timer queue.
@@ -209,6 +248,8 @@ pub enum TimerKind {
     },
     /// A privacy due date has passed: escalate daily until resolved.
     PrivacyOverdue { date: chrono::NaiveDate },
+    /// A case resolved this long ago is closed.
+    AutoClose,
 }
 
 impl TimerKind {
@@ -221,6 +262,7 @@ impl TimerKind {
             TimerKind::Breach => "breach",
             TimerKind::PrivacyReminder { .. } => "privacy_reminder",
             TimerKind::PrivacyOverdue { .. } => "privacy_overdue",
+            TimerKind::AutoClose => "auto_close",
         }
     }
 
@@ -266,6 +308,8 @@ pub enum Disposition {
     NewCase { case: String },
     /// Joined this existing case as a follow-up.
     FollowUp { case: String },
+    /// Joined this existing case as a staff message.
+    Staff { case: String },
     /// Set aside by triage or unparseable; see the ignored record.
     Ignored { ignored: u64 },
 }
@@ -274,7 +318,9 @@ impl Disposition {
     /// The case this message opened or joined.
     pub fn case(&self) -> Option<&str> {
         match self {
-            Disposition::NewCase { case } | Disposition::FollowUp { case } => Some(case),
+            Disposition::NewCase { case }
+            | Disposition::FollowUp { case }
+            | Disposition::Staff { case } => Some(case),
             Disposition::Ignored { .. } => None,
         }
     }
@@ -389,6 +435,50 @@ pub enum EventKind {
         to: Level,
         reason: String,
     },
+    /// A message from staff joined the case. `response`: it reached the
+    /// requester (the first response when none was given yet); `relayed`:
+    /// ticketd sends it on to the requester (a `reply` notification).
+    StaffMessage {
+        message: u64,
+        response: bool,
+        #[serde(default)]
+        relayed: bool,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        commands: Vec<String>,
+    },
+    /// A sender who was not a party joined with one of our valid tokens.
+    ParticipantAdded {
+        address: String,
+        message: u64,
+    },
+    /// Linked to another case (both get the event).
+    Linked {
+        case: String,
+        why: String,
+    },
+    /// A resolved case came back to life.
+    Reopened {
+        why: String,
+    },
+    Assigned {
+        from: Option<String>,
+        to: String,
+    },
+    Closed {
+        why: String,
+    },
+    /// A mail command from staff refused: nothing of that message applied.
+    CommandRefused {
+        message: u64,
+        error: String,
+    },
+    /// A queued notification no longer wanted (the case was resolved or
+    /// answered before it went): not sent.
+    NotificationDropped {
+        outbox: u64,
+        kind: String,
+        reason: String,
+    },
 }
 
 impl EventKind {
@@ -413,6 +503,14 @@ impl EventKind {
             EventKind::Responded { .. } => "responded",
             EventKind::Resolved => "resolved",
             EventKind::Releveled { .. } => "releveled",
+            EventKind::StaffMessage { .. } => "staff_message",
+            EventKind::ParticipantAdded { .. } => "participant_added",
+            EventKind::Linked { .. } => "linked",
+            EventKind::Reopened { .. } => "reopened",
+            EventKind::Assigned { .. } => "assigned",
+            EventKind::Closed { .. } => "closed",
+            EventKind::CommandRefused { .. } => "command_refused",
+            EventKind::NotificationDropped { .. } => "notification_dropped",
         }
     }
 }
@@ -431,6 +529,9 @@ pub struct IgnoredRecord {
     pub category: String,
     pub reasons: Vec<String>,
     pub promoted_to: Option<String>,
+    /// The case the message names (a read receipt of our mail, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
 }
 
 /// Why a mail is in the outbox.
@@ -444,6 +545,9 @@ pub enum Purpose {
     /// Notice to an agency's site administrators who opted in (not
     /// rate-limited: they asked for every case).
     AgencyNotice,
+    /// Staff's answer to the requester (`cases reply`, or a staff mail
+    /// relayed): written by a person, never rate-limited or suppressed.
+    Reply,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -490,6 +594,10 @@ pub struct OutboxEntry {
     pub delivered_as: Option<String>,
     /// The complete RFC 5322 message, built once at queue time.
     pub mail: String,
+    /// The notification kind (`page`, `breach`, ...), checked against the
+    /// case just before sending: a notice no longer wanted is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<String>,
 }
 
 /// A new outgoing mail, before it has an outbox id.

@@ -67,6 +67,21 @@ fn plan(case: &Case, _d: &Decision) -> NewCasePlan {
     }
 }
 
+fn follow_up(case: &Case, f: &JoinFacts) -> crate::workflow::ArrivalPlan {
+    crate::workflow::ArrivalPlan {
+        case: case.clone(),
+        change: CaseChange {
+            events: vec![EventKind::FollowUp {
+                message: f.message,
+                matched_by: f.matched_by.clone(),
+            }],
+            ..CaseChange::default()
+        },
+        actor: "ticketd".into(),
+        staff: false,
+    }
+}
+
 struct Msg<'a> {
     mid: Option<&'a str>,
     raw: &'a [u8],
@@ -100,6 +115,20 @@ fn ingest_key(
     from: &Addr,
     fallback: &Decision,
 ) -> IngestOutcome {
+    let mut thread = m.thread;
+    if thread.sender.is_none() {
+        thread.sender = Some(from.address.to_ascii_lowercase());
+    }
+    if thread.refs.is_empty() {
+        thread.refs = thread
+            .header_ids
+            .iter()
+            .map(|id| crate::workflow::HeaderRef::Other {
+                id: id.clone(),
+                case: None,
+            })
+            .collect();
+    }
     let input = IngestInput {
         source: "support",
         source_key: key,
@@ -115,12 +144,13 @@ fn ingest_key(
         subject: "s",
         from: Some(from),
         warnings: &[],
-        thread: m.thread,
+        thread,
         decision: Some(&m.decision),
         fallback: Some(fallback),
         unparseable: None,
         reply_address: Ok(m.from.into()),
         plan: &plan,
+        follow_up: &follow_up,
         late_parent_window: chrono::Duration::days(7),
         cursor: Some(("support", b"cursor-1")),
     };
@@ -289,9 +319,8 @@ fn subject_tag_alone_admits_only_the_requester() {
             from,
             decision: d,
             thread: ThreadHint {
-                header_ids: vec![],
-                case_ref: Some("SUP-000001".into()),
-                case_ref_from_header: false,
+                subject_tag: Some("SUP-000001".into()),
+                ..ThreadHint::default()
             },
         }
     };

@@ -24,7 +24,9 @@ pub fn check(
     }
     if let Some(id) = &mail.message_id {
         let suffix = format!("@{}", ctx.own_domain);
-        if (id.starts_with("ack.") || id.starts_with("note.")) && id.ends_with(&suffix) {
+        if (id.starts_with("ack.") || id.starts_with("note.") || id.starts_with("reply."))
+            && id.ends_with(&suffix)
+        {
             reasons.push(format!("Message-ID has our own form ({id})"));
             return Some(("own", "our own mail".into()));
         }
@@ -40,13 +42,19 @@ pub fn check(
 
     // Bounces are set aside even for allow-listed senders: a bounce is never a request.
     if mail.content_type == "multipart/report"
-        && mail.report_type.as_deref() == Some("delivery-status")
+        && mail
+            .report_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("delivery-status"))
     {
         reasons.push("Content-Type multipart/report; report-type=delivery-status".into());
         return Some(("bounce", "delivery-status report (bounce)".into()));
     }
     if (mail.content_type == "multipart/report"
-        && mail.report_type.as_deref() == Some("disposition-notification"))
+        && mail
+            .report_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("disposition-notification")))
         || mail
             .part_types
             .iter()

@@ -4,17 +4,27 @@
 
 /// Cut quotes and signature from a body text.
 pub fn own_words(body: &str) -> String {
+    words(body, true)
+}
+
+/// Cut quoted earlier mail but keep the closing and signature: what a
+/// staff member wrote, to be relayed to the requester.
+pub fn reply_words(body: &str) -> String {
+    words(body, false)
+}
+
+fn words(body: &str, cut_signature: bool) -> String {
     let mut out = String::with_capacity(body.len().min(64 * 1024));
     let lines: Vec<&str> = body.lines().collect();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
         let t = line.trim();
-        if t == "--" || line == "-- " {
+        if cut_signature && (t == "--" || line == "-- ") {
             break; // signature separator
         }
         let lower = t.to_lowercase();
-        if is_closing(&lower) || is_disclaimer(&lower) {
+        if cut_signature && (is_closing(&lower) || is_disclaimer(&lower)) {
             break;
         }
         if lower.starts_with("-----original message")
