@@ -478,6 +478,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_ack_never_promises_a_time_already_past() {
+        let t = Templates::load(None).expect("templates");
+        let d = crate::triage::Decision {
+            kind: crate::triage::Kind::Ticket,
+            level: Some(3),
+            rights: None,
+            jurisdiction: None,
+            case_ref: None,
+            language: None,
+            auth: crate::triage::Auth::None,
+            ack: true,
+            reasons: vec![],
+            hygiene: None,
+            confidence: crate::triage::Confidence::High,
+            confidence_score: None,
+            runner_up: None,
+        };
+        let now = DateTime::<Utc>::default();
+        let case = crate::store::planned_case(
+            "SUP-000001",
+            &d,
+            1,
+            "s",
+            None,
+            &Err("x".into()),
+            "support",
+            now,
+            now,
+            vec![],
+        );
+        for lang in ["en", "de", "fr", "es"] {
+            let mut x = AckExtras {
+                language: lang,
+                respond_by_text: Some("PAST-TIME".into()),
+                target: Some("1 day".into()),
+                hours_text: Some("hours".into()),
+                ..AckExtras::default()
+            };
+            let on_time = t.ack_body(&case, None, &x).expect("render");
+            assert!(on_time.contains("PAST-TIME"), "{lang}: {on_time}");
+            x.overdue = true;
+            let late = t.ack_body(&case, None, &x).expect("render");
+            assert!(!late.contains("PAST-TIME"), "{lang}: {late}");
+            assert!(
+                [
+                    "as soon as possible",
+                    "so bald wie",
+                    "dès que possible",
+                    "lo antes posible"
+                ]
+                .iter()
+                .any(|p| late.contains(p)),
+                "{lang}: {late}"
+            );
+        }
+    }
+
+    #[test]
     fn ack_goes_to_reply_to_never_to_own_or_cc() {
         let raw = b"From: Sam <sam@r.example>\r\nReply-To: Intake <intake@r.example>\r\nCc: boss@r.example\r\nReturn-Path: <bounce@r.example>\r\nSubject: x\r\n\r\nbody\r\n";
         let m = crate::mail::parse(raw, 1 << 20).expect("mail");

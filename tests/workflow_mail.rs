@@ -19,6 +19,11 @@ use ticketd::store::{CaseStatus, EventKind, OutboxState, Purpose};
 const STAFF: &str = "sam@example.test";
 
 fn config(stack: &MailStack, data: &Path, extra: &str) -> Config {
+    let t = config_text(stack, data, extra);
+    Config::from_toml(&t, "test.toml", data).unwrap_or_else(|e| panic!("config: {e}\n{t}"))
+}
+
+fn config_text(stack: &MailStack, data: &Path, extra: &str) -> String {
     std::fs::write(
         stack.path().join("password"),
         format!("{}\n", stack.get("PASSWORD")),
@@ -66,7 +71,7 @@ trusted_authserv_id = "mx.example.test"
         smtp = stack.port("SMTP_PORT"),
         pw = stack.path().join("password").display(),
     );
-    Config::from_toml(&t, "test.toml", data).unwrap_or_else(|e| panic!("config: {e}\n{t}"))
+    t
 }
 
 struct Env {
@@ -632,4 +637,84 @@ async fn a_case_runs_from_arrival_to_closed_by_cli_alone() {
             e.actor
         );
     }
+}
+
+/// `ticketd run --once` as its own process, optionally ended at a failpoint
+/// as kill -9 would.
+fn run_binary(cfg: &Path, failpoint: Option<&str>) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ticketd"));
+    c.args(["--config", cfg.to_str().unwrap_or(""), "run", "--once"]);
+    if let Some(f) = failpoint {
+        c.env("TICKETD_FAILPOINT", f);
+    }
+    c.output().expect("run ticketd")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_between_relay_and_mark_sends_it_at_most_once_more_and_records_it_once() {
+    let stack = MailStack::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let cfg = data.path().join("ticketd.toml");
+    std::fs::write(&cfg, config_text(&stack, data.path(), "")).expect("config");
+    stack
+        .append(
+            "support@example.test",
+            "INBOX",
+            mail(
+                "From: Dana <dana@example.test>\nTo: support@example.test\nSubject: Printer queue stuck\nMessage-ID: <dana-1@example.test>",
+                "The print queue in our office is stuck since this morning.",
+            )
+            .as_bytes(),
+        )
+        .await;
+    assert!(run_binary(&cfg, None).status.success());
+    let notice = stack
+        .wait_messages(STAFF, "INBOX", 1, Duration::from_secs(20))
+        .await;
+    let note_id = msgid(&String::from_utf8_lossy(&notice[0]));
+    stack
+        .append(
+            "support@example.test",
+            "INBOX",
+            mail(
+                &format!("From: Sam <{STAFF}>\nTo: support@example.test\nSubject: Re: new case\nMessage-ID: <sam-1@example.test>\nIn-Reply-To: <{note_id}>"),
+                "Please restart the print spooler.",
+            )
+            .as_bytes(),
+        )
+        .await;
+    // Killed right after the server accepted the relay, before the mark.
+    let killed = run_binary(&cfg, Some("after_send_before_mark"));
+    assert!(!killed.status.success(), "the failpoint ends the process");
+    assert!(run_binary(&cfg, None).status.success());
+    let dana = stack
+        .wait_messages("dana@example.test", "INBOX", 2, Duration::from_secs(20))
+        .await;
+    let relays: Vec<String> = dana
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .filter(|m| m.contains("restart the print spooler"))
+        .collect();
+    assert!((1..=2).contains(&relays.len()), "{} copies", relays.len());
+    assert!(
+        relays.iter().all(|r| msgid(r) == msgid(&relays[0])),
+        "a resend keeps its Message-ID"
+    );
+    let store = ticketd::store::Store::open(data.path()).expect("store");
+    let staff_messages = store
+        .events("SUP-000001")
+        .expect("events")
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::StaffMessage { .. }))
+        .count();
+    assert_eq!(staff_messages, 1, "recorded once");
+    let c = store.case("SUP-000001").expect("read").expect("case");
+    let replies: Vec<_> = c
+        .outbox
+        .iter()
+        .filter_map(|o| store.outbox_entry(*o).ok().flatten())
+        .filter(|e| e.purpose == Purpose::Reply)
+        .collect();
+    assert_eq!(replies.len(), 1);
+    assert_eq!(replies[0].state, OutboxState::Sent);
 }

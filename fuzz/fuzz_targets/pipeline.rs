@@ -263,7 +263,7 @@ fn plan_and_check(
         {
             return Err("skipped: known lettre panic on CR/LF in a display name".into());
         }
-        let extras = w.notifier.ack_extras(c, d.language.as_deref());
+        let extras = w.notifier.ack_extras(c, d.language.as_deref(), now);
         let from = w.notifier.sender(c.kind);
         render::build_ack(
             &w.templates,
@@ -273,6 +273,7 @@ fn plan_and_check(
                 to,
                 domain: &w.config.domain,
                 token: TOKEN,
+                keys: w.notifier.keys(),
                 now,
                 in_reply_to: m.message_id.as_deref(),
                 references: &m.references,

@@ -582,7 +582,7 @@ fn print_case_view(v: &CaseView, config: &Config) {
             ],
         ));
     }
-    rows.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    rows.sort_by_key(|r| (r.0, r.1));
     println!("\ntimeline:");
     let mut t = Table::new(&["AT", "WHAT", "KIND / ROLE", "WHO", "DETAIL"]);
     for (at, _, r) in rows {

@@ -166,7 +166,7 @@ fn staff_message(
         Ok(r) => r,
         Err(e) => return refuse(n, change, e, names),
     };
-    let answers_notice = a.answers_notice_of.iter().any(|c| *c == n.id);
+    let answers_notice = a.answers_notice_of.contains(&n.id);
     let relay = !cmds.internal && !reaches && answers_notice && !cmds.body.trim().is_empty();
     let response = !cmds.internal && (reaches || relay);
     if relay {
