@@ -610,7 +610,10 @@ fn daemon_serves_the_cli_refuses_a_second_daemon_and_stops_on_sigterm() {
     wait_for("ack file", || env.ack_files().len() == 1);
     let show = ok(&env.run(&["cases", "show", "SUP-000001"]));
     assert!(show.contains("level 1"), "{show}");
-    assert!(show.contains("timers pending:\n  page at"), "{show}");
+    assert!(
+        show.contains("timers pending:") && show.contains("\n  page at "),
+        "{show}"
+    );
 
     // Clock stoppers go through the daemon's socket.
     let out = ok(&env.run(&["cases", "review", "SUP-000001"]));

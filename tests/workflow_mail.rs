@@ -76,9 +76,13 @@ trusted_authserv_id = "mx.example.test"
 
 struct Env {
     stack: MailStack,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
     clock: Arc<ManualClock>,
     d: Daemon,
+    config_text: String,
+    /// How far the controlled clock runs ahead of the real one (mail
+    /// arrives on the server's real clock).
+    ahead: std::sync::Mutex<chrono::Duration>,
 }
 
 impl Env {
@@ -87,12 +91,51 @@ impl Env {
         let data = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
         let d = Daemon::open(config(&stack, data.path(), extra), clock.clone()).expect("open");
+        let config_text = config_text(&stack, data.path(), extra);
         Env {
             stack,
-            _data: data,
+            data,
             clock,
             d,
+            config_text,
+            ahead: std::sync::Mutex::new(chrono::Duration::zero()),
         }
+    }
+
+    /// Move the controlled clock `by` ahead of real time.
+    fn advance(&self, by: chrono::Duration) {
+        if let Ok(mut a) = self.ahead.lock() {
+            *a += by;
+            self.clock.set(chrono::Utc::now() + *a);
+        }
+    }
+
+    fn tick(&self) {
+        if let Ok(a) = self.ahead.lock() {
+            self.clock.set(chrono::Utc::now() + *a);
+        }
+    }
+
+    /// `ticketd cases show ID` as an operator runs it, once this daemon
+    /// has stopped.
+    fn show(self, id: &str) -> String {
+        let Env {
+            stack: _stack,
+            data,
+            d,
+            config_text,
+            ..
+        } = self;
+        drop(d);
+        let cfg = data.path().join("ticketd.toml");
+        std::fs::write(&cfg, config_text).expect("config");
+        let out = cli(&cfg, &["cases", "show", id], None);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// Deliver `raw` into the support mailbox and run once.
@@ -100,6 +143,8 @@ impl Env {
         self.stack
             .append("support@example.test", "INBOX", raw.as_bytes())
             .await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        self.tick();
         self.d.run_once().await.expect("run once")
     }
 
@@ -314,7 +359,7 @@ async fn a_case_runs_from_arrival_to_closed_by_mail_alone() {
     assert_eq!(env.case(&id).status, CaseStatus::Resolved);
 
     // Seven days later the scheduler closes it.
-    env.clock.advance(chrono::Duration::days(8));
+    env.advance(chrono::Duration::days(8));
     env.d.run_once().await.expect("run");
     let c = env.case(&id);
     assert_eq!(
@@ -344,14 +389,17 @@ async fn a_case_runs_from_arrival_to_closed_by_mail_alone() {
     assert_eq!(n.links, vec![id.clone()]);
     assert!(!n.subject.contains("[SUP-000001]"), "{}", n.subject);
     assert!(env.case(&id).links.contains(&"SUP-000002".to_string()));
-    println!("timeline of {id}:");
-    for e in env.events(&id) {
-        println!(
-            "  {} {:<20} {}",
-            e.at.format("%H:%M:%S"),
-            e.kind.name(),
-            e.actor
-        );
+    let show = env.show(&id);
+    println!("{show}");
+    for want in [
+        "timeline:",
+        "requester",
+        "staff",
+        "reply to requester",
+        STAFF,
+        "closed",
+    ] {
+        assert!(show.contains(want), "{want} in:\n{show}");
     }
 }
 
@@ -375,7 +423,7 @@ async fn staff_reply_all_stops_the_clock_and_no_breach_follows() {
         }
     )));
     // A week on, well past the target, inside hours: no warning, no breach.
-    env.clock.advance(chrono::Duration::days(7));
+    env.advance(chrono::Duration::days(7));
     env.d.run_once().await.expect("run");
     let o = env.outbox(&id);
     assert!(
@@ -582,60 +630,124 @@ async fn forged_ids_and_foreign_tags_never_let_a_stranger_in() {
     assert_eq!(r.case.as_deref(), Some("SUP-000001"));
 }
 
+/// A `ticketd` command as an operator runs it (`USER=tester`).
+fn cli(cfg: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Output {
+    use std::io::Write;
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ticketd"));
+    c.arg("--config").arg(cfg).args(args).env("USER", "tester");
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("spawn ticketd");
+    if let Some(mut i) = child.stdin.take() {
+        if let Some(text) = stdin {
+            i.write_all(text.as_bytes()).expect("stdin");
+        }
+    }
+    child.wait_with_output().expect("ticketd")
+}
+
+fn ok(cfg: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    let out = cli(cfg, args, stdin);
+    assert!(
+        out.status.success(),
+        "ticketd {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_case_runs_from_arrival_to_closed_by_cli_alone() {
-    let env = Env::start("");
-    let (id, _) = open_case(&env).await;
-    env.act(&id, CaseAction::Review).await.expect("review");
-    env.act(&id, CaseAction::Assign { to: STAFF.into() })
-        .await
-        .expect("assign");
-    env.act(
-        &id,
-        CaseAction::Reply {
-            body: "Dana, which printer model is it?".into(),
-        },
-    )
-    .await
-    .expect("reply");
-    env.act(&id, CaseAction::Waiting).await.expect("waiting");
-    env.d.run_once().await.expect("deliver");
-    let dana = env.wait_inbox("dana@example.test", 2).await;
-    assert!(dana[1].contains("which printer model"), "{}", dana[1]);
-    assert_eq!(
-        header(&dana[1], "In-Reply-To"),
-        Some("<dana-1@example.test>")
+    let stack = MailStack::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let cfg = data.path().join("ticketd.toml");
+    std::fs::write(&cfg, config_text(&stack, data.path(), "")).expect("config");
+    stack
+        .append(
+            "support@example.test",
+            "INBOX",
+            mail(
+                "From: Dana <dana@example.test>\nTo: support@example.test\nSubject: Printer queue stuck\nMessage-ID: <dana-1@example.test>",
+                "The print queue in our office is stuck since this morning; documents never come out.",
+            )
+            .as_bytes(),
+        )
+        .await;
+    ok(&cfg, &["run", "--once"], None);
+    let id = "SUP-000001";
+    ok(&cfg, &["cases", "review", id], None);
+    ok(&cfg, &["cases", "assign", id, STAFF], None);
+    let out = ok(
+        &cfg,
+        &["cases", "reply", id, "--message-file", "-"],
+        Some("Dana, which printer model is it?\n\nSam, CaseHost Support\n"),
     );
-    assert!(env.case(&id).clocks.responded_at.is_some());
-    env.act(
-        &id,
-        CaseAction::Note {
-            text: "Model HP 4000, driver outdated.".into(),
-        },
-    )
-    .await
-    .expect("note");
-    env.act(&id, CaseAction::Resolve).await.expect("resolve");
+    assert!(out.contains("reply queued"), "{out}");
+    ok(&cfg, &["cases", "waiting", id], None);
+    ok(&cfg, &["run", "--once"], None);
+    let dana = stack
+        .wait_messages("dana@example.test", "INBOX", 2, Duration::from_secs(20))
+        .await;
+    let reply = String::from_utf8_lossy(&dana[1]).into_owned();
+    assert!(reply.contains("which printer model"), "{reply}");
+    assert_eq!(header(&reply, "In-Reply-To"), Some("<dana-1@example.test>"));
+    assert!(header(&reply, "Subject").is_some_and(|s| s.contains("[SUP-000001]")));
+    ok(
+        &cfg,
+        &["cases", "note", id, "Model HP 4000, driver outdated."],
+        None,
+    );
+    ok(&cfg, &["cases", "resolve", id], None);
+    let twice = cli(&cfg, &["cases", "resolve", id], None);
+    assert!(!twice.status.success(), "resolving twice is refused");
+    ok(&cfg, &["cases", "close", id], None);
+    assert!(!cli(&cfg, &["cases", "waiting", id], None).status.success());
+    ok(&cfg, &["cases", "reopen", id], None);
+    ok(&cfg, &["cases", "close", id], None);
+    let listed = ok(
+        &cfg,
+        &[
+            "cases",
+            "list",
+            "--status",
+            "closed",
+            "--assignee",
+            STAFF,
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(listed.lines().count(), 1, "{listed}");
+    let open = ok(&cfg, &["cases", "list", "--status", "open", "--json"], None);
+    assert_eq!(open.lines().count(), 0, "{open}");
+    let csv = ok(&cfg, &["cases", "export", "--format", "csv"], None);
+    let mut lines = csv.lines();
     assert!(
-        env.act(&id, CaseAction::Resolve).await.is_err(),
-        "resolving twice is refused"
+        lines
+            .next()
+            .is_some_and(|h| h.starts_with("id,kind,status,level")),
+        "{csv}"
     );
-    env.act(&id, CaseAction::Close).await.expect("close");
-    assert!(env.act(&id, CaseAction::Waiting).await.is_err());
-    env.act(&id, CaseAction::Reopen).await.expect("reopen");
-    env.act(&id, CaseAction::Close).await.expect("close again");
-    let c = env.case(&id);
-    assert_eq!(c.status, CaseStatus::Closed);
-    let ev = env.events(&id);
-    assert!(ev.iter().filter(|e| e.actor == "cli:tester").count() >= 7);
-    println!("timeline of {id}:");
-    for e in ev {
-        println!(
-            "  {} {:<20} {}",
-            e.at.format("%H:%M:%S"),
-            e.kind.name(),
-            e.actor
-        );
+    assert!(
+        lines
+            .next()
+            .is_some_and(|r| r.starts_with("SUP-000001,support,closed,")),
+        "{csv}"
+    );
+    let show = ok(&cfg, &["cases", "show", id], None);
+    println!("{show}");
+    for want in [
+        "timeline:",
+        "requester",
+        "reply to requester",
+        "cli:tester",
+        "assigned",
+        "closed",
+        "reopened",
+    ] {
+        assert!(show.contains(want), "{want} in:\n{show}");
     }
 }
 

@@ -1,7 +1,8 @@
 //! Who gets what, and when (pure): the clocks a new case gets, the notices
 //! it causes at once (staff, agency site administrators, pages, on call),
-//! the timers it leaves in the due index, what a due timer does, the clock
-//! stoppers (review, respond, resolve, relevel) and the daily digest.
+//! the timers it leaves in the due index, what a due timer does (auto-close
+//! included), the notices the workflow's actions cause (see
+//! [`crate::workflow`]) and the daily digest.
 //!
 //! Everything here is a function of the config, the case and `now`; the
 //! store applies the result in one transaction and the scheduler
