@@ -480,21 +480,7 @@ mod tests {
     #[test]
     fn an_ack_never_promises_a_time_already_past() {
         let t = Templates::load(None).expect("templates");
-        let d = crate::triage::Decision {
-            kind: crate::triage::Kind::Ticket,
-            level: Some(3),
-            rights: None,
-            jurisdiction: None,
-            case_ref: None,
-            language: None,
-            auth: crate::triage::Auth::None,
-            ack: true,
-            reasons: vec![],
-            hygiene: None,
-            confidence: crate::triage::Confidence::High,
-            confidence_score: None,
-            runner_up: None,
-        };
+        let d = crate::triage::Decision::test_ticket(3);
         let now = DateTime::<Utc>::default();
         let case = crate::store::planned_case(
             "SUP-000001",

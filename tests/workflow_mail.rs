@@ -281,6 +281,12 @@ async fn a_case_runs_from_arrival_to_closed_by_mail_alone() {
     );
     assert_eq!(c.status, CaseStatus::Open);
     let relay_id = msgid(relay);
+    env.d.run_once().await.expect("run");
+    assert_eq!(
+        env.inbox("dana@example.test").await.len(),
+        2,
+        "the relay went once"
+    );
 
     // The requester answers the relay: a follow-up, staff are told.
     env.arrive(mail(

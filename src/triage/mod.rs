@@ -188,6 +188,18 @@ fn blank() -> Decision {
     }
 }
 
+#[cfg(test)]
+impl Decision {
+    /// A confident, acknowledged ticket of `level` (test data).
+    pub(crate) fn test_ticket(level: u8) -> Decision {
+        let mut d = blank();
+        d.kind = Kind::Ticket;
+        d.level = Some(level);
+        d.ack = true;
+        d
+    }
+}
+
 /// The sender's domain is one of the agencies'.
 pub fn agency_sender(mail: &ParsedMail, agency_domains: &[String]) -> bool {
     let from = mail.from.as_ref().map(|a| a.address.as_str()).unwrap_or("");

@@ -237,3 +237,240 @@ pub(crate) fn responded(n: &mut Case, now: DateTime<Utc>, change: &mut CaseChang
     n.doubt = None;
     open_if_new(n, change);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, EMBEDDED_DEFAULT};
+    use crate::store::{Timer, TimerKind};
+    use std::sync::Arc;
+
+    fn notifier(extra: &str) -> Notifier {
+        let text = format!("{EMBEDDED_DEFAULT}\n{extra}");
+        let c = Config::from_toml(&text, "t.toml", std::path::Path::new("/tmp")).expect("config");
+        let t = crate::render::Templates::load(None).expect("templates");
+        Notifier::new(Arc::new(c), Arc::new(t)).with_keys(Arc::new(ThreadKeys::from_secret(
+            "a secret for the unit tests, long",
+        )))
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn case() -> Case {
+        let d = crate::triage::Decision::test_ticket(3);
+        let t = at("2026-12-01T15:00:00Z");
+        crate::store::planned_case(
+            "SUP-000001",
+            &d,
+            1,
+            "Printer",
+            Some(&crate::mail::Addr {
+                name: None,
+                address: "ann@r.example".into(),
+            }),
+            &Ok("ann@r.example".into()),
+            "support",
+            t,
+            t,
+            vec![],
+        )
+    }
+
+    fn ctx<'a>(n: &'a Notifier, now: &str) -> Ctx<'a> {
+        Ctx {
+            notifier: n,
+            now: at(now),
+            actor: "cli:t",
+            token: "tok",
+        }
+    }
+
+    fn arrival<'a>(
+        text: &'a str,
+        staff: bool,
+        recipients: &'a [String],
+        notice: &'a [String],
+    ) -> Arrival<'a> {
+        Arrival {
+            message: 2,
+            message_id: Some("m2@r.example"),
+            received_at: at("2026-12-02T15:00:00Z"),
+            sender: Some(if staff {
+                "sam@casehost.example"
+            } else {
+                "ann@r.example"
+            }),
+            staff,
+            recipients,
+            parties: &[],
+            answers_notice_of: notice,
+            text,
+            matched_by: "test",
+            new_participant: false,
+        }
+    }
+
+    #[test]
+    fn resolve_plans_the_auto_close_and_the_timer_closes_only_a_resolved_case() {
+        let n = notifier("");
+        let (c, ch) =
+            apply(&ctx(&n, "2026-12-02T15:00:00Z"), &case(), &Action::Resolve).expect("resolve");
+        assert_eq!(c.status, CaseStatus::Resolved);
+        let t: &Timer = ch
+            .timers
+            .iter()
+            .find(|t| t.kind == TimerKind::AutoClose)
+            .expect("auto-close");
+        assert_eq!(t.due, at("2026-12-09T15:00:00Z"), "7 days by default");
+        let fired = n.fire(t, Some(&c), t.due, "x");
+        assert_eq!(fired.set_status, Some(CaseStatus::Closed));
+        // Reopened meanwhile: the old timer does nothing.
+        let (open, _) =
+            apply(&ctx(&n, "2026-12-03T15:00:00Z"), &c, &Action::Reopen).expect("reopen");
+        assert_eq!(n.fire(t, Some(&open), t.due, "x").set_status, None);
+    }
+
+    #[test]
+    fn refusals_are_typed() {
+        let n = notifier("");
+        let x = ctx(&n, "2026-12-02T15:00:00Z");
+        let (done, _) = apply(&x, &case(), &Action::Close).expect("close");
+        assert!(matches!(
+            apply(&x, &done, &Action::Resolve),
+            Err(Refusal::Done { .. })
+        ));
+        assert!(matches!(
+            apply(&x, &case(), &Action::Reopen),
+            Err(Refusal::NotDone { .. })
+        ));
+        assert!(matches!(
+            apply(&x, &case(), &Action::Note { text: " ".into() }),
+            Err(Refusal::Empty(_))
+        ));
+        assert!(matches!(
+            apply(
+                &x,
+                &case(),
+                &Action::Relevel {
+                    level: 2,
+                    reason: "".into()
+                }
+            ),
+            Err(Refusal::Empty(_))
+        ));
+        // A note is fine even on a closed case.
+        assert!(apply(
+            &x,
+            &done,
+            &Action::Note {
+                text: "for the record".into()
+            }
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn a_requester_reply_reopens_a_resolved_case_from_its_arrival() {
+        let n = notifier("");
+        let x = ctx(&n, "2026-12-02T15:00:05Z");
+        let (resolved, _) = apply(&x, &case(), &Action::Resolve).expect("resolve");
+        let p = on_message(
+            &x,
+            &resolved,
+            &arrival("Broken again, urgent", false, &[], &[]),
+        );
+        assert_eq!(p.case.status, CaseStatus::Open);
+        assert_eq!(p.case.clocks.started_at, Some(at("2026-12-02T15:00:00Z")));
+        assert!(p.case.clocks.respond_by > resolved.clocks.respond_by);
+        assert!(p.change.notices.iter().any(|n| n.kind == "reopened"));
+        assert!(!p.staff);
+    }
+
+    #[test]
+    fn follow_up_notices_can_be_left_to_the_digest() {
+        let mail = notifier("");
+        let x = ctx(&mail, "2026-12-02T15:00:05Z");
+        let p = on_message(&x, &case(), &arrival("More detail", false, &[], &[]));
+        assert_eq!(
+            p.change
+                .notices
+                .iter()
+                .filter(|n| n.kind == "follow_up")
+                .count(),
+            1
+        );
+        let digest = notifier("[workflow]\nfollow_up_notice = \"digest\"\n");
+        let x = ctx(&digest, "2026-12-02T15:00:05Z");
+        let p = on_message(&x, &case(), &arrival("More detail", false, &[], &[]));
+        assert!(p.change.notices.is_empty());
+        assert_eq!(p.case.requester_wrote_at, Some(at("2026-12-02T15:00:00Z")));
+    }
+
+    #[test]
+    fn a_staff_answer_is_relayed_reply_all_recorded_and_a_bad_command_applies_nothing() {
+        let n = notifier("");
+        let x = ctx(&n, "2026-12-02T15:00:05Z");
+        let notice = vec!["SUP-000001".to_string()];
+        let relay = on_message(
+            &x,
+            &case(),
+            &arrival(
+                "Please restart it.\n\nOn Tue, Sam wrote:\n> notice",
+                true,
+                &[],
+                &notice,
+            ),
+        );
+        assert!(relay.staff && relay.case.clocks.responded_at.is_some());
+        let r = relay
+            .change
+            .notices
+            .iter()
+            .find(|n| n.kind == "reply")
+            .expect("relay");
+        let m = r.mail.as_ref().expect("mail");
+        assert_eq!(m.recipients, vec!["ann@r.example".to_string()]);
+        assert!(m.mail.contains("Please restart it.") && !m.mail.contains("notice"));
+        assert!(matches!(
+            n.keys().verify(&m.message_id, "casehost.example", x.now),
+            OurId::Verified { .. }
+        ));
+        let to = vec!["ann@r.example".to_string()];
+        let all = on_message(&x, &case(), &arrival("Looking at it.", true, &to, &[]));
+        assert!(all.case.clocks.responded_at.is_some() && all.change.notices.is_empty());
+        let bad = on_message(
+            &x,
+            &case(),
+            &arrival("#assign sam\n#level 0 no", true, &[], &notice),
+        );
+        assert_eq!(bad.case.assignee, None);
+        assert!(bad
+            .change
+            .events
+            .iter()
+            .any(|e| matches!(e, EventKind::CommandRefused { .. })));
+        assert!(!bad.change.notices.iter().any(|n| n.kind == "reply"));
+    }
+
+    #[test]
+    fn stale_notices_are_not_wanted() {
+        let mut c = case();
+        assert!(still_wanted("breach", &c).is_ok());
+        c.clocks.responded_at = Some(at("2026-12-02T15:00:00Z"));
+        assert!(still_wanted("breach", &c).is_err());
+        assert!(
+            still_wanted("page", &c).is_ok(),
+            "pages go on until resolved"
+        );
+        c.status = CaseStatus::Resolved;
+        assert!(still_wanted("page", &c).is_err());
+        assert!(
+            still_wanted("reply", &c).is_ok(),
+            "mail to people always goes"
+        );
+    }
+}

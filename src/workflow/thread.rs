@@ -271,21 +271,7 @@ mod tests {
 
     fn case(id: &str, requester: &str, status: CaseStatus) -> Case {
         let t: DateTime<Utc> = "2026-12-01T10:00:00Z".parse().expect("t");
-        let d = crate::triage::Decision {
-            kind: crate::triage::Kind::Ticket,
-            level: Some(3),
-            rights: None,
-            jurisdiction: None,
-            case_ref: None,
-            language: None,
-            auth: crate::triage::Auth::None,
-            ack: true,
-            reasons: vec![],
-            hygiene: None,
-            confidence: crate::triage::Confidence::High,
-            confidence_score: None,
-            runner_up: None,
-        };
+        let d = crate::triage::Decision::test_ticket(3);
         let mut c = crate::store::planned_case(
             id,
             &d,
