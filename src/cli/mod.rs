@@ -174,8 +174,9 @@ pub async fn run(cli: Cli) -> CliResult {
                         println!("{}", serde_json::to_string(r)?);
                     }
                 } else {
-                    let mut t =
-                        Table::new(&["ID", "RECEIVED", "CATEGORY", "FROM", "SUBJECT", "PROMOTED"]);
+                    let mut t = Table::new(&[
+                        "ID", "RECEIVED", "CATEGORY", "FROM", "SUBJECT", "NAMES", "PROMOTED",
+                    ]);
                     for r in &v {
                         t.row(vec![
                             r.id.to_string(),
@@ -186,6 +187,7 @@ pub async fn run(cli: Cli) -> CliResult {
                                 .map(|a| a.address.clone())
                                 .unwrap_or_else(|| "-".into()),
                             r.subject.clone(),
+                            r.case.clone().unwrap_or_else(|| "-".into()),
                             r.promoted_to.clone().unwrap_or_else(|| "-".into()),
                         ]);
                     }
@@ -197,10 +199,7 @@ pub async fn run(cli: Cli) -> CliResult {
                 Ok(())
             }
             IgnoredCommand::Promote { id, json } => {
-                let actor = format!(
-                    "cli:{}",
-                    std::env::var("USER").unwrap_or_else(|_| "unknown".into())
-                );
+                let actor = cases::actor(&config);
                 let v: control::Promoted =
                     ask(&config, Request::IgnoredPromote { id, actor }).await?;
                 if json {
