@@ -118,6 +118,12 @@ pub(super) struct RawTargets {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPrivacy {
     unknown_jurisdiction: Option<Regime>,
+    // The privacy workflow's keys, built by `config::privacy`.
+    pub(super) identity_pauses: Option<Vec<Regime>>,
+    pub(super) code_attempts: Option<u32>,
+    pub(super) forward_reminder_after: Option<HumanDuration>,
+    pub(super) auto_forward: Option<bool>,
+    pub(super) disclosure: Option<super::privacy::RawDisclosure>,
 }
 
 /// A job line: a cron expression, or a table with options.

@@ -12,10 +12,12 @@
 
 pub mod clocks;
 pub mod people;
+pub mod privacy;
 pub mod workflow;
 
 pub use clocks::{Clocks, Job, JobName};
 pub use people::{agency_for, Agency, Notify, OnCall, People};
+pub use privacy::{Disclosure, PrivacyWorkflow, Recipient};
 pub use workflow::{FollowUpNotice, Threading, Workflow};
 
 use serde::{Deserialize, Serialize};
@@ -388,6 +390,9 @@ pub struct Config {
     pub workflow: Workflow,
     /// The secret that signs our Message-IDs (see `workflow::token`).
     pub threading: Threading,
+    /// How privacy requests are worked (identity, pauses, forwarding, the
+    /// access answer's disclosure).
+    pub privacy: PrivacyWorkflow,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -803,6 +808,7 @@ impl Config {
                 })
             }
         };
+        let privacy = privacy::build_privacy(&raw.privacy)?;
         let clocks = clocks::build_clocks(raw.calendar, raw.targets, raw.privacy, &at)?;
         let schedule = clocks::build_schedule(raw.schedule, &at)?;
         let people = people::build_people(raw.people, &at)?;
@@ -846,6 +852,7 @@ impl Config {
             agencies,
             workflow,
             threading,
+            privacy,
             daemon,
             triage: TriageSettings {
                 block_senders: lower(raw.triage.block_senders),

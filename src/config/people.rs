@@ -45,6 +45,9 @@ pub(super) struct RawAgency {
     site_admins: Vec<EmailAddress>,
     #[serde(default)]
     notify_on_new_ticket: bool,
+    /// Where privacy requests about the agency's site data go (the agency
+    /// is the controller; the vendor its processor).
+    privacy_contact: Option<EmailAddress>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -132,6 +135,8 @@ pub struct Agency {
     pub site_admins: Vec<EmailAddress>,
     /// The site administrators asked to hear of every new support case.
     pub notify_on_new_ticket: bool,
+    /// Where privacy requests about the agency's site data go.
+    pub privacy_contact: Option<EmailAddress>,
 }
 
 impl Agency {
@@ -265,6 +270,7 @@ pub(super) fn build_agencies(
             domains,
             site_admins: a.site_admins,
             notify_on_new_ticket: a.notify_on_new_ticket,
+            privacy_contact: a.privacy_contact,
         });
     }
     Ok(out)

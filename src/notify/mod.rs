@@ -147,7 +147,24 @@ impl Notifier {
             CaseKind::Privacy => {
                 let regime = self.regime(case);
                 c.regime = Some(regime);
-                c.privacy = privacy_dates(&self.cal, regime, &case.rights, received);
+                let state = case.privacy.as_ref();
+                // An inquiry exercises no right: no statutory clock.
+                if !state.is_some_and(|p| p.inquiry) {
+                    // Days the clock stood still while identity was awaited
+                    // (UK GDPR, DUAA 2025 Art. 12A) move every date.
+                    let paused = state.map(|p| p.paused_days).unwrap_or(0);
+                    let start = case.received_at + Duration::days(paused);
+                    c.privacy =
+                        privacy_dates(&self.cal, regime, &case.rights, start).map(|mut d| {
+                            if state.is_some_and(|p| p.extended) {
+                                if let Some(e) = d.extended_respond_by {
+                                    d.respond_by = e;
+                                    d.extension_notice_by = None;
+                                }
+                            }
+                            d
+                        });
+                }
             }
         }
         c
@@ -219,6 +236,24 @@ impl Notifier {
         let mut c = case.clone();
         c.clocks = self.clocks_for(case);
         c.agency = self.agency_of(case, decision.auth).map(|a| a.name.clone());
+        let agency = c.agency.clone();
+        if let Some(pv) = c.privacy.as_mut() {
+            // The acknowledgement carries a one-time code (its hash was
+            // set by the caller, who holds the code): identity is awaited.
+            if pv.code_hash.is_some() && !pv.inquiry {
+                pv.status = crate::store::PrivacyStatus::IdentityPending;
+                pv.identity_since = Some(case.received_at);
+            }
+            // The agency a request points to is offered for forwarding.
+            pv.suggested_agency = agency.clone().or_else(|| {
+                let subject = case.subject.to_lowercase();
+                self.config
+                    .agencies
+                    .iter()
+                    .find(|a| subject.contains(&a.name.to_lowercase()))
+                    .map(|a| a.name.clone())
+            });
+        }
         let ack_mail = Some(ack(&c));
         let mut change = CaseChange::default();
         if !quiet {
@@ -229,6 +264,8 @@ impl Notifier {
         NewCasePlan {
             clocks: c.clocks,
             agency: c.agency,
+            privacy: c.privacy,
+            status: None,
             ack: ack_mail,
             change,
         }
@@ -414,6 +451,28 @@ impl Notifier {
             }
             return out;
         }
+        if t.kind == TimerKind::ForwardUnacknowledged {
+            let waiting = c.privacy.as_ref().is_some_and(|p| {
+                p.status == crate::store::PrivacyStatus::Forwarded
+                    && p.agency_acknowledged_at.is_none()
+            });
+            if waiting {
+                let mut tok = Tokens::new(token);
+                out.notices.extend(self.notice(
+                    "forward_unacknowledged",
+                    c,
+                    addrs(&self.config.people.privacy_officer),
+                    "notify_forward_unacknowledged.txt",
+                    minijinja::context! {
+                        forwarded_to => c.privacy.as_ref().and_then(|p| p.forwarded_to.clone()),
+                        contact => c.privacy.as_ref().and_then(|p| p.forward_contact.clone()),
+                    },
+                    now,
+                    &mut tok,
+                ));
+            }
+            return out;
+        }
         if c.is_done() || t.plan != c.clocks.plan {
             return out;
         }
@@ -509,6 +568,7 @@ impl Notifier {
                 }
             }
             TimerKind::AutoClose => {}
+            TimerKind::ForwardUnacknowledged => {}
             TimerKind::PrivacyOverdue { date } => {
                 if !responded {
                     let today = self.cal.local_date(now);
@@ -577,7 +637,7 @@ impl Notifier {
     /// not be built. `None` when nobody is configured for it (the daemon
     /// warns about such gaps once, at start, rather than on every case).
     #[allow(clippy::too_many_arguments)]
-    fn notice(
+    pub(crate) fn notice(
         &self,
         kind: &str,
         c: &Case,
@@ -633,7 +693,7 @@ impl Notifier {
     }
 
     /// What every notification template may use about a case.
-    fn case_context(&self, c: &Case) -> minijinja::Value {
+    pub(crate) fn case_context(&self, c: &Case) -> minijinja::Value {
         let tz = self.cal.tz();
         let when = |t: Option<DateTime<Utc>>| t.map(|t| text::human_instant("en", tz, t));
         let level = c.level;
@@ -658,6 +718,10 @@ impl Notifier {
             respond_by => day(p.map(|p| p.respond_by)),
             extended_respond_by => day(p.and_then(|p| p.extended_respond_by)),
             extension_notice_by => day(p.and_then(|p| p.extension_notice_by)),
+            privacy_status => c.privacy.as_ref().map(|p| p.status.as_str()),
+            inquiry => c.privacy.as_ref().is_some_and(|p| p.inquiry),
+            suggested_agency => c.privacy.as_ref().and_then(|p| p.suggested_agency.clone()),
+            assignee => c.assignee,
         }
     }
 
@@ -923,19 +987,19 @@ impl Notifier {
 }
 
 /// Distinct Message-ID tokens for the several mails of one change.
-struct Tokens {
+pub(crate) struct Tokens {
     base: String,
     n: u32,
 }
 
 impl Tokens {
-    fn new(base: &str) -> Tokens {
+    pub(crate) fn new(base: &str) -> Tokens {
         Tokens {
             base: base.to_string(),
             n: 0,
         }
     }
-    fn next(&mut self, kind: &str) -> String {
+    pub(crate) fn next(&mut self, kind: &str) -> String {
         self.n += 1;
         format!("{kind}.{}{}", self.base, self.n)
     }

@@ -63,6 +63,11 @@ pub struct JoinFacts {
 pub struct NewCasePlan {
     pub clocks: CaseClocks,
     pub agency: Option<String>,
+    /// A privacy request's state as planned (identity code, suggested
+    /// agency, forwarded at once).
+    pub privacy: Option<PrivacyState>,
+    /// The status the case starts in, when not `new`.
+    pub status: Option<CaseStatus>,
     /// The acknowledgement, when one can be addressed.
     pub ack: Option<std::result::Result<NewMail, String>>,
     pub change: CaseChange,

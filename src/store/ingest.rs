@@ -315,11 +315,19 @@ impl Tx<'_> {
         let NewCasePlan {
             clocks,
             agency,
+            privacy,
+            status,
             ack,
             change,
         } = planned;
         case.clocks = clocks.clone();
         case.agency = agency;
+        if privacy.is_some() {
+            case.privacy = privacy;
+        }
+        if let Some(s) = status {
+            case.status = s;
+        }
         if let Some((_, _, mid)) = shape {
             case.last_requester_message_id = mid.map(str::to_string);
         }
@@ -1141,6 +1149,9 @@ pub fn planned_case(
         links: Vec::new(),
         last_requester_message_id: None,
         requester_wrote_at: None,
+        language: decision.language.clone(),
+        privacy: (case_kind(decision) == CaseKind::Privacy)
+            .then(|| PrivacyState::new(decision.rights.as_ref().is_some_and(|r| r.is_empty()))),
     }
 }
 

@@ -157,6 +157,123 @@ pub struct Case {
     /// lists these when follow-up notices are digest-only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requester_wrote_at: Option<DateTime<Utc>>,
+    /// The language triage detected in the first message (`en`, `de`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
+    /// A privacy request's own life (privacy cases only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<PrivacyState>,
+}
+
+/// Where a privacy request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivacyStatus {
+    Received,
+    /// A one-time code went out; the requester's reply quoting it verifies.
+    IdentityPending,
+    Verified,
+    InProgress,
+    Extended,
+    Completed,
+    Denied,
+    /// Sent on to the agency that controls the data.
+    Forwarded,
+}
+
+impl PrivacyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrivacyStatus::Received => "received",
+            PrivacyStatus::IdentityPending => "identity_pending",
+            PrivacyStatus::Verified => "verified",
+            PrivacyStatus::InProgress => "in_progress",
+            PrivacyStatus::Extended => "extended",
+            PrivacyStatus::Completed => "completed",
+            PrivacyStatus::Denied => "denied",
+            PrivacyStatus::Forwarded => "forwarded",
+        }
+    }
+
+    /// The request is answered one way or another.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            PrivacyStatus::Completed | PrivacyStatus::Denied | PrivacyStatus::Forwarded
+        )
+    }
+}
+
+impl fmt::Display for PrivacyStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A privacy request's state beside the case status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrivacyState {
+    pub status: PrivacyStatus,
+    /// A question that exercises no right: no statutory clock.
+    #[serde(default)]
+    pub inquiry: bool,
+    /// Keyed hash of the one-time identity code (the code is never stored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_hash: Option<String>,
+    /// Wrong codes, and right codes from another address, so far.
+    #[serde(default)]
+    pub code_attempts: u32,
+    /// Since when identity is awaited (the clock may pause from here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_since: Option<DateTime<Utc>>,
+    /// How identity was established (or why it was not needed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_at: Option<DateTime<Utc>>,
+    /// The statutory dates before a pause or an extension moved them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<crate::clock::PrivacyDates>,
+    /// Days the clock stood still while identity was awaited.
+    #[serde(default)]
+    pub paused_days: i64,
+    /// An agency the request names or points to (offered for forwarding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suggested_agency: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwarded_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_contact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agency_acknowledged_at: Option<DateTime<Utc>>,
+    /// The reasons given with an extension or a refusal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The period was extended: the extended date is the one due.
+    #[serde(default)]
+    pub extended: bool,
+}
+
+impl PrivacyState {
+    pub fn new(inquiry: bool) -> PrivacyState {
+        PrivacyState {
+            status: PrivacyStatus::Received,
+            inquiry,
+            code_hash: None,
+            code_attempts: 0,
+            identity_since: None,
+            verified: None,
+            verified_at: None,
+            original: None,
+            paused_days: 0,
+            suggested_agency: None,
+            forwarded_to: None,
+            forward_contact: None,
+            agency_acknowledged_at: None,
+            reason: None,
+            extended: false,
+        }
+    }
 }
 
 impl Case {
@@ -250,6 +367,8 @@ pub enum TimerKind {
     PrivacyOverdue { date: chrono::NaiveDate },
     /// A case resolved this long ago is closed.
     AutoClose,
+    /// A forwarded privacy request the agency has not acknowledged.
+    ForwardUnacknowledged,
 }
 
 impl TimerKind {
@@ -263,12 +382,15 @@ impl TimerKind {
             TimerKind::PrivacyReminder { .. } => "privacy_reminder",
             TimerKind::PrivacyOverdue { .. } => "privacy_overdue",
             TimerKind::AutoClose => "auto_close",
+            TimerKind::ForwardUnacknowledged => "forward_unacknowledged",
         }
     }
 
     pub fn queue(&self) -> Queue {
         match self {
-            TimerKind::PrivacyReminder { .. } | TimerKind::PrivacyOverdue { .. } => Queue::Privacy,
+            TimerKind::PrivacyReminder { .. }
+            | TimerKind::PrivacyOverdue { .. }
+            | TimerKind::ForwardUnacknowledged => Queue::Privacy,
             _ => Queue::Escalate,
         }
     }
@@ -472,6 +594,37 @@ pub enum EventKind {
         message: u64,
         error: String,
     },
+    /// A privacy request moved on (`received` → `identity_pending` → …).
+    PrivacyStatusChanged {
+        from: PrivacyStatus,
+        to: PrivacyStatus,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// Identity established: by the code, another method, or not needed.
+    IdentityVerified {
+        method: String,
+    },
+    /// A code that did not verify (wrong, or from another address).
+    CodeRejected {
+        attempts: u32,
+        why: String,
+    },
+    /// The statutory dates moved (pause while identity was awaited, an
+    /// extension).
+    DatesMoved {
+        why: String,
+        respond_by: chrono::NaiveDate,
+    },
+    /// Forwarded to the agency that controls the data.
+    Forwarded {
+        agency: String,
+        contact: String,
+    },
+    /// The agency acknowledged a forwarded request.
+    AgencyAcknowledged {
+        message: u64,
+    },
     /// A queued notification no longer wanted (the case was resolved or
     /// answered before it went): not sent.
     NotificationDropped {
@@ -511,6 +664,12 @@ impl EventKind {
             EventKind::Closed { .. } => "closed",
             EventKind::CommandRefused { .. } => "command_refused",
             EventKind::NotificationDropped { .. } => "notification_dropped",
+            EventKind::PrivacyStatusChanged { .. } => "privacy_status",
+            EventKind::IdentityVerified { .. } => "identity_verified",
+            EventKind::CodeRejected { .. } => "code_rejected",
+            EventKind::DatesMoved { .. } => "dates_moved",
+            EventKind::Forwarded { .. } => "forwarded",
+            EventKind::AgencyAcknowledged { .. } => "agency_acknowledged",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod arrival;
 mod assign;
 mod close;
 pub mod commands;
+pub mod identity;
 mod level;
 mod note;
 mod reopen;

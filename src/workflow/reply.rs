@@ -11,6 +11,14 @@ use chrono::{DateTime, Utc};
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::Mailbox;
 
+/// A file sent with an answer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub name: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
 /// Everything a reply to the requester is built from.
 pub struct ReplyParts<'a> {
     pub from: &'a Mailbox,
@@ -20,6 +28,7 @@ pub struct ReplyParts<'a> {
     /// Our Message-ID for it (signed), without brackets.
     pub message_id: String,
     pub now: DateTime<Utc>,
+    pub attachments: &'a [Attachment],
 }
 
 /// The complete reply mail (pure).
@@ -32,7 +41,6 @@ pub fn build_reply(p: &ReplyParts<'_>) -> Result<NewMail, String> {
         .subject(header_safe(&subject, 400))
         .message_id(Some(format!("<{}>", p.message_id)))
         .date(std::time::SystemTime::from(p.now))
-        .header(ContentType::TEXT_PLAIN)
         .raw_header(HeaderValue::new(
             HeaderName::new_from_ascii_str("X-Auto-Response-Suppress"),
             "All".into(),
@@ -52,9 +60,21 @@ pub fn build_reply(p: &ReplyParts<'_>) -> Result<NewMail, String> {
     } else {
         format!("{}\n", p.body)
     };
-    let msg = b
-        .body(body)
-        .map_err(|e| format!("cannot build mail: {e}"))?;
+    let msg = if p.attachments.is_empty() {
+        b.header(ContentType::TEXT_PLAIN).body(body)
+    } else {
+        use lettre::message::{Attachment as Part, MultiPart, SinglePart};
+        let mut mp = MultiPart::mixed().singlepart(SinglePart::plain(body));
+        for a in p.attachments {
+            let ct = ContentType::parse(&a.content_type).unwrap_or(
+                ContentType::parse("application/octet-stream").map_err(|e| e.to_string())?,
+            );
+            let name = header_safe(&a.name, 100).replace(['/', '\\', '"'], "_");
+            mp = mp.singlepart(Part::new(name).body(a.data.clone(), ct));
+        }
+        b.multipart(mp)
+    }
+    .map_err(|e| format!("cannot build mail: {e}"))?;
     let mail = String::from_utf8(msg.formatted()).map_err(|e| format!("mail is not UTF-8: {e}"))?;
     Ok(NewMail {
         purpose: Purpose::Reply,
@@ -69,6 +89,18 @@ pub fn build_reply(p: &ReplyParts<'_>) -> Result<NewMail, String> {
 
 /// The reply notice for `case` with `body` (pure).
 pub(crate) fn reply_notice(ctx: &Ctx<'_>, c: &Case, body: &str) -> Result<Notice, Refusal> {
+    to_requester(ctx, c, "reply", body, &[])
+}
+
+/// Mail of `kind` to the requester of `c` (pure): threaded, from the
+/// case's address, our signed Message-ID.
+pub(crate) fn to_requester(
+    ctx: &Ctx<'_>,
+    c: &Case,
+    kind: &str,
+    body: &str,
+    attachments: &[Attachment],
+) -> Result<Notice, Refusal> {
     let to = c
         .reply_address
         .clone()
@@ -80,12 +112,13 @@ pub(crate) fn reply_notice(ctx: &Ctx<'_>, c: &Case, body: &str) -> Result<Notice
         to: &to,
         case: c,
         body,
-        message_id: n.message_id("reply", &c.id, ctx.token),
+        message_id: n.message_id("reply", &c.id, &format!("{kind}.{}", ctx.token)),
         now: ctx.now,
+        attachments,
     })
     .map_err(Refusal::Render)?;
     Ok(Notice {
-        kind: "reply".into(),
+        kind: kind.into(),
         mail: Ok(mail),
     })
 }

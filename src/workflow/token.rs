@@ -144,6 +144,15 @@ impl ThreadKeys {
         )
     }
 
+    /// A keyed hash of `data` for `context` (identity codes): hex, 128 bits.
+    pub fn keyed(&self, context: &str, data: &str) -> String {
+        let k = blake3::derive_key(&format!("ticketd {context} v1"), &self.current);
+        blake3::keyed_hash(&k, data.as_bytes()).as_bytes()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// What `id` (without brackets) is to us, at `now`.
     pub fn verify(&self, id: &str, domain: &str, now: DateTime<Utc>) -> OurId {
         let Some((local, dom)) = id.rsplit_once('@') else {
