@@ -146,6 +146,7 @@ pub async fn act(
         now,
         actor,
         token: &token,
+        request_text: None,
     };
     let case = p.store.update_case(&id, now, actor, &|c| {
         crate::workflow::apply(&ctx, c, action).map_err(|e| e.to_string())

@@ -545,6 +545,7 @@ impl Pipeline {
             now: p.now,
             actor: "ticketd",
             token: &p.token,
+            request_text: None,
         };
         let m = p.parsed.as_ref();
         let env: &Envelope = p.env.borrow();

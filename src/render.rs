@@ -21,6 +21,34 @@ use std::path::Path;
 /// staff notifications start with a `Subject:` line.
 pub const BUILTIN: &[(&str, &str)] = &[
     (
+        "notify_forward_unacknowledged.txt",
+        include_str!("../templates/notify_forward_unacknowledged.txt"),
+    ),
+    (
+        "privacy_forward_agency.txt",
+        include_str!("../templates/privacy_forward_agency.txt"),
+    ),
+    (
+        "privacy_forwarded.txt",
+        include_str!("../templates/privacy_forwarded.txt"),
+    ),
+    (
+        "privacy_extended.txt",
+        include_str!("../templates/privacy_extended.txt"),
+    ),
+    (
+        "privacy_denied.txt",
+        include_str!("../templates/privacy_denied.txt"),
+    ),
+    (
+        "privacy_completed.txt",
+        include_str!("../templates/privacy_completed.txt"),
+    ),
+    (
+        "privacy_completed.de.txt",
+        include_str!("../templates/privacy_completed.de.txt"),
+    ),
+    (
         "notify_follow_up.txt",
         include_str!("../templates/notify_follow_up.txt"),
     ),
@@ -198,6 +226,20 @@ impl Templates {
             original_subject => if case.subject.trim().is_empty() { "(no subject)".to_string() } else { header_safe(&case.subject, SUBJECT_MAX) },
         };
         self.render_body(&name, ctx)
+    }
+
+    /// Render `name` (`x.txt`) as `x.LANG.txt` when that template exists.
+    pub fn render_localized(
+        &self,
+        name: &str,
+        lang: &str,
+        ctx: minijinja::Value,
+    ) -> Result<String, RenderError> {
+        let local = name.replacen(".txt", &format!(".{lang}.txt"), 1);
+        if lang != "en" && self.env.get_template(&local).is_ok() {
+            return self.render_body(&local, ctx);
+        }
+        self.render_body(name, ctx)
     }
 
     fn render_body(&self, name: &str, ctx: minijinja::Value) -> Result<String, RenderError> {
@@ -568,6 +610,8 @@ mod tests {
             links: vec![],
             last_requester_message_id: None,
             requester_wrote_at: None,
+            language: None,
+            privacy: None,
         };
         let extras = AckExtras {
             language: "en",

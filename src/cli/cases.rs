@@ -227,7 +227,7 @@ pub(super) fn actor(config: &Config) -> String {
 }
 
 /// A workflow action, through the daemon when it runs.
-async fn act(config: &Config, id: String, action: CaseAction) -> CliResult {
+pub(super) async fn act(config: &Config, id: String, action: CaseAction) -> CliResult {
     let what = match &action {
         CaseAction::Review => "reviewed".to_string(),
         CaseAction::Respond { .. } => "first response recorded".to_string(),
@@ -239,6 +239,11 @@ async fn act(config: &Config, id: String, action: CaseAction) -> CliResult {
         CaseAction::Waiting => "waiting on the requester".to_string(),
         CaseAction::Close => "closed".to_string(),
         CaseAction::Reopen => "reopened".to_string(),
+        CaseAction::Verify { .. } => "identity verified".to_string(),
+        CaseAction::Forward { agency } => format!("forwarded to {agency}"),
+        CaseAction::Extend { .. } => "extended; the requester is told".to_string(),
+        CaseAction::Deny { .. } => "refused; the requester is told why".to_string(),
+        CaseAction::Complete { .. } => "answered".to_string(),
     };
     let c: Case = ask(
         config,
@@ -256,7 +261,12 @@ async fn act(config: &Config, id: String, action: CaseAction) -> CliResult {
         ),
         _ => String::new(),
     };
-    println!("{}: {what} (status {}){due}", c.id, c.status);
+    let privacy = c
+        .privacy
+        .as_ref()
+        .map(|p| format!(", request {}", p.status))
+        .unwrap_or_default();
+    println!("{}: {what} (status {}{privacy}){due}", c.id, c.status);
     Ok(())
 }
 

@@ -672,6 +672,21 @@ impl Notifier {
         })
     }
 
+    /// A text template about case `c` (mail bodies to requesters), in the
+    /// case's language when a template for it exists.
+    pub fn render_text(
+        &self,
+        template: &str,
+        c: &Case,
+        extra: minijinja::Value,
+    ) -> Result<String, String> {
+        let ctx = minijinja::context! { ..extra, ..self.case_context(c) };
+        let lang = text::pick_language(c.language.as_deref());
+        self.templates
+            .render_localized(template, lang, ctx)
+            .map_err(|e| e.to_string())
+    }
+
     /// The people lists that are empty, so some notices go to nobody.
     pub fn unconfigured(&self) -> Vec<&'static str> {
         let p = &self.config.people;

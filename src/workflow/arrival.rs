@@ -93,6 +93,34 @@ pub fn on_message(ctx: &Ctx<'_>, case: &Case, a: &Arrival<'_>) -> ArrivalPlan {
         n.last_requester_message_id = Some(mid.to_string());
     }
     n.requester_wrote_at = Some(a.received_at);
+    if n.kind == crate::store::CaseKind::Privacy {
+        // A reply quoting the identity code; the agency acknowledging a
+        // forwarded request.
+        if let Some((c2, ch)) = super::privacy::code_reply(ctx, &n, &sender, a.text, a.received_at)
+        {
+            n = c2;
+            change.merge(ch);
+        }
+        let acked = n.privacy.as_mut().filter(|p| {
+            p.status == crate::store::PrivacyStatus::Forwarded
+                && p.agency_acknowledged_at.is_none()
+                && p.forward_contact
+                    .as_deref()
+                    .is_some_and(|c| c.eq_ignore_ascii_case(&sender))
+        });
+        if let Some(p) = acked {
+            p.agency_acknowledged_at = Some(a.received_at);
+            change
+                .events
+                .push(EventKind::AgencyAcknowledged { message: a.message });
+            return ArrivalPlan {
+                case: n,
+                change,
+                actor: "ticketd".to_string(),
+                staff: false,
+            };
+        }
+    }
     match n.status {
         CaseStatus::Resolved => {
             if let Ok((c2, ch)) = reopen::by_requester(ctx, &n, a.received_at) {
@@ -162,12 +190,41 @@ fn staff_message(
         Err(e) => return refuse(n, change, e, Vec::new()),
     };
     let names: Vec<String> = cmds.actions.iter().map(|x| x.name().to_string()).collect();
+    // Privacy requests take commands (and relays) only from an
+    // authenticated privacy officer.
+    let officer = a.sender.is_some_and(|s| {
+        ctx.notifier
+            .config()
+            .people
+            .privacy_officer
+            .iter()
+            .any(|o| o.as_str().eq_ignore_ascii_case(s))
+    });
+    let privacy_case = n.kind == crate::store::CaseKind::Privacy;
+    let needs_officer = cmds.actions.iter().any(|x| x.privacy_only())
+        || (privacy_case
+            && cmds
+                .actions
+                .iter()
+                .any(|x| !matches!(x, super::Action::Note { .. })));
+    if needs_officer && !officer {
+        return refuse(n, change, Refusal::NotPrivacyOfficer, names);
+    }
     let (mut n2, mut ch) = match super::apply_all(ctx, &n, &cmds.actions) {
         Ok(r) => r,
         Err(e) => return refuse(n, change, e, names),
     };
     let answers_notice = a.answers_notice_of.contains(&n.id);
-    let relay = !cmds.internal && !reaches && answers_notice && !cmds.body.trim().is_empty();
+    let completes = cmds
+        .actions
+        .iter()
+        .any(|x| matches!(x, super::Action::Complete { .. }));
+    let relay = !cmds.internal
+        && !completes
+        && !reaches
+        && answers_notice
+        && (!privacy_case || officer)
+        && !cmds.body.trim().is_empty();
     let response = !cmds.internal && (reaches || relay);
     if relay {
         match reply::reply_notice(ctx, &n2, &cmds.body) {

@@ -66,11 +66,38 @@ pub fn parse(text: &str) -> Result<Commands, Refusal> {
             "close" => Action::Close,
             "reopen" => Action::Reopen,
             "review" => Action::Review,
+            "verify" => Action::Verify {
+                method: Some(if rest.is_empty() {
+                    "checked by the privacy officer".to_string()
+                } else {
+                    rest.to_string()
+                }),
+                not_needed: None,
+            },
+            "extend" => Action::Extend {
+                reason: rest.to_string(),
+            },
+            "deny" => Action::Deny {
+                reason: rest.to_string(),
+            },
+            "forward" => Action::Forward {
+                agency: rest.to_string(),
+            },
+            // The answer's text is the rest of the message.
+            "complete" => Action::Complete {
+                text: None,
+                attachments: Vec::new(),
+            },
             other => return Err(Refusal::UnknownCommand(other.to_string())),
         };
         out.actions.push(action);
     }
     out.body = lines.collect::<Vec<_>>().join("\n").trim().to_string();
+    for a in &mut out.actions {
+        if let Action::Complete { text, .. } = a {
+            *text = Some(out.body.clone()).filter(|t| !t.is_empty());
+        }
+    }
     if out.internal {
         let mut text = note_inline.join("\n");
         if !out.body.is_empty() {

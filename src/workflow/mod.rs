@@ -17,6 +17,7 @@ pub mod commands;
 pub mod identity;
 mod level;
 mod note;
+mod privacy;
 mod reopen;
 mod reply;
 mod resolve;
@@ -67,6 +68,32 @@ pub enum Action {
     Reply {
         body: String,
     },
+    /// Privacy: identity established by other means, or not needed.
+    Verify {
+        #[serde(default)]
+        method: Option<String>,
+        #[serde(default)]
+        not_needed: Option<String>,
+    },
+    /// Privacy: send the request to the agency that controls the data.
+    Forward {
+        agency: String,
+    },
+    /// Privacy: extend the period, with the reasons (inside the first one).
+    Extend {
+        reason: String,
+    },
+    /// Privacy: refuse, with the reasons and the right to complain.
+    Deny {
+        reason: String,
+    },
+    /// Privacy: the answer (access requests: with the disclosure).
+    Complete {
+        #[serde(default)]
+        text: Option<String>,
+        #[serde(default)]
+        attachments: Vec<reply::Attachment>,
+    },
 }
 
 impl Action {
@@ -83,7 +110,24 @@ impl Action {
             Action::Note { .. } => "note",
             Action::Assign { .. } => "assign",
             Action::Reply { .. } => "reply",
+            Action::Verify { .. } => "verify",
+            Action::Forward { .. } => "forward",
+            Action::Extend { .. } => "extend",
+            Action::Deny { .. } => "deny",
+            Action::Complete { .. } => "complete",
         }
+    }
+
+    /// Only a privacy officer may do this (by mail).
+    pub fn privacy_only(&self) -> bool {
+        matches!(
+            self,
+            Action::Verify { .. }
+                | Action::Forward { .. }
+                | Action::Extend { .. }
+                | Action::Deny { .. }
+                | Action::Complete { .. }
+        )
     }
 }
 
@@ -110,6 +154,21 @@ pub enum Refusal {
     Render(String),
     #[error("unknown command #{0} (known: #note, #level N reason, #assign NAME, #waiting, #resolve, #close, #reopen, #review)")]
     UnknownCommand(String),
+    #[error("{case} is not a privacy request")]
+    NotPrivacy { case: String },
+    #[error("{case} is already {status}")]
+    PrivacyFinal {
+        case: String,
+        status: crate::store::PrivacyStatus,
+    },
+    #[error("no agency {0:?} with a privacy_contact in [[agencies]]")]
+    NoAgency(String),
+    #[error("{case} has no statutory period that can be extended")]
+    NoClock { case: String },
+    #[error("too late for {what}: it had to reach the requester by {by}")]
+    TooLate { what: &'static str, by: String },
+    #[error("only an authenticated privacy officer may command privacy requests by mail")]
+    NotPrivacyOfficer,
 }
 
 /// Who acts, when, and the nonce for any mail the action sends.
@@ -119,6 +178,8 @@ pub struct Ctx<'a> {
     pub now: DateTime<Utc>,
     pub actor: &'a str,
     pub token: &'a str,
+    /// The request's own text (the first message), for forwarding.
+    pub request_text: Option<&'a str>,
 }
 
 /// The changed case and what else happens, or why not.
@@ -137,6 +198,15 @@ pub fn apply(ctx: &Ctx<'_>, case: &Case, action: &Action) -> Outcome {
         Action::Note { text } => note::run(ctx, case, text),
         Action::Assign { to } => assign::run(ctx, case, to),
         Action::Reply { body } => reply::run(ctx, case, body, None),
+        Action::Verify { method, not_needed } => {
+            privacy::verify(ctx, case, method.as_deref(), not_needed.as_deref())
+        }
+        Action::Forward { agency } => privacy::forward(ctx, case, agency),
+        Action::Extend { reason } => privacy::extend(ctx, case, reason),
+        Action::Deny { reason } => privacy::deny(ctx, case, reason),
+        Action::Complete { text, attachments } => {
+            privacy::complete(ctx, case, text.as_deref(), attachments)
+        }
     }
 }
 
@@ -287,6 +357,7 @@ mod tests {
             now: at(now),
             actor: "cli:t",
             token: "tok",
+            request_text: None,
         }
     }
 
