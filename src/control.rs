@@ -141,12 +141,17 @@ pub async fn act(
     let now = p.clock.now();
     let token = render::token();
     let id = id.to_ascii_uppercase();
+    // A forward sends the agency what we received: the first message.
+    let request_text = match action {
+        CaseAction::Forward { .. } => p.store.case(&id)?.and_then(|c| p.request_text(&c)),
+        _ => None,
+    };
     let ctx = crate::workflow::Ctx {
         notifier: &p.notifier,
         now,
         actor,
         token: &token,
-        request_text: None,
+        request_text: request_text.as_deref(),
     };
     let case = p.store.update_case(&id, now, actor, &|c| {
         crate::workflow::apply(&ctx, c, action).map_err(|e| e.to_string())
@@ -255,6 +260,7 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
         .unwrap_or_default();
     let in_reply_to = parsed.as_ref().and_then(|m| m.message_id.clone());
     let plan_fn = |case: &Case, d: &triage::Decision| {
+        let (case, code) = p.identity_code(case, ack_to.is_ok());
         let ack = |c: &Case| -> Result<NewMail, String> {
             let to = ack_to.as_ref().map_err(Clone::clone)?;
             let target = crate::pipeline::AckTarget {
@@ -263,10 +269,11 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
                 in_reply_to: in_reply_to.as_deref(),
                 references: &references,
                 language: d.language.as_deref(),
+                identity_code: code.as_deref(),
             };
             p.build_ack(c, &target, now)
         };
-        p.notifier.plan_new_case(case, d, now, &token, false, &ack)
+        p.notifier.plan_new_case(&case, d, now, &token, false, &ack)
     };
     let reply_address = ack_to
         .as_ref()

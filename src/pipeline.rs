@@ -143,6 +143,9 @@ pub struct AckTarget<'a> {
     pub references: &'a [String],
     /// The language triage detected.
     pub language: Option<&'a str>,
+    /// A privacy request's one-time identity code (see
+    /// [`Pipeline::identity_code`]).
+    pub identity_code: Option<&'a str>,
 }
 
 /// Options for one ingestion.
@@ -407,7 +410,8 @@ impl Pipeline {
         a: &AckTarget<'_>,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<NewMail, String> {
-        let extras = self.notifier.ack_extras(case, a.language, now);
+        let mut extras = self.notifier.ack_extras(case, a.language, now);
+        extras.identity_code = a.identity_code.map(str::to_string);
         let from = self.notifier.sender(case.kind);
         render::build_ack(
             &self.templates,
@@ -426,8 +430,51 @@ impl Pipeline {
         )
     }
 
-    /// The plan for a new case from prepared message `p` (pure; runs inside
-    /// the store transaction).
+    /// A privacy request that will be acknowledged gets a one-time identity
+    /// code: the case keeps its keyed hash, the acknowledgement the code.
+    /// Inquiries, requests that cannot be acknowledged and quiet imports
+    /// get none, and so does a request whose acknowledgement goes to a
+    /// Reply-To other than the sender: the code proves a mailbox, and it
+    /// must be the requester's own (the only impure step of planning: a
+    /// random draw).
+    pub fn identity_code(&self, case: &Case, ack_possible: bool) -> (Case, Option<String>) {
+        let mut c = case.clone();
+        let own_mailbox = match (&c.requester, &c.reply_address) {
+            (Some(from), Some(to)) => from.address.eq_ignore_ascii_case(to),
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let wanted = ack_possible
+            && own_mailbox
+            && c.privacy
+                .as_ref()
+                .is_some_and(|p| !p.inquiry && p.code_hash.is_none());
+        if !wanted {
+            return (c, None);
+        }
+        let code = crate::workflow::identity::new_code();
+        if let Some(p) = c.privacy.as_mut() {
+            p.code_hash = Some(crate::workflow::identity::code_hash(
+                self.notifier.keys(),
+                &c.id,
+                &code,
+            ));
+        }
+        (c, Some(code))
+    }
+
+    /// The text of `case`'s first message, what a forward sends the agency
+    /// (None when its raw mail is gone or does not parse). Raw mail is
+    /// written once, so this read is safe inside a transaction too.
+    pub fn request_text(&self, case: &Case) -> Option<String> {
+        let first = case.messages.first()?;
+        let raw = self.store.raw(*first).ok()??;
+        let limit = usize::try_from(self.config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
+        mail::parse(&raw, limit).ok().map(|m| m.text)
+    }
+
+    /// The plan for a new case from prepared message `p` (pure but for the
+    /// identity code's draw; runs inside the store transaction).
     fn plan_for<E>(
         &self,
         p: &Prepared<E>,
@@ -435,6 +482,7 @@ impl Pipeline {
         d: &Decision,
         now: chrono::DateTime<chrono::Utc>,
     ) -> NewCasePlan {
+        let (case, code) = self.identity_code(case, p.ack_to.is_ok() && !p.quiet);
         let ack = |c: &Case| -> Result<NewMail, String> {
             let to = p.ack_to.as_ref().map_err(Clone::clone)?;
             let m = p.parsed.as_ref().ok_or("not mail")?;
@@ -452,11 +500,12 @@ impl Pipeline {
                 in_reply_to: m.message_id.as_deref(),
                 references: refs,
                 language: d.language.as_deref(),
+                identity_code: code.as_deref(),
             };
             self.build_ack(c, &target, now)
         };
         self.notifier
-            .plan_new_case(case, d, now, &p.token, p.quiet, &ack)
+            .plan_new_case(&case, d, now, &p.token, p.quiet, &ack)
     }
 
     /// The threading rule's inputs for message `m` (pure): our ids checked
@@ -540,14 +589,18 @@ impl Pipeline {
         case: &Case,
         f: &store::JoinFacts,
     ) -> crate::workflow::ArrivalPlan {
+        let m = p.parsed.as_ref();
+        // A privacy officer's `#forward` sends the agency the request.
+        let request_text = m
+            .filter(|m| m.text.to_ascii_lowercase().contains("#forward"))
+            .and_then(|_| self.request_text(case));
         let ctx = crate::workflow::Ctx {
             notifier: &self.notifier,
             now: p.now,
             actor: "ticketd",
             token: &p.token,
-            request_text: None,
+            request_text: request_text.as_deref(),
         };
-        let m = p.parsed.as_ref();
         let env: &Envelope = p.env.borrow();
         let h = &p.thread.hint;
         let mut plan = crate::workflow::on_message(

@@ -219,6 +219,9 @@ impl Templates {
             extension_by => extras.extension_by,
             agency => extras.agency,
             site_admins => extras.site_admins,
+            identity_code => extras.identity_code,
+            inquiry => extras.inquiry,
+            review_text => extras.review_text,
             rights => rights,
             jurisdiction => case.jurisdiction.map(|j| j.as_str()),
             answer_phrase => case.jurisdiction.unwrap_or(policy::Jurisdiction::Unknown).answer_phrase(),
@@ -297,6 +300,13 @@ pub struct AckExtras {
     pub overdue: bool,
     /// Named when the requester is not one of them.
     pub site_admins: Vec<String>,
+    /// A privacy request's one-time identity code (only ever in the
+    /// acknowledgement; the case keeps its keyed hash).
+    pub identity_code: Option<String>,
+    /// A privacy question that exercises no right (no statutory clock).
+    pub inquiry: bool,
+    /// When staff will have looked at the case ("Friday, ... ET").
+    pub review_text: Option<String>,
 }
 
 /// Where an acknowledgement may go: `Reply-To` if present, else `From`;

@@ -85,6 +85,7 @@ fn evaluate(rel: &str) -> Metrics {
         (0, 0, 0, 0, 0, 0);
     let mut ignore_acks = Vec::new();
     let mut misses = Vec::new();
+    let mut inquiries = 0usize;
 
     for line in labels.lines().filter(|l| !l.trim().is_empty()) {
         let label: serde_json::Value = serde_json::from_str(line).expect("label json");
@@ -98,7 +99,16 @@ fn evaluate(rel: &str) -> Metrics {
         let got =
             serde_json::to_value(classify(file, &raw, &config, &rules, Some(role))).expect("json");
         total += 1;
-        let (want_kind, got_kind) = (kind_of(&label["kind"]), kind_of(&got["kind"]));
+        let (want_kind, mut got_kind) = (kind_of(&label["kind"]), kind_of(&got["kind"]));
+        // A privacy inquiry (privacy, no right asked) counts as `ticket`:
+        // the labels predate the inquiry kind and filed such questions as
+        // tickets. It has no level to compare.
+        let inquiry =
+            got_kind == "privacy" && got["rights"].as_array().is_some_and(|a| a.is_empty());
+        if inquiry && want_kind == "ticket" {
+            got_kind = "ticket".into();
+            inquiries += 1;
+        }
         *kind_matrix
             .entry((want_kind.clone(), got_kind.clone()))
             .or_default() += 1;
@@ -108,7 +118,7 @@ fn evaluate(rel: &str) -> Metrics {
         } else {
             miss.push(format!("kind {want_kind} → {got_kind}"));
         }
-        if want_kind == "ticket" {
+        if want_kind == "ticket" && !inquiry {
             tickets += 1;
             let want = label["level"].as_u64().unwrap_or(0);
             let g = if got_kind == "ticket" {
@@ -266,6 +276,7 @@ fn evaluate(rel: &str) -> Metrics {
         pct(lang_ok, lang_total)
     );
     println!("acks for ignore   {}", ignore_acks.len());
+    println!("inquiries labelled ticket {inquiries}");
     println!("\nmisses:");
     for m in &misses {
         println!("  {m}");

@@ -203,6 +203,11 @@ impl Notifier {
         // After downtime, or for mail that arrived late: never promise a
         // time already past.
         x.overdue = case.clocks.respond_by.is_some_and(|t| t <= now);
+        x.inquiry = case.privacy.as_ref().is_some_and(|p| p.inquiry);
+        x.review_text = case
+            .clocks
+            .review_by
+            .map(|t| text::human_instant(lang, tz, t));
         if let Some(p) = &case.clocks.privacy {
             x.due_text = Some(text::human_date(lang, p.respond_by));
             x.extended_text = p.extended_respond_by.map(|d| text::human_date(lang, d));

@@ -30,6 +30,12 @@ pub struct Metrics {
     pub per_class: BTreeMap<String, (usize, usize)>,
     /// Every wrong decision: file and what went wrong.
     pub misses: Vec<(String, String)>,
+    /// Privacy inquiries (privacy, no right asked), and of those the ones
+    /// labelled `ticket` (the labelled sets predate the inquiry kind: their
+    /// class descriptions filed questions about processing as tickets, so
+    /// an inquiry counts as that label's kind, and has no level to match).
+    pub inquiries: usize,
+    pub inquiries_labelled_ticket: usize,
 }
 
 fn pct(a: usize, b: usize) -> f64 {
@@ -68,7 +74,15 @@ impl Metrics {
     /// Add one labelled decision.
     pub fn add(&mut self, label: &LabelLine, got: &Classified) {
         self.total += 1;
-        let got_kind = got.kind.map(|k| k.as_str()).unwrap_or("none");
+        let mut got_kind = got.kind.map(|k| k.as_str()).unwrap_or("none");
+        let inquiry = got_kind == "privacy" && got.rights.as_ref().is_some_and(Vec::is_empty);
+        if inquiry {
+            self.inquiries += 1;
+            if label.kind == "ticket" {
+                self.inquiries_labelled_ticket += 1;
+                got_kind = "ticket";
+            }
+        }
         let mut wrong = Vec::new();
         if got_kind == label.kind {
             self.kind_ok += 1;
@@ -77,7 +91,10 @@ impl Metrics {
         }
         if label.kind == "ticket" {
             self.tickets += 1;
-            if got_kind == "ticket" && got.level == label.level {
+            if inquiry {
+                // No level: not counted either way.
+                self.tickets -= 1;
+            } else if got_kind == "ticket" && got.level == label.level {
                 self.level_ok += 1;
             } else if got_kind == "ticket" {
                 wrong.push(format!(
@@ -156,6 +173,13 @@ impl fmt::Display for Metrics {
             self.high_ok,
             self.high
         )?;
+        if self.inquiries > 0 {
+            writeln!(
+                f,
+                "  privacy inquiries: {} ({} labelled ticket)",
+                self.inquiries, self.inquiries_labelled_ticket
+            )?;
+        }
         for (c, (n, ok)) in &self.per_class {
             writeln!(f, "  {c:<26} {ok:>4} / {n:<4} {:5.1} %", pct(*ok, *n))?;
         }

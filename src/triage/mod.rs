@@ -16,6 +16,7 @@ pub mod auth;
 pub mod eval;
 pub mod features;
 pub mod hygiene;
+pub mod inquiry;
 pub mod language;
 pub mod model;
 pub mod privacy;

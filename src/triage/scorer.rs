@@ -114,10 +114,42 @@ impl<'a> Verdict<'a> {
 
     /// Fill in kind, level, rights, jurisdiction, confidence and reasons.
     pub fn apply(self, d: &mut Decision, reasons: &mut Vec<String>) {
+        let inquiry = self.inquiry();
+        let stated = self.stated.as_ref().map(|s| s.0);
         match &self.scores {
             None => self.apply_rules(d, reasons),
             Some(s) => self.apply_model(s, d, reasons),
         }
+        // A question to privacy@ about processing that asks for no right is
+        // an inquiry: a privacy case with no rights and no statutory clock.
+        if let Some(why) = inquiry {
+            if matches!(d.kind, Kind::Ticket | Kind::Privacy) {
+                reasons.push(why);
+                d.kind = Kind::Privacy;
+                d.level = None;
+                d.rights = Some(Vec::new());
+                d.jurisdiction
+                    .get_or_insert(stated.unwrap_or(Jurisdiction::Unknown));
+            }
+        }
+    }
+
+    /// Why this message is a privacy inquiry: on the privacy mailbox, no
+    /// right found by the phrase rules or asked for with confidence by the
+    /// scorer, and a question about processing.
+    fn inquiry(&self) -> Option<String> {
+        if self.role != Role::Privacy || self.rule_privacy.is_some() {
+            return None;
+        }
+        if let Some(s) = &self.scores {
+            let asked =
+                (0..model::RIGHTS.len()).any(|i| s.p[model::RIGHTS_AT + i] >= RIGHT_THRESHOLD);
+            let privacy_kind = s.p[Head::Kind.range()].get(1).copied().unwrap_or(0.0);
+            if asked && privacy_kind >= 0.5 {
+                return None;
+            }
+        }
+        super::inquiry::reason(&self.subject, &self.body)
     }
 
     /// The phrase rules alone (an empty model).

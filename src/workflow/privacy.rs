@@ -138,13 +138,12 @@ pub(crate) fn code_reply(
         return None;
     }
     let limit = ctx.notifier.config().privacy.code_attempts;
-    let own = [
-        c.requester.as_ref().map(|a| a.address.as_str()),
-        c.reply_address.as_deref(),
-    ]
-    .iter()
-    .flatten()
-    .any(|a| a.eq_ignore_ascii_case(sender));
+    // The requester's own address (From), never a Reply-To: the code
+    // proves that mailbox.
+    let own = c
+        .requester
+        .as_ref()
+        .is_some_and(|a| a.address.eq_ignore_ascii_case(sender));
     let right = identity::quotes_code(ctx.notifier.keys(), &c.id, hash, text);
     if own && right && p.code_attempts < limit {
         return verified(
