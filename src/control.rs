@@ -260,7 +260,7 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
         .unwrap_or_default();
     let in_reply_to = parsed.as_ref().and_then(|m| m.message_id.clone());
     let plan_fn = |case: &Case, d: &triage::Decision| {
-        let (case, code) = p.identity_code(case, ack_to.is_ok());
+        let (case, code) = p.identity_code(case, ack_to.is_ok() && d.ack);
         let ack = |c: &Case| -> Result<NewMail, String> {
             let to = ack_to.as_ref().map_err(Clone::clone)?;
             let target = crate::pipeline::AckTarget {

@@ -482,7 +482,7 @@ impl Pipeline {
         d: &Decision,
         now: chrono::DateTime<chrono::Utc>,
     ) -> NewCasePlan {
-        let (case, code) = self.identity_code(case, p.ack_to.is_ok() && !p.quiet);
+        let (case, code) = self.identity_code(case, p.ack_to.is_ok() && !p.quiet && d.ack);
         let ack = |c: &Case| -> Result<NewMail, String> {
             let to = p.ack_to.as_ref().map_err(Clone::clone)?;
             let m = p.parsed.as_ref().ok_or("not mail")?;
@@ -504,8 +504,65 @@ impl Pipeline {
             };
             self.build_ack(c, &target, now)
         };
-        self.notifier
-            .plan_new_case(&case, d, now, &p.token, p.quiet, &ack)
+        let mut plan = self
+            .notifier
+            .plan_new_case(&case, d, now, &p.token, p.quiet, &ack);
+        if let (Some(m), false) = (p.parsed.as_ref(), p.quiet) {
+            self.route_to_agency(&case, m, &mut plan, &p.token, now);
+        }
+        plan
+    }
+
+    /// Processor routing at arrival (pure): a request that names an agency
+    /// in its words is offered for forwarding to it; with
+    /// `privacy.auto_forward` (and a `privacy_contact`) it is forwarded at
+    /// once. A match by the sender's domain alone is only offered: an
+    /// agency's own staff writing about their user account are the
+    /// vendor's business.
+    fn route_to_agency(
+        &self,
+        case: &Case,
+        m: &mail::ParsedMail,
+        plan: &mut NewCasePlan,
+        token: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) {
+        let Some(pv) = plan.privacy.as_mut() else {
+            return;
+        };
+        if pv.inquiry {
+            return;
+        }
+        let Some(named) = crate::workflow::privacy::agency_named(
+            &self.config.agencies,
+            &format!("{}\n{}", m.subject, m.text),
+        ) else {
+            return;
+        };
+        pv.suggested_agency = Some(named.name.clone());
+        if !self.config.privacy.auto_forward || named.privacy_contact.is_none() {
+            return;
+        }
+        let mut c = case.clone();
+        c.clocks = plan.clocks.clone();
+        c.agency = plan.agency.clone();
+        c.privacy = plan.privacy.clone();
+        let ctx = crate::workflow::Ctx {
+            notifier: &self.notifier,
+            now,
+            actor: "ticketd",
+            token,
+            request_text: Some(&m.text),
+        };
+        let forward = crate::workflow::Action::Forward {
+            agency: named.name.clone(),
+        };
+        if let Ok((n, change)) = crate::workflow::apply(&ctx, &c, &forward) {
+            plan.clocks = n.clocks;
+            plan.privacy = n.privacy;
+            plan.status = Some(n.status);
+            plan.change.merge(change);
+        }
     }
 
     /// The threading rule's inputs for message `m` (pure): our ids checked

@@ -429,7 +429,7 @@ fn sender_role(c: &Case, m: &crate::store::MessageRecord) -> &'static str {
     }
 }
 
-fn print_case_view(v: &CaseView, config: &Config) {
+pub(super) fn print_case_view(v: &CaseView, config: &Config) {
     let tz = config.clocks.calendar.time_zone;
     let local = |t: DateTime<Utc>| {
         t.with_timezone(&tz)

@@ -8,6 +8,7 @@
 
 mod cases;
 mod deadline;
+mod privacy;
 mod table;
 pub mod train;
 
@@ -60,6 +61,12 @@ pub enum Command {
     Cases {
         #[command(subcommand)]
         command: cases::CasesCommand,
+    },
+    /// Privacy requests: list by urgency, show, verify, forward, extend,
+    /// deny, complete.
+    Privacy {
+        #[command(subcommand)]
+        command: privacy::PrivacyCommand,
     },
     /// Messages triage set aside, with their reasons.
     Ignored {
@@ -166,6 +173,7 @@ pub async fn run(cli: Cli) -> CliResult {
             paths,
         } => import(config, paths, no_ack, json).await,
         Command::Cases { command } => cases::run(&config, command).await,
+        Command::Privacy { command } => privacy::run(&config, command).await,
         Command::Ignored { command } => match command {
             IgnoredCommand::List { json } => {
                 let v: Vec<IgnoredRecord> = ask(&config, Request::IgnoredList).await?;

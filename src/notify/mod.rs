@@ -251,11 +251,7 @@ impl Notifier {
             }
             // The agency a request points to is offered for forwarding.
             pv.suggested_agency = agency.clone().or_else(|| {
-                let subject = case.subject.to_lowercase();
-                self.config
-                    .agencies
-                    .iter()
-                    .find(|a| subject.contains(&a.name.to_lowercase()))
+                crate::workflow::privacy::agency_named(&self.config.agencies, &case.subject)
                     .map(|a| a.name.clone())
             });
         }
@@ -483,6 +479,15 @@ impl Notifier {
         }
         let mut tok = Tokens::new(token);
         let responded = c.clocks.responded_at.is_some();
+        // While identity is awaited under a regime that stops the clock
+        // (UK GDPR), its reminders wait: verification re-plans them.
+        let paused = c
+            .privacy
+            .as_ref()
+            .is_some_and(|p| p.status == crate::store::PrivacyStatus::IdentityPending)
+            && c.clocks
+                .regime
+                .is_some_and(|r| self.config.privacy.identity_pauses.contains(&r));
         let people = &self.config.people;
         // Inside support hours, or exactly at a closing time (a target that
         // ends at closing is escalated then, not the next morning).
@@ -556,7 +561,7 @@ impl Notifier {
                 ));
             }
             TimerKind::PrivacyReminder { date, days_before } => {
-                if !responded {
+                if !responded && !paused {
                     out.notices.extend(self.notice(
                         "privacy_reminder",
                         c,
@@ -575,7 +580,7 @@ impl Notifier {
             TimerKind::AutoClose => {}
             TimerKind::ForwardUnacknowledged => {}
             TimerKind::PrivacyOverdue { date } => {
-                if !responded {
+                if !responded && !paused {
                     let today = self.cal.local_date(now);
                     out.notices.extend(self.notice(
                         "privacy_overdue",

@@ -17,7 +17,7 @@ pub mod commands;
 pub mod identity;
 mod level;
 mod note;
-mod privacy;
+pub mod privacy;
 mod reopen;
 mod reply;
 mod resolve;
@@ -28,7 +28,7 @@ pub mod token;
 mod waiting;
 
 pub use arrival::{on_message, Arrival, ArrivalPlan};
-pub use reply::build_reply;
+pub use reply::{build_reply, Attachment};
 pub use thread::{HeaderRef, Thread, ThreadLookup, ThreadQuery};
 pub use token::{OurId, ThreadKeys};
 

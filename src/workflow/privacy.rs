@@ -405,3 +405,82 @@ pub(super) fn complete(
     set_status(&mut n, &mut change, CaseStatus::Resolved);
     Ok((n, change))
 }
+
+/// Where a request's date stands on `today` (pure): what `privacy list`
+/// sorts by and `privacy show` prints.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DueView {
+    /// The date due now: after pauses and an extension; for an inquiry, the
+    /// review date. While the clock stands still (identity awaited under a
+    /// regime that pauses) it is the date if identity arrived today.
+    pub due: Option<chrono::NaiveDate>,
+    /// The date before a pause or an extension moved it.
+    pub original: Option<chrono::NaiveDate>,
+    /// Days the clock has stood still, including the days so far of a
+    /// pause that still runs.
+    pub paused_days: i64,
+    /// The clock stands still now (identity awaited, regime pauses).
+    pub paused_now: bool,
+    pub days_left: Option<i64>,
+}
+
+/// The due view of `c` on `today`; `pauses` says whether its regime stops
+/// the clock while identity is awaited; `local` maps an instant to the
+/// calendar's date.
+pub fn due_view(
+    c: &Case,
+    today: chrono::NaiveDate,
+    pauses: bool,
+    local: impl Fn(DateTime<Utc>) -> chrono::NaiveDate,
+) -> DueView {
+    let p = c.privacy.as_ref();
+    let mut v = DueView {
+        due: None,
+        original: p.and_then(|p| p.original).map(|d| d.respond_by),
+        paused_days: p.map(|p| p.paused_days).unwrap_or(0),
+        paused_now: false,
+        days_left: None,
+    };
+    match c.clocks.privacy {
+        Some(d) => {
+            v.due = Some(d.respond_by);
+            let waiting = p.filter(|p| p.status == PrivacyStatus::IdentityPending);
+            if let (true, Some(since)) = (pauses, waiting.and_then(|p| p.identity_since)) {
+                let so_far = (today - local(since)).num_days().max(0);
+                v.paused_now = true;
+                v.paused_days += so_far;
+                v.original.get_or_insert(d.respond_by);
+                v.due = Some(d.respond_by + chrono::Duration::days(so_far));
+            }
+        }
+        None => v.due = c.clocks.review_by.map(&local),
+    }
+    v.days_left = v.due.map(|d| (d - today).num_days());
+    v
+}
+
+/// `privacy list` order: open requests first, the most urgent (fewest
+/// days left) first, then the case number.
+pub fn urgency_key(c: &Case, v: &DueView) -> (bool, i64, String) {
+    let done = c.is_done() || c.privacy.as_ref().is_some_and(|p| p.status.is_final());
+    (done, v.days_left.unwrap_or(i64::MAX), c.id.clone())
+}
+
+/// The agency whose name `text` mentions (a whole word or phrase, any
+/// case; names shorter than four letters are too ambiguous to match).
+pub fn agency_named<'a>(
+    agencies: &'a [crate::config::Agency],
+    text: &str,
+) -> Option<&'a crate::config::Agency> {
+    let hay = text.to_lowercase();
+    agencies.iter().find(|a| {
+        let name = a.name.trim().to_lowercase();
+        name.chars().filter(|c| c.is_alphanumeric()).count() >= 4
+            && hay.match_indices(&name).any(|(i, _)| {
+                let before = hay[..i].chars().next_back();
+                let after = hay[i + name.len()..].chars().next();
+                !before.is_some_and(char::is_alphanumeric)
+                    && !after.is_some_and(char::is_alphanumeric)
+            })
+    })
+}
