@@ -368,10 +368,12 @@ pub(super) fn complete(
     attachments: &[Attachment],
 ) -> Outcome {
     let mut p = open_request(c)?;
-    let access = c
-        .rights
-        .iter()
-        .any(|r| matches!(r, Right::Access | Right::CcpaKnow | Right::Portability));
+    // An access (or CCPA know) answer, and an inquiry's (it asks how data
+    // is processed), carry the disclosure.
+    let access = p.inquiry
+        || c.rights
+            .iter()
+            .any(|r| matches!(r, Right::Access | Right::CcpaKnow | Right::Portability));
     let d = &ctx.notifier.config().privacy.disclosure;
     let body = ctx
         .notifier
@@ -381,6 +383,7 @@ pub(super) fn complete(
             minijinja::context! {
                 text => text.map(str::trim).filter(|t| !t.is_empty()),
                 access => access,
+                inquiry => p.inquiry,
                 purposes => d.purposes,
                 categories => d.categories,
                 recipients => d.recipients,

@@ -125,6 +125,24 @@ impl MailStack {
         let _ = s.logout().await;
     }
 
+    /// APPEND with an INTERNALDATE (the arrival time ticketd records), for
+    /// tests whose controlled clock runs ahead of the server's.
+    pub async fn append_at(
+        &self,
+        user: &str,
+        folder: &str,
+        raw: &[u8],
+        at: chrono::DateTime<chrono::Utc>,
+    ) {
+        let mut s = self.imap(user).await;
+        let _ = s.create(folder).await;
+        let date = format!("\"{}\"", at.format("%d-%b-%Y %H:%M:%S +0000"));
+        s.append(folder, None, Some(&date), raw)
+            .await
+            .expect("append");
+        let _ = s.logout().await;
+    }
+
     /// All messages in `user`'s `folder` (empty when the folder is missing).
     pub async fn messages(&self, user: &str, folder: &str) -> Vec<Vec<u8>> {
         use futures::TryStreamExt;
