@@ -428,7 +428,7 @@ async fn gdpr_does_not_pause_and_a_duplicate_request_is_not_verified() {
     env.advance(chrono::Duration::days(3));
     env.arrive(mail(
         &format!("From: eve@example.test\nTo: privacy@example.test\nSubject: Re: [{id}] Access request\nMessage-ID: <eve-2@example.test>\nIn-Reply-To: <{}>", msgid(&ack)),
-        &format!("{code}"),
+        &code,
     ))
     .await;
     assert_eq!(env.request(&id).status, PrivacyStatus::Verified);
@@ -446,7 +446,7 @@ async fn gdpr_does_not_pause_and_a_duplicate_request_is_not_verified() {
     // The first request's code does not verify the second.
     env.arrive(mail(
         &format!("From: eve@example.test\nTo: privacy@example.test\nSubject: Re: [{id2}] Access request again\nMessage-ID: <eve-3@example.test>\nIn-Reply-To: <{}>", msgid(&ack2)),
-        &format!("{code}"),
+        &code,
     ))
     .await;
     assert_eq!(env.request(&id2).status, PrivacyStatus::IdentityPending);
