@@ -464,8 +464,8 @@ impl Pipeline {
     }
 
     /// The text of `case`'s first message, what a forward sends the agency
-    /// (None when its raw mail is gone or does not parse). Raw mail is
-    /// written once, so this read is safe inside a transaction too.
+    /// (None when its raw mail is gone or does not parse). Never inside a
+    /// store transaction (the ingest reads it through the transaction).
     pub fn request_text(&self, case: &Case) -> Option<String> {
         let first = case.messages.first()?;
         let raw = self.store.raw(*first).ok()??;
@@ -648,9 +648,11 @@ impl Pipeline {
     ) -> crate::workflow::ArrivalPlan {
         let m = p.parsed.as_ref();
         // A privacy officer's `#forward` sends the agency the request.
-        let request_text = m
-            .filter(|m| m.text.to_ascii_lowercase().contains("#forward"))
-            .and_then(|_| self.request_text(case));
+        let request_text = f.first_raw.as_deref().and_then(|raw| {
+            let limit =
+                usize::try_from(self.config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
+            mail::parse(raw, limit).ok().map(|m| m.text)
+        });
         let ctx = crate::workflow::Ctx {
             notifier: &self.notifier,
             now: p.now,

@@ -23,7 +23,7 @@ const OFFICER: &str = "olga@example.test";
 const STAFF: &str = "sam@example.test";
 const AGENCY_DPO: &str = "dpo-legalaid@example.test";
 
-fn config_text(stack: &MailStack, data: &Path) -> String {
+fn config_text(stack: &MailStack, data: &Path, extra: &str) -> String {
     std::fs::write(
         stack.path().join("password"),
         format!("{}\n", stack.get("PASSWORD")),
@@ -70,6 +70,7 @@ name = "Legal Aid North"
 domains = ["legalaid-north.test"]
 site_admins = ["it@legalaid-north.test"]
 privacy_contact = "{AGENCY_DPO}"
+{extra}
 "#,
         data = data.display(),
         imap = stack.port("IMAP_PORT"),
@@ -89,10 +90,14 @@ struct Env {
 
 impl Env {
     fn start() -> Env {
+        Env::start_with("")
+    }
+
+    fn start_with(extra: &str) -> Env {
         let stack = MailStack::start();
         let data = tempfile::tempdir().expect("tempdir");
         let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
-        let text = config_text(&stack, data.path());
+        let text = config_text(&stack, data.path(), extra);
         let config = Config::from_toml(&text, "test.toml", data.path())
             .unwrap_or_else(|e| panic!("config: {e}\n{text}"));
         let d = Daemon::open(config, clock.clone()).expect("open");
@@ -207,7 +212,11 @@ impl Env {
 /// travel quoted-printable).
 fn readable(raw: &[u8]) -> String {
     let s = String::from_utf8_lossy(raw);
-    let head = s.split("\r\n\r\n").next().unwrap_or("").replace("\r\n", "\n");
+    let head = s
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or("")
+        .replace("\r\n", "\n");
     let text = ticketd::mail::parse(raw, 1 << 20)
         .map(|m| m.text)
         .unwrap_or_default();
@@ -642,4 +651,117 @@ async fn extend_by_mail_works_from_the_privacy_officer_only() {
         .last()
         .is_some_and(|m| m.contains("Three archived systems")));
     assert_eq!(env.inbox("mallory@example.test").await.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_privacy_officer_verifies_forwards_denies_and_answers_by_mail() {
+    let env = Env::start();
+    let officer = |id: &str, note_id: &str, n: u32, body: &str| {
+        mail(
+            &format!("From: Olga <{OFFICER}>\nTo: privacy@example.test\nSubject: Re: [{id}] new request\nMessage-ID: <olga-{n}@example.test>\nIn-Reply-To: <{note_id}>"),
+            body,
+        )
+    };
+    // Forward by mail.
+    let (fid, _) = request(
+        &env,
+        "carl@example.test",
+        1,
+        "Data held by Legal Aid North",
+        "I live in Graz, Austria. Under Article 17 GDPR please erase my client file that Legal Aid North keeps in CaseHost.",
+    )
+    .await;
+    let notes = env.wait_inbox(OFFICER, 1).await;
+    env.arrive(officer(
+        &fid,
+        &msgid(&notes[0]),
+        1,
+        "#forward Legal Aid North\n",
+    ))
+    .await;
+    assert_eq!(env.request(&fid).status, PrivacyStatus::Forwarded);
+    let dpo = env.wait_inbox(AGENCY_DPO, 1).await;
+    assert!(dpo[0].contains("client file"), "{}", dpo[0]);
+    // The agency acknowledges by replying to the forward.
+    env.arrive(mail(
+        &format!("From: {AGENCY_DPO}\nTo: privacy@example.test\nSubject: Re: [{fid}] privacy request\nMessage-ID: <dpo-1@example.test>\nIn-Reply-To: <{}>", msgid(&dpo[0])),
+        "Received, we take it from here.",
+    ))
+    .await;
+    assert!(env.request(&fid).agency_acknowledged_at.is_some());
+
+    // Verify by other means, then a relay of the officer's words, threaded.
+    let (vid, _) = request(&env, "vic@example.test", 2, "Access request", ACCESS).await;
+    let notes = env.wait_inbox(OFFICER, 2).await;
+    let note_id = msgid(notes.last().expect("notice"));
+    env.arrive(officer(
+        &vid,
+        &note_id,
+        2,
+        "#verify called back on the number in her contract\n",
+    ))
+    .await;
+    let r = env.request(&vid);
+    assert_eq!(r.status, PrivacyStatus::Verified);
+    assert!(r
+        .verified
+        .as_deref()
+        .is_some_and(|v| v.contains("called back")));
+    env.arrive(officer(
+        &vid,
+        &note_id,
+        3,
+        "Dear Vic, we are collecting your data and will send it within a week.\n\nOlga",
+    ))
+    .await;
+    let vic = env.wait_inbox("vic@example.test", 2).await;
+    let relay = vic.last().expect("relay");
+    assert_eq!(header(relay, "In-Reply-To"), Some("<req-2@example.test>"));
+    assert!(relay.contains("collecting your data"), "{relay}");
+    assert!(header(relay, "From").is_some_and(|f| f.contains("privacy@example.test")));
+
+    // Deny by mail.
+    let (did, _) = request(&env, "rex@example.test", 3, "Access request", ACCESS).await;
+    let notes = env.wait_inbox(OFFICER, 3).await;
+    env.arrive(officer(
+        &did,
+        &msgid(notes.last().expect("notice")),
+        4,
+        "#deny The same request was answered in full on 1 December.\n",
+    ))
+    .await;
+    assert_eq!(env.request(&did).status, PrivacyStatus::Denied);
+    let rex = env.wait_inbox("rex@example.test", 2).await;
+    assert!(rex
+        .last()
+        .is_some_and(|m| m.contains("answered in full") && m.contains("judicial remedy")));
+    for id in [&fid, &vid, &did] {
+        let tl: Vec<String> = env
+            .events(id)
+            .iter()
+            .map(|e| format!("{} {} {}", e.at.format("%H:%M:%S"), e.actor, e.kind.name()))
+            .collect();
+        println!("{id}:\n  {}", tl.join("\n  "));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_forward_sends_a_request_that_names_an_agency_at_once() {
+    let env = Env::start_with("\n[privacy]\nauto_forward = true\n");
+    let (id, _) = request(
+        &env,
+        "carl@example.test",
+        1,
+        "My file",
+        "I live in Graz, Austria. Under Article 15 GDPR I want a copy of the file Legal Aid North keeps about me.",
+    )
+    .await;
+    let p = env.request(&id);
+    assert_eq!(p.status, PrivacyStatus::Forwarded, "{p:?}");
+    assert_eq!(p.forwarded_to.as_deref(), Some("Legal Aid North"));
+    let dpo = env.wait_inbox(AGENCY_DPO, 1).await;
+    assert!(dpo[0].contains("keeps about me"), "{}", dpo[0]);
+    // One that names no agency stays with us.
+    let (own, _) = request(&env, "eve@example.test", 2, "Access request", ACCESS).await;
+    assert_eq!(env.request(&own).status, PrivacyStatus::IdentityPending);
 }

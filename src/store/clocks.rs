@@ -55,6 +55,10 @@ pub struct JoinFacts {
     pub message: u64,
     pub matched_by: String,
     pub new_participant: bool,
+    /// The raw first message of a privacy case, read in the transaction
+    /// when the joining message may carry `#forward` (the agency gets
+    /// what we received).
+    pub first_raw: Option<Vec<u8>>,
 }
 
 /// What a new case gets (computed by a pure planner inside the ingest

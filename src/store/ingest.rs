@@ -765,10 +765,19 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
                         source: input.source.to_string(),
                     },
                 )?;
+                let first_raw = match case.messages.first() {
+                    Some(first)
+                        if case.kind == CaseKind::Privacy && mentions_forward(input.raw) =>
+                    {
+                        tx.raw.get(be(*first))?.map(|v| v.to_vec())
+                    }
+                    _ => None,
+                };
                 let facts = JoinFacts {
                     message: msg_id,
                     matched_by,
                     new_participant,
+                    first_raw,
                 };
                 // Pure, but it renders mail from the message: a panic fails
                 // this message alone.
@@ -1153,6 +1162,11 @@ pub fn planned_case(
         privacy: (case_kind(decision) == CaseKind::Privacy)
             .then(|| PrivacyState::new(decision.rights.as_ref().is_some_and(|r| r.is_empty()))),
     }
+}
+
+/// Whether raw mail may carry a `#forward` command (any case).
+fn mentions_forward(raw: &[u8]) -> bool {
+    raw.windows(8).any(|w| w.eq_ignore_ascii_case(b"#forward"))
 }
 
 fn outcome_case(o: &IngestOutcome) -> Option<&str> {
