@@ -42,6 +42,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod erase;
 pub mod failpoint;
 pub mod logmask;
 pub mod mail;

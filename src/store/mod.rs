@@ -288,6 +288,12 @@ impl Store {
         if lock.try_lock_exclusive().is_err() {
             return Err(StoreError::Locked(data_dir.to_path_buf()));
         }
+        // A compaction (after an erasure) interrupted by a crash is
+        // finished or undone before the store is opened.
+        crate::erase::compact::recover(data_dir).map_err(|e| StoreError::Dir {
+            path: data_dir.to_path_buf(),
+            source: e,
+        })?;
         let db = open_sled(&data_dir.join("store"))?;
         let t = Trees {
             meta: db.open_tree("meta")?,
@@ -326,6 +332,19 @@ impl Store {
 
     pub fn data_dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The sled database itself (erasure: tombstones, compaction).
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Close the store but keep holding `ticketd.lock` (the compaction
+    /// after an erasure swaps the store directory under it).
+    pub(crate) fn close_keep_lock(self) -> File {
+        let Store { db, _lock, .. } = self;
+        drop(db);
+        _lock
     }
 
     pub fn schema_version(&self) -> Result<u64> {

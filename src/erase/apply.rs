@@ -1,0 +1,305 @@
+//! The sled edge of erasure and retention: read the records the planners
+//! need ([`holdings`]), write a plan, keep tombstones and retention
+//! records. Erasure runs with the daemon stopped (the store lock is held);
+//! its writes are idempotent, so an erasure interrupted half-way is
+//! finished by running it again. The tombstone is written last.
+
+use super::plan::ErasePlan;
+use super::retention::{RetentionCounts, RetentionPlan};
+use super::{Counts, Holdings, MessageFacts, Tombstone};
+use crate::store::{
+    be, event_key, from_be, from_json, to_json, Event, EventKind, MessageRecord, Result, Store,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Tombstones of erasures, u64 BE id → [`Tombstone`] JSON.
+pub const TOMBSTONES: &str = "erasures";
+/// Retention runs, u64 BE ms of the run → [`RetentionRecord`] JSON.
+pub const RETENTION_RUNS: &str = "retention_runs";
+
+/// What one retention run removed (counts only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionRecord {
+    pub at: DateTime<Utc>,
+    pub counts: RetentionCounts,
+}
+
+/// Everything the planners read. `with_texts`: draw addresses and texts
+/// from each message's raw mail (erasure, subject report); retention
+/// needs only the records.
+pub fn holdings(store: &Store, with_texts: bool) -> Result<Holdings> {
+    let mut h = Holdings {
+        cases: store.list_cases(&Default::default())?,
+        outbox: store.outbox_all()?,
+        ignored: store.list_ignored()?,
+        tombstones: tombstones(store)?,
+        ..Holdings::default()
+    };
+    for c in &h.cases {
+        h.events.insert(c.id.clone(), store.events(&c.id)?);
+    }
+    for kv in store.t.messages.iter() {
+        let (_, v) = kv?;
+        let record: MessageRecord = from_json("messages", &v)?;
+        let mut facts = MessageFacts {
+            record,
+            addresses: Vec::new(),
+            texts: Vec::new(),
+        };
+        if with_texts {
+            if let Some(raw) = store.raw(facts.record.id)? {
+                facts_from_raw(&mut facts, &raw);
+            }
+        }
+        h.messages.push(facts);
+    }
+    Ok(h)
+}
+
+/// Addresses and searchable text of one raw message.
+fn facts_from_raw(f: &mut MessageFacts, raw: &[u8]) {
+    if let Ok(p) = crate::mail::parse(raw, raw.len()) {
+        f.addresses.extend(p.from.iter().map(|a| a.address.clone()));
+        for a in p.reply_to.iter().chain(&p.to).chain(&p.cc) {
+            f.addresses.push(a.address.clone());
+        }
+        f.texts.push(p.text.to_lowercase());
+    }
+    f.texts.push(String::from_utf8_lossy(raw).to_lowercase());
+}
+
+pub fn tombstones(store: &Store) -> Result<Vec<Tombstone>> {
+    let tree = store.db().open_tree(TOMBSTONES)?;
+    tree.iter()
+        .map(|kv| {
+            let (_, v) = kv?;
+            from_json("erasures", &v)
+        })
+        .collect()
+}
+
+pub fn retention_runs(store: &Store) -> Result<Vec<RetentionRecord>> {
+    let tree = store.db().open_tree(RETENTION_RUNS)?;
+    tree.iter()
+        .map(|kv| {
+            let (_, v) = kv?;
+            from_json("retention_runs", &v)
+        })
+        .collect()
+}
+
+/// The case id in a timer key (queue byte, 8 bytes of time, case, 0, kind).
+fn timer_case(key: &[u8]) -> Option<&[u8]> {
+    let rest = key.get(9..)?;
+    let end = rest.iter().position(|b| *b == 0)?;
+    Some(&rest[..end])
+}
+
+/// Write `plan` (an erasure of `plan.subject`); returns the counts with
+/// index keys, raw entries and files. `outbound_dir`: where the file
+/// transport writes (files there named by gone entries are deleted).
+pub fn apply_erasure(
+    store: &Store,
+    plan: &ErasePlan,
+    now: DateTime<Utc>,
+    actor: &str,
+    outbound_dir: Option<&Path>,
+) -> Result<Counts> {
+    let t = &store.t;
+    let mut counts = plan.counts();
+    let deleted_cases: BTreeSet<&str> = plan.delete_cases.iter().map(String::as_str).collect();
+
+    // Messages: raw entries of every message that goes or is scrubbed.
+    let mut gone_msgs: BTreeSet<u64> = plan.delete_messages.iter().copied().collect();
+    gone_msgs.extend(plan.message_rewrites.iter().map(|m| m.id));
+    for id in &gone_msgs {
+        if t.raw.remove(be(*id))?.is_some() {
+            counts.raw_deleted += 1;
+        }
+    }
+    for id in &plan.delete_messages {
+        t.messages.remove(be(*id))?;
+    }
+    for m in &plan.message_rewrites {
+        t.messages.insert(be(m.id), to_json(m))?;
+    }
+    for id in &plan.delete_ignored {
+        t.ignored.remove(be(*id))?;
+    }
+
+    // Cases they requested, whole.
+    for id in &plan.delete_cases {
+        t.cases.remove(id.as_bytes())?;
+        let mut prefix = id.as_bytes().to_vec();
+        prefix.push(b'/');
+        for kv in t.events.scan_prefix(&prefix) {
+            let (k, _) = kv?;
+            t.events.remove(k)?;
+        }
+    }
+    for kv in t.timers.iter() {
+        let (k, _) = kv?;
+        if timer_case(&k)
+            .is_some_and(|c| deleted_cases.contains(String::from_utf8_lossy(c).as_ref()))
+        {
+            t.timers.remove(k)?;
+        }
+    }
+
+    // Other cases: rewritten events, the case, one event saying so.
+    for (case, e) in &plan.event_rewrites {
+        t.events.insert(event_key(case, e.seq), to_json(e))?;
+    }
+    for c in &plan.case_rewrites {
+        let mut c = c.clone();
+        let messages = plan
+            .message_rewrites
+            .iter()
+            .filter(|m| m.disposition.case() == Some(c.id.as_str()))
+            .count();
+        let outbox = plan
+            .outbox_rewrites
+            .iter()
+            .filter(|o| o.case.as_deref() == Some(c.id.as_str()))
+            .count();
+        let e = Event {
+            seq: c.next_event,
+            at: now,
+            actor: actor.to_string(),
+            kind: EventKind::DataRemoved {
+                why: "erasure of a data subject".into(),
+                messages,
+                outbox,
+            },
+        };
+        t.events.insert(event_key(&c.id, e.seq), to_json(&e))?;
+        c.next_event += 1;
+        c.updated_at = now;
+        t.cases.insert(c.id.as_bytes(), to_json(&c))?;
+    }
+
+    // Outbox.
+    for id in &plan.delete_outbox {
+        t.outbox.remove(be(*id))?;
+        t.outbox_pending.remove(be(*id))?;
+    }
+    for o in &plan.outbox_rewrites {
+        t.outbox.insert(be(o.id), to_json(o))?;
+        if !matches!(
+            o.state,
+            crate::store::OutboxState::Queued | crate::store::OutboxState::Sending
+        ) {
+            t.outbox_pending.remove(be(o.id))?;
+        }
+    }
+    if let Some(dir) = outbound_dir {
+        for f in &plan.files {
+            let p = Path::new(f);
+            if p.starts_with(dir) && p.is_file() && std::fs::remove_file(p).is_ok() {
+                counts.files_deleted += 1;
+            }
+        }
+    }
+
+    // Indexes: dedupe keys of gone messages, Message-IDs, the rate record.
+    let mut all_gone = gone_msgs;
+    all_gone.extend(plan.delete_messages.iter().copied());
+    for kv in t.dedupe.iter() {
+        let (k, v) = kv?;
+        if from_be(&v).is_some_and(|id| all_gone.contains(&id)) {
+            t.dedupe.remove(k)?;
+            counts.index_keys_deleted += 1;
+        }
+    }
+    let gone_ids: BTreeSet<&str> = plan.message_ids.iter().map(|(_, i)| i.as_str()).collect();
+    for kv in t.msgids.iter() {
+        let (k, v) = kv?;
+        let case = String::from_utf8_lossy(&v);
+        let id = String::from_utf8_lossy(&k);
+        if deleted_cases.contains(case.as_ref()) || gone_ids.contains(id.as_ref()) {
+            t.msgids.remove(k)?;
+            counts.index_keys_deleted += 1;
+        }
+    }
+    if t.rate.remove(plan.subject.as_bytes())?.is_some() {
+        counts.index_keys_deleted += 1;
+    }
+    store.flush_blocking()?;
+    Ok(counts)
+}
+
+/// Record a tombstone (its id is assigned here); flushed.
+pub fn put_tombstone(store: &Store, mut t: Tombstone) -> Result<Tombstone> {
+    let tree = store.db().open_tree(TOMBSTONES)?;
+    let next = tree
+        .last()?
+        .and_then(|(k, _)| from_be(&k))
+        .map_or(1, |n| n + 1);
+    t.id = next;
+    tree.insert(be(next), to_json(&t))?;
+    store.flush_blocking()?;
+    Ok(t)
+}
+
+/// Write a retention plan at `now`: raw mail and bodies go, each closed
+/// case touched gets a `data_removed` event, and the run is recorded.
+pub fn apply_retention(
+    store: &Store,
+    plan: &RetentionPlan,
+    counts: &RetentionCounts,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let t = &store.t;
+    for m in &plan.message_rewrites {
+        t.raw.remove(be(m.id))?;
+        t.messages.insert(be(m.id), to_json(m))?;
+    }
+    let gone: BTreeSet<u64> = plan.delete_ignored.iter().map(|(_, m)| *m).collect();
+    for (ignored, message) in &plan.delete_ignored {
+        t.ignored.remove(be(*ignored))?;
+        t.messages.remove(be(*message))?;
+        t.raw.remove(be(*message))?;
+    }
+    if !gone.is_empty() {
+        for kv in t.dedupe.iter() {
+            let (k, v) = kv?;
+            if from_be(&v).is_some_and(|id| gone.contains(&id)) {
+                t.dedupe.remove(k)?;
+            }
+        }
+    }
+    for o in &plan.outbox_rewrites {
+        t.outbox.insert(be(o.id), to_json(o))?;
+    }
+    for (case, (messages, outbox)) in &plan.cases {
+        let Some(mut c) = store.case(case)? else {
+            continue;
+        };
+        let e = Event {
+            seq: c.next_event,
+            at: now,
+            actor: "ticketd".into(),
+            kind: EventKind::DataRemoved {
+                why: "retention: closed case".into(),
+                messages: *messages,
+                outbox: *outbox,
+            },
+        };
+        t.events.insert(event_key(&c.id, e.seq), to_json(&e))?;
+        c.next_event += 1;
+        t.cases.insert(c.id.as_bytes(), to_json(&c))?;
+    }
+    let runs = store.db().open_tree(RETENTION_RUNS)?;
+    let ms = u64::try_from(now.timestamp_millis().max(0)).unwrap_or(0);
+    runs.insert(
+        be(ms),
+        to_json(&RetentionRecord {
+            at: now,
+            counts: counts.clone(),
+        }),
+    )?;
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! What the scheduled `retention` job removes at time `now` (pure; the
+//! shell in [`super::apply`] writes it, the scheduler passes `now`).
+//!
+//! - `closed_case_days`: a case closed more than N days ago loses the raw
+//!   mail of its messages and the bodies of its finished outbox mail; the
+//!   case skeleton (numbers, dates, status, clocks) and its events stay.
+//! - `ignored_days`: a set-aside message (never promoted) older than M days
+//!   is deleted with its raw mail.
+//! - `sent_outbox_days`: outbox mail that is done (sent, failed for good or
+//!   suppressed) more than K days ago loses its body.
+//!
+//! A limit of 0 keeps that data for ever.
+
+use super::Holdings;
+use crate::config::Retention;
+use crate::store::{Disposition, MessageRecord, OutboxEntry, OutboxState};
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The warning a message keeps once retention removed its raw mail.
+pub const RAW_REMOVED: &str = "raw mail removed by retention";
+
+/// Counts of one retention run: no personal data, fit for logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionCounts {
+    /// Closed cases whose raw mail or bodies were removed.
+    pub cases: usize,
+    pub raw_deleted: usize,
+    pub ignored_deleted: usize,
+    pub outbox_bodies_deleted: usize,
+    #[serde(default)]
+    pub imap_deleted: usize,
+}
+
+impl RetentionCounts {
+    pub fn is_empty(&self) -> bool {
+        self.cases == 0
+            && self.raw_deleted == 0
+            && self.ignored_deleted == 0
+            && self.outbox_bodies_deleted == 0
+            && self.imap_deleted == 0
+    }
+}
+
+/// What one run removes.
+#[derive(Debug, Clone, Default)]
+pub struct RetentionPlan {
+    /// Closed cases touched, with (messages, outbox bodies) removed from
+    /// each (each gets a `data_removed` event).
+    pub cases: BTreeMap<String, (usize, usize)>,
+    /// Message records rewritten (raw gone); their raw entries are deleted.
+    pub message_rewrites: Vec<MessageRecord>,
+    /// Ignored records deleted, with their message id.
+    pub delete_ignored: Vec<(u64, u64)>,
+    pub outbox_rewrites: Vec<OutboxEntry>,
+    /// (mailbox, Message-ID) of mail whose copy on the IMAP server goes
+    /// too when `processed_imap` is on.
+    pub message_ids: Vec<(String, String)>,
+}
+
+impl RetentionPlan {
+    pub fn counts(&self) -> RetentionCounts {
+        RetentionCounts {
+            cases: self.cases.len(),
+            raw_deleted: self.message_rewrites.len() + self.delete_ignored.len(),
+            ignored_deleted: self.delete_ignored.len(),
+            outbox_bodies_deleted: self.outbox_rewrites.len(),
+            imap_deleted: 0,
+        }
+    }
+}
+
+fn older(t: DateTime<Utc>, now: DateTime<Utc>, days: u32) -> bool {
+    days > 0 && t < now - Duration::days(i64::from(days))
+}
+
+fn finished(o: &OutboxEntry) -> bool {
+    matches!(
+        o.state,
+        OutboxState::Sent | OutboxState::Failed | OutboxState::Suppressed
+    )
+}
+
+/// Plan the retention run at `now` under `r` (pure).
+pub fn plan_retention(h: &Holdings, r: &Retention, now: DateTime<Utc>) -> RetentionPlan {
+    let mut plan = RetentionPlan::default();
+    let expired: BTreeMap<&str, ()> = h
+        .cases
+        .iter()
+        .filter(|c| c.status == crate::store::CaseStatus::Closed)
+        .filter(|c| {
+            older(
+                c.clocks.closed_at.unwrap_or(c.updated_at),
+                now,
+                r.closed_case_days,
+            )
+        })
+        .map(|c| (c.id.as_str(), ()))
+        .collect();
+    for m in &h.messages {
+        let rec = &m.record;
+        let Some(case) = rec.disposition.case() else {
+            continue;
+        };
+        if !expired.contains_key(case) || rec.warnings.iter().any(|w| w == RAW_REMOVED) {
+            continue;
+        }
+        let mut n = rec.clone();
+        n.raw_stored = false;
+        n.warnings.push(RAW_REMOVED.to_string());
+        if let Some(id) = &rec.message_id {
+            plan.message_ids.push((rec.source.clone(), id.clone()));
+        }
+        plan.cases.entry(case.to_string()).or_default().0 += 1;
+        plan.message_rewrites.push(n);
+    }
+    for o in &h.outbox {
+        if !finished(o) || o.mail.is_empty() {
+            continue;
+        }
+        let case_expired = o.case.as_deref().is_some_and(|c| expired.contains_key(c));
+        let done_at = o.sent_at.unwrap_or(o.next_attempt_at.max(o.created_at));
+        if case_expired || older(done_at, now, r.sent_outbox_days) {
+            let mut n = o.clone();
+            n.mail = String::new();
+            if let Some(c) = o.case.as_deref().filter(|c| expired.contains_key(c)) {
+                plan.cases.entry(c.to_string()).or_default().1 += 1;
+            }
+            plan.outbox_rewrites.push(n);
+        }
+    }
+    for i in &h.ignored {
+        if i.promoted_to.is_none() && older(i.received_at, now, r.ignored_days) {
+            plan.delete_ignored.push((i.id, i.message));
+            if let Some(m) = h.messages.iter().find(|m| {
+                m.record.id == i.message
+                    && matches!(m.record.disposition, Disposition::Ignored { .. })
+            }) {
+                if let Some(id) = &m.record.message_id {
+                    plan.message_ids.push((m.record.source.clone(), id.clone()));
+                }
+            }
+        }
+    }
+    plan
+}
