@@ -8,6 +8,7 @@
 
 mod cases;
 mod deadline;
+mod erase;
 mod table;
 pub mod train;
 
@@ -87,6 +88,11 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Remove a person's personal data from every record (the daemon must
+    /// be stopped); leaves a tombstone and compacts the store.
+    Erase(erase::EraseArgs),
+    /// Everything ticketd holds about a person (its part of an access answer).
+    SubjectReport(erase::ReportArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -166,6 +172,8 @@ pub async fn run(cli: Cli) -> CliResult {
             paths,
         } => import(config, paths, no_ack, json).await,
         Command::Cases { command } => cases::run(&config, command).await,
+        Command::Erase(args) => erase::erase_cmd(&config, args).await,
+        Command::SubjectReport(args) => erase::report_cmd(&config, args),
         Command::Ignored { command } => match command {
             IgnoredCommand::List { json } => {
                 let v: Vec<IgnoredRecord> = ask(&config, Request::IgnoredList).await?;

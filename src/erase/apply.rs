@@ -303,3 +303,34 @@ pub fn apply_retention(
     )?;
     Ok(())
 }
+
+/// The `retention` job at `now` (the scheduler passes its clock): plan,
+/// delete the processed IMAP copies when configured, write, record the
+/// run, log counts only. Returns the counts.
+pub fn run_retention(
+    store: &Store,
+    config: &crate::config::Config,
+    now: DateTime<Utc>,
+) -> Result<RetentionCounts> {
+    let h = holdings(store, false)?;
+    let plan = super::plan_retention(&h, &config.retention, now);
+    drop(h);
+    let mut counts = plan.counts();
+    if config.retention.processed_imap && !plan.message_ids.is_empty() {
+        let out = super::imap::delete_processed_blocking(config, &plan.message_ids, &[]);
+        counts.imap_deleted = out.deleted;
+        for e in &out.errors {
+            tracing::warn!(error = %e, "retention: IMAP processed folder not cleaned");
+        }
+    }
+    apply_retention(store, &plan, &counts, now)?;
+    tracing::info!(
+        cases = counts.cases,
+        raw_deleted = counts.raw_deleted,
+        ignored_deleted = counts.ignored_deleted,
+        outbox_bodies_deleted = counts.outbox_bodies_deleted,
+        imap_deleted = counts.imap_deleted,
+        "retention ran"
+    );
+    Ok(counts)
+}
