@@ -152,6 +152,8 @@ pub async fn erase_cmd(config: &Config, args: EraseArgs) -> CliResult {
             });
         }
     }
+    report.counts.maildir_deleted =
+        apply::delete_maildir_copies(config, &plan.source_keys, args.dry_run);
     if args.dry_run {
         return print_erase(&report, args.json);
     }
@@ -163,6 +165,7 @@ pub async fn erase_cmd(config: &Config, args: EraseArgs) -> CliResult {
         Some(config.outbound.dir.as_path()),
     )?;
     counts.imap_deleted = report.counts.imap_deleted;
+    counts.maildir_deleted = report.counts.maildir_deleted;
     let t = apply::put_tombstone(
         &store,
         Tombstone {
@@ -238,6 +241,7 @@ fn print_erase(r: &EraseReport, json: bool) -> CliResult {
     println!("ignored removed:        {}", c.ignored_deleted);
     println!("index keys removed:     {}", c.index_keys_deleted);
     println!("mail files removed:     {}", c.files_deleted);
+    println!("Maildir copies removed: {}", c.maildir_deleted);
     match &r.imap {
         None => println!("IMAP processed folders: not touched (--no-imap)"),
         Some(i) => {

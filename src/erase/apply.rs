@@ -334,3 +334,39 @@ pub fn run_retention(
     );
     Ok(counts)
 }
+
+/// Delete the taken copies (`cur/`) of `source_keys` ((mailbox, key)) from
+/// the Maildir mailboxes of `config`; with `dry_run`, count them. A key
+/// from another kind of source matches nothing.
+pub fn delete_maildir_copies(
+    config: &crate::config::Config,
+    source_keys: &[(String, String)],
+    dry_run: bool,
+) -> usize {
+    let mut n = 0;
+    for mb in &config.mailboxes {
+        if mb.source != crate::config::SourceKind::Maildir {
+            continue;
+        }
+        let cur = mb.path.join("cur");
+        for (_, key) in source_keys.iter().filter(|(m, _)| m == &mb.name) {
+            let base = key.split(':').next().unwrap_or(key);
+            if base.is_empty() || base.contains('/') || base.starts_with('.') {
+                continue;
+            }
+            let Ok(rd) = std::fs::read_dir(&cur) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                let matches = name.as_ref() == base
+                    || name.strip_prefix(base).is_some_and(|r| r.starts_with(':'));
+                if matches && (dry_run || std::fs::remove_file(e.path()).is_ok()) {
+                    n += 1;
+                }
+            }
+        }
+    }
+    n
+}

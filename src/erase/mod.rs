@@ -76,6 +76,9 @@ pub struct Counts {
     pub ignored_deleted: usize,
     pub index_keys_deleted: usize,
     pub files_deleted: usize,
+    /// Taken copies deleted from Maildir `cur/` folders.
+    #[serde(default)]
+    pub maildir_deleted: usize,
     pub imap_deleted: usize,
 }
 

@@ -61,6 +61,10 @@ pub struct ErasePlan {
     /// Files the file transport wrote for outbox entries that go.
     #[serde(skip)]
     pub files: Vec<String>,
+    /// (mailbox, source key) of every message that goes or is scrubbed:
+    /// the taken copy in a Maildir's `cur/` goes too.
+    #[serde(skip)]
+    pub source_keys: Vec<(String, String)>,
 }
 
 impl ErasePlan {
@@ -81,6 +85,7 @@ impl ErasePlan {
             ignored_deleted: self.delete_ignored.len(),
             index_keys_deleted: 0,
             files_deleted: 0,
+            maildir_deleted: 0,
             imap_deleted: 0,
         }
     }
@@ -192,6 +197,8 @@ pub fn plan_erasure(h: &Holdings, address: &str) -> ErasePlan {
         let ignored_involved = matches!(r.disposition, crate::store::Disposition::Ignored { .. })
             && message_involves(m, &subject, &needles);
         if on_deleted || ignored_involved {
+            plan.source_keys
+                .push((r.source.clone(), r.source_key.clone()));
             plan.delete_messages.push(r.id);
             if let Some(id) = &r.message_id {
                 plan.message_ids.push((r.source.clone(), id.clone()));
@@ -212,6 +219,8 @@ pub fn plan_erasure(h: &Holdings, address: &str) -> ErasePlan {
             n.raw_stored = false;
             n.warnings = vec!["personal data removed by erasure".to_string()];
             if &n != r {
+                plan.source_keys
+                    .push((r.source.clone(), r.source_key.clone()));
                 scrubbed_msgs.insert(r.id);
                 plan.message_rewrites.push(n);
             }
@@ -228,6 +237,14 @@ pub fn plan_erasure(h: &Holdings, address: &str) -> ErasePlan {
             plan.delete_ignored.push(i.id);
             if !deleted_msgs.contains(&i.message) {
                 plan.delete_messages.push(i.message);
+                if let Some(m) = h.messages.iter().find(|m| m.record.id == i.message) {
+                    let r = &m.record;
+                    plan.source_keys
+                        .push((r.source.clone(), r.source_key.clone()));
+                    if let Some(id) = &r.message_id {
+                        plan.message_ids.push((r.source.clone(), id.clone()));
+                    }
+                }
             }
         }
     }
