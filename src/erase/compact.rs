@@ -203,3 +203,85 @@ fn sync_tree(dir: &Path) -> io::Result<()> {
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mk(dir: &Path, name: &str, content: &str) {
+        std::fs::create_dir_all(dir.join(name)).expect("mkdir");
+        std::fs::write(dir.join(name).join("db"), content).expect("write");
+    }
+
+    fn db(dir: &Path) -> String {
+        std::fs::read_to_string(dir.join(STORE).join("db")).expect("store/db")
+    }
+
+    #[test]
+    fn recovery_finishes_a_marked_swap_and_drops_an_unmarked_copy() {
+        // Copy complete and marked, swap not begun.
+        let d = tempfile::tempdir().expect("tempdir");
+        mk(d.path(), STORE, "old");
+        mk(d.path(), NEW, "new");
+        std::fs::write(d.path().join(DONE), "").expect("marker");
+        recover(d.path()).expect("recover");
+        assert_eq!(db(d.path()), "new");
+        assert!(!d.path().join(NEW).exists() && !d.path().join(OLD).exists());
+        assert!(!d.path().join(DONE).exists());
+        // Crash between the two renames.
+        let d = tempfile::tempdir().expect("tempdir");
+        mk(d.path(), OLD, "old");
+        mk(d.path(), NEW, "new");
+        std::fs::write(d.path().join(DONE), "").expect("marker");
+        recover(d.path()).expect("recover");
+        assert_eq!(db(d.path()), "new");
+        assert!(!d.path().join(OLD).exists());
+        // Copy not complete: the store stays as it was.
+        let d = tempfile::tempdir().expect("tempdir");
+        mk(d.path(), STORE, "old");
+        mk(d.path(), NEW, "partial");
+        recover(d.path()).expect("recover");
+        assert_eq!(db(d.path()), "old");
+        assert!(!d.path().join(NEW).exists());
+        // Nothing to do.
+        recover(d.path()).expect("recover");
+        assert_eq!(db(d.path()), "old");
+    }
+
+    #[test]
+    fn compaction_leaves_no_removed_value_on_disk() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(d.path()).expect("open");
+        for i in 0..50u64 {
+            store
+                .t
+                .raw
+                .insert(i.to_be_bytes(), format!("keep-{i} ").repeat(50).as_bytes())
+                .expect("insert");
+        }
+        store
+            .t
+            .raw
+            .insert(999u64.to_be_bytes(), b"secret-okapi-9911".to_vec())
+            .expect("insert");
+        store.flush_blocking().expect("flush");
+        store.t.raw.remove(999u64.to_be_bytes()).expect("remove");
+        store.flush_blocking().expect("flush");
+        let scan = |needle: &[u8]| {
+            let mut hit = false;
+            for f in files(d.path()) {
+                let b = std::fs::read(&f).unwrap_or_default();
+                hit |= b.windows(needle.len()).any(|w| w == needle);
+            }
+            hit
+        };
+        assert!(scan(b"secret-okapi-9911"), "sled keeps the old value");
+        let c = compact(store).expect("compact");
+        assert!(c.entries >= 50);
+        assert!(!scan(b"secret-okapi-9911"));
+        assert!(!d.path().join(OLD).exists() && !d.path().join(NEW).exists());
+        let store = Store::open(d.path()).expect("reopen");
+        assert_eq!(store.t.raw.len(), 50);
+        assert!(store.raw(7).expect("raw").is_some());
+    }
+}

@@ -337,4 +337,4 @@ pub fn plan_erasure(h: &Holdings, address: &str) -> ErasePlan {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -145,3 +145,118 @@ pub fn plan_retention(h: &Holdings, r: &Retention, now: DateTime<Utc>) -> Retent
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::erase::plan::tests::{case, msg, outbox, t};
+    use crate::store::{CaseStatus, IgnoredRecord};
+
+    fn limits() -> Retention {
+        Retention {
+            closed_case_days: 10,
+            ignored_days: 5,
+            sent_outbox_days: 20,
+            processed_imap: false,
+        }
+    }
+
+    fn holdings() -> Holdings {
+        let mut h = Holdings::default();
+        let mut closed = case("SUP-000001", "a@example.org", "x", vec![1]);
+        closed.status = CaseStatus::Closed;
+        closed.clocks.closed_at = Some(t(2));
+        h.cases.push(closed);
+        h.cases
+            .push(case("SUP-000002", "b@example.org", "y", vec![2]));
+        h.messages.push(msg(1, "a@example.org", "SUP-000001", ""));
+        h.messages.push(msg(2, "b@example.org", "SUP-000002", ""));
+        h.messages.push(msg(3, "c@example.org", "", ""));
+        h.ignored.push(IgnoredRecord {
+            id: 1,
+            message: 3,
+            source: "support".into(),
+            received_at: t(1),
+            from: None,
+            subject: "auto".into(),
+            category: "auto-reply".into(),
+            reasons: vec![],
+            promoted_to: None,
+            case: None,
+        });
+        h.outbox.push(outbox(
+            1,
+            Some("SUP-000001"),
+            "a@example.org",
+            OutboxState::Sent,
+        ));
+        h.outbox.push(outbox(
+            2,
+            Some("SUP-000002"),
+            "b@example.org",
+            OutboxState::Sent,
+        ));
+        h.outbox.push(outbox(
+            3,
+            Some("SUP-000002"),
+            "b@example.org",
+            OutboxState::Queued,
+        ));
+        h
+    }
+
+    #[test]
+    fn each_limit_takes_exactly_what_is_older() {
+        let h = holdings();
+        // Day 5: nothing (ignored since day 1 is 4 days old).
+        let p = plan_retention(&h, &limits(), t(5));
+        assert!(p.counts().is_empty(), "{:?}", p.counts());
+        // Day 7: the ignored message only.
+        let p = plan_retention(&h, &limits(), t(7));
+        assert_eq!(p.delete_ignored, vec![(1, 3)]);
+        assert!(p.message_rewrites.is_empty() && p.outbox_rewrites.is_empty());
+        assert_eq!(
+            p.message_ids,
+            vec![("support".into(), "m3@example.org".into())]
+        );
+        // Day 13: the case closed on day 2, with its sent mail.
+        let p = plan_retention(&h, &limits(), t(13));
+        let ids: Vec<u64> = p.message_rewrites.iter().map(|m| m.id).collect();
+        assert_eq!(ids, vec![1]);
+        assert!(!p.message_rewrites[0].raw_stored);
+        let out: Vec<u64> = p.outbox_rewrites.iter().map(|o| o.id).collect();
+        assert_eq!(out, vec![1]);
+        assert_eq!(p.cases.get("SUP-000001"), Some(&(1, 1)));
+        // Day 22: sent mail of the open case too, never queued mail.
+        let p = plan_retention(&h, &limits(), t(22));
+        let out: Vec<u64> = p.outbox_rewrites.iter().map(|o| o.id).collect();
+        assert_eq!(out, vec![1, 2]);
+        assert!(!p.cases.contains_key("SUP-000002"));
+    }
+
+    #[test]
+    fn zero_keeps_for_ever_and_a_second_run_finds_nothing() {
+        let h = holdings();
+        let keep = Retention {
+            closed_case_days: 0,
+            ignored_days: 0,
+            sent_outbox_days: 0,
+            processed_imap: false,
+        };
+        assert!(plan_retention(&h, &keep, t(28)).counts().is_empty());
+        let p = plan_retention(&h, &limits(), t(28));
+        let mut after = h.clone();
+        for m in &mut after.messages {
+            if let Some(n) = p.message_rewrites.iter().find(|n| n.id == m.record.id) {
+                m.record = n.clone();
+            }
+        }
+        for o in &mut after.outbox {
+            if let Some(n) = p.outbox_rewrites.iter().find(|n| n.id == o.id) {
+                *o = n.clone();
+            }
+        }
+        after.ignored.clear();
+        assert!(plan_retention(&after, &limits(), t(28)).counts().is_empty());
+    }
+}
