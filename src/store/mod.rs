@@ -26,6 +26,8 @@
 //! | `timers` | queue byte, u64 BE due ms, case id, 0, kind | a case's earliest [`Timer`] of one queue, JSON, with its later ones in `then` (the due index) |
 //! | `meta` | `job:<name>` | RFC 3339 time the scheduled job last ran |
 //! | `meta` | `fail:<source>\0<key>` | u64 BE failed attempts at a message still in its source |
+//! | `erasures` | u64 BE tombstone id | [`crate::erase::Tombstone`] JSON (no address: a keyed hash) |
+//! | `retention_runs` | u64 BE ms of the run | [`crate::erase::apply::RetentionRecord`] JSON (counts only) |
 //!
 //! Not for: deciding what a message is (triage) or sending mail (outbox).
 
