@@ -108,7 +108,7 @@ pub async fn erase_cmd(config: &Config, args: EraseArgs) -> CliResult {
     let keys = keys(config)?;
     let actor = super::cases::actor(config);
     let now = Utc::now();
-    let h = apply::holdings(&store, true)?;
+    let h = apply::holdings(&store, Some(&subject))?;
     let open = erase::open_privacy_requests(&h, &subject);
     if !open.is_empty() && !args.force {
         return Err(CliError {
@@ -267,7 +267,7 @@ pub fn report_cmd(config: &Config, args: ReportArgs) -> CliResult {
     let subject = check_address(&args.address)?;
     let store = open_store(config, "subject-report")?;
     let keys = keys(config)?;
-    let h = apply::holdings(&store, true)?;
+    let h = apply::holdings(&store, Some(&subject))?;
     let r = erase::subject_report(&h, &subject, &erase::subject_hash(&keys, &subject));
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);

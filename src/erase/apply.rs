@@ -27,10 +27,13 @@ pub struct RetentionRecord {
     pub counts: RetentionCounts,
 }
 
-/// Everything the planners read. `with_texts`: draw addresses and texts
-/// from each message's raw mail (erasure, subject report); retention
-/// needs only the records.
-pub fn holdings(store: &Store, with_texts: bool) -> Result<Holdings> {
+/// Everything the planners read. With `subject` (erasure, subject
+/// report), each message's raw mail is read for its addresses (From,
+/// Reply-To, To, Cc) and for which of the subject's identifying texts
+/// ([`super::plan::needles`]) it contains; only those matches are kept, so
+/// memory stays in proportion to the records, not the mail. Without
+/// (retention), only the records are read, and no events.
+pub fn holdings(store: &Store, subject: Option<&str>) -> Result<Holdings> {
     let mut h = Holdings {
         cases: store.list_cases(&Default::default())?,
         outbox: store.outbox_all()?,
@@ -38,37 +41,47 @@ pub fn holdings(store: &Store, with_texts: bool) -> Result<Holdings> {
         tombstones: tombstones(store)?,
         ..Holdings::default()
     };
-    for c in &h.cases {
-        h.events.insert(c.id.clone(), store.events(&c.id)?);
-    }
     for kv in store.t.messages.iter() {
         let (_, v) = kv?;
         let record: MessageRecord = from_json("messages", &v)?;
-        let mut facts = MessageFacts {
+        h.messages.push(MessageFacts {
             record,
             addresses: Vec::new(),
             texts: Vec::new(),
-        };
-        if with_texts {
-            if let Some(raw) = store.raw(facts.record.id)? {
-                facts_from_raw(&mut facts, &raw);
-            }
+        });
+    }
+    let Some(subject) = subject else {
+        return Ok(h);
+    };
+    for c in &h.cases {
+        h.events.insert(c.id.clone(), store.events(&c.id)?);
+    }
+    let needles = super::plan::needles(&h, &super::normalise(subject));
+    for m in &mut h.messages {
+        if let Some(raw) = store.raw(m.record.id)? {
+            facts_from_raw(m, &raw, &needles);
         }
-        h.messages.push(facts);
     }
     Ok(h)
 }
 
-/// Addresses and searchable text of one raw message.
-fn facts_from_raw(f: &mut MessageFacts, raw: &[u8]) {
+/// Addresses of one raw message, and which `needles` its bytes or its
+/// decoded text contain.
+fn facts_from_raw(f: &mut MessageFacts, raw: &[u8], needles: &[String]) {
+    let mut hay = String::from_utf8_lossy(raw).to_lowercase();
     if let Ok(p) = crate::mail::parse(raw, raw.len()) {
         f.addresses.extend(p.from.iter().map(|a| a.address.clone()));
         for a in p.reply_to.iter().chain(&p.to).chain(&p.cc) {
             f.addresses.push(a.address.clone());
         }
-        f.texts.push(p.text.to_lowercase());
+        hay.push('\n');
+        hay.push_str(&p.text.to_lowercase());
     }
-    f.texts.push(String::from_utf8_lossy(raw).to_lowercase());
+    f.texts = needles
+        .iter()
+        .filter(|n| !n.is_empty() && hay.contains(n.as_str()))
+        .cloned()
+        .collect();
 }
 
 pub fn tombstones(store: &Store) -> Result<Vec<Tombstone>> {
@@ -312,7 +325,7 @@ pub fn run_retention(
     config: &crate::config::Config,
     now: DateTime<Utc>,
 ) -> Result<RetentionCounts> {
-    let h = holdings(store, false)?;
+    let h = holdings(store, None)?;
     let plan = super::plan_retention(&h, &config.retention, now);
     drop(h);
     let mut counts = plan.counts();

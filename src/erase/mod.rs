@@ -55,8 +55,9 @@ pub struct MessageFacts {
     pub record: MessageRecord,
     /// From, Reply-To, To and Cc addresses (lower case).
     pub addresses: Vec<String>,
-    /// Lower-cased texts (raw bytes, decoded body) a subject may be
-    /// mentioned in; matched by [`mentions`].
+    /// Lower-cased texts a subject may be mentioned in, matched by
+    /// [`mentions`]: the shell keeps only the subject's identifying texts
+    /// found in the raw bytes or the decoded body.
     pub texts: Vec<String>,
 }
 
