@@ -1,6 +1,8 @@
 //! `ticketd erase --subject ADDRESS` and `ticketd subject-report ADDRESS`:
-//! the shell around [`crate::erase`]. Both open the store directly and
-//! need the daemon stopped (an erasure rewrites the store directory).
+//! the shell around [`crate::erase`]. An erasure opens the store directly
+//! and needs the daemon stopped (it rewrites the store directory); a report
+//! asks the running daemon over its control socket, or reads the store
+//! when none runs.
 //!
 //! Order of an erasure: refuse while a privacy request of the person is
 //! open (unless `--force`); delete their mail from the IMAP processed
@@ -263,12 +265,15 @@ fn print_erase(r: &EraseReport, json: bool) -> CliResult {
     Ok(())
 }
 
-pub fn report_cmd(config: &Config, args: ReportArgs) -> CliResult {
+pub async fn report_cmd(config: &Config, args: ReportArgs) -> CliResult {
     let subject = check_address(&args.address)?;
-    let store = open_store(config, "subject-report")?;
-    let keys = keys(config)?;
-    let h = apply::holdings(&store, Some(&subject))?;
-    let r = erase::subject_report(&h, &subject, &erase::subject_hash(&keys, &subject));
+    let r: erase::SubjectReport = super::ask(
+        config,
+        crate::control::Request::SubjectReport {
+            address: subject.clone(),
+        },
+    )
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r)?);
         return Ok(());

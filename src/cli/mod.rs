@@ -173,7 +173,7 @@ pub async fn run(cli: Cli) -> CliResult {
         } => import(config, paths, no_ack, json).await,
         Command::Cases { command } => cases::run(&config, command).await,
         Command::Erase(args) => erase::erase_cmd(&config, args).await,
-        Command::SubjectReport(args) => erase::report_cmd(&config, args),
+        Command::SubjectReport(args) => erase::report_cmd(&config, args).await,
         Command::Ignored { command } => match command {
             IgnoredCommand::List { json } => {
                 let v: Vec<IgnoredRecord> = ask(&config, Request::IgnoredList).await?;

@@ -4,10 +4,10 @@
 
 use super::{mentions, normalise, plan, Holdings, Tombstone};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The answer.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SubjectReport {
     pub cases: Vec<CaseLine>,
     pub messages: Vec<MessageLine>,
@@ -17,7 +17,7 @@ pub struct SubjectReport {
     pub tombstones: Vec<Tombstone>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CaseLine {
     pub id: String,
     pub kind: String,
@@ -31,7 +31,7 @@ pub struct CaseLine {
     pub closed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MessageLine {
     pub id: u64,
     pub case: Option<String>,
@@ -43,7 +43,7 @@ pub struct MessageLine {
     pub raw_stored: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct OutboxLine {
     pub id: u64,
     pub case: Option<String>,
@@ -56,7 +56,7 @@ pub struct OutboxLine {
     pub direction: String,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct IgnoredLine {
     pub id: u64,
     pub received_at: DateTime<Utc>,
