@@ -361,11 +361,12 @@ impl ImapSource {
 
     /// Erasure and retention (the one place ticketd deletes on a server):
     /// in the folder taken mail is moved into (or, where taken mail is
-    /// only flagged, the source folder's flagged mail), delete the
-    /// messages whose Message-ID is one of `message_ids` or whose From is
-    /// one of `from` (exact address, checked on the fetched header after
-    /// the server's substring search). With `dry_run`, only count them.
-    /// Returns how many matched. Runs on a session of its own.
+    /// only flagged, the source folder's flagged mail) and in the
+    /// quarantine folder, delete the messages whose Message-ID is one of
+    /// `message_ids` or whose From is one of `from` (exact address, checked
+    /// on the fetched header after the server's substring search). With
+    /// `dry_run`, only count them. Returns how many matched. Runs on a
+    /// session of its own.
     pub async fn delete_taken(
         &mut self,
         message_ids: &[String],
@@ -373,36 +374,61 @@ impl ImapSource {
         dry_run: bool,
     ) -> Result<usize, SourceError> {
         let (mut session, caps, _) = self.open_session().await?;
-        let r = self
-            .delete_on(&mut session, &caps, message_ids, from, dry_run)
-            .await;
+        let moved = caps.has_str("MOVE") || caps.has_str("UIDPLUS");
+        let mut folders = vec![match &self.s.after {
+            AfterTake::Move(f) if moved => (f.clone(), None),
+            AfterTake::Move(_) => (self.s.folder.clone(), Some("$TicketdTaken".to_string())),
+            AfterTake::Flag(kw) => (self.s.folder.clone(), Some(kw.clone())),
+        }];
+        if moved && folders.iter().all(|(f, _)| f != &self.s.quarantine) {
+            folders.push((self.s.quarantine.clone(), None));
+        }
+        let mut n = 0;
+        let mut r = Ok(());
+        for (folder, keyword) in &folders {
+            match self
+                .delete_on(
+                    &mut session,
+                    &caps,
+                    folder,
+                    keyword.as_deref(),
+                    message_ids,
+                    from,
+                    dry_run,
+                )
+                .await
+            {
+                Ok(k) => n += k,
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
         let _ = tokio::time::timeout(self.timeout(), session.logout()).await;
-        r
+        r.map(|()| n)
     }
 
+    /// [`ImapSource::delete_taken`] in one folder (only the messages
+    /// with `keyword`, when given).
+    #[allow(clippy::too_many_arguments)]
     async fn delete_on(
         &self,
         session: &mut Session<Stream>,
         caps: &async_imap::types::Capabilities,
+        folder: &str,
+        flagged: Option<&str>,
         message_ids: &[String],
         from: &[String],
         dry_run: bool,
     ) -> Result<usize, SourceError> {
         let (name, t) = (self.name.as_str(), self.timeout());
         let has_uidplus = caps.has_str("UIDPLUS");
-        let moved = caps.has_str("MOVE") || has_uidplus;
-        let (folder, flagged) = match &self.s.after {
-            AfterTake::Move(f) if moved => (f.clone(), None),
-            AfterTake::Move(_) => (self.s.folder.clone(), Some("$TicketdTaken".to_string())),
-            AfterTake::Flag(kw) => (self.s.folder.clone(), Some(kw.clone())),
-        };
-        if folder != self.s.folder {
-            match tokio::time::timeout(t, session.select(&folder)).await {
-                Ok(Ok(_)) => {}
-                // No processed folder: nothing was ever moved there.
-                Ok(Err(_)) => return Ok(0),
-                Err(_) => return Err(err(name, "SELECT", "timed out")),
-            }
+        match tokio::time::timeout(t, session.select(folder)).await {
+            Ok(Ok(_)) => {}
+            // No such folder: nothing was ever moved there.
+            Ok(Err(_)) => return Ok(0),
+            Err(_) => return Err(err(name, "SELECT", "timed out")),
         }
         let quote = |v: &str| -> Option<String> {
             if v.is_empty() || v.chars().any(|c| c.is_control() || !c.is_ascii()) {
