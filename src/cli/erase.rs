@@ -131,7 +131,7 @@ pub async fn erase_cmd(config: &Config, args: EraseArgs) -> CliResult {
         at: now,
         cases_deleted: plan.delete_cases.clone(),
         cases_scrubbed: plan.scrubbed_cases.clone(),
-        counts: plan.counts(),
+        counts: apply::erasure_counts(&store, &plan, Some(config.outbound.dir.as_path()))?,
         imap: None,
         compaction: None,
         tombstone: None,

@@ -111,9 +111,75 @@ fn timer_case(key: &[u8]) -> Option<&[u8]> {
     Some(&rest[..end])
 }
 
-/// Write `plan` (an erasure of `plan.subject`); returns the counts with
-/// index keys, raw entries and files. `outbound_dir`: where the file
-/// transport writes (files there named by gone entries are deleted).
+/// The index keys an erasure removes: dedupe keys of gone messages,
+/// Message-ID index entries of gone cases and ids, the rate record.
+fn index_keys(store: &Store, plan: &ErasePlan) -> Result<Vec<(&'static str, sled::IVec)>> {
+    let t = &store.t;
+    let deleted_cases: BTreeSet<&str> = plan.delete_cases.iter().map(String::as_str).collect();
+    let gone_msgs = gone_messages(plan);
+    let gone_ids: BTreeSet<&str> = plan.message_ids.iter().map(|(_, i)| i.as_str()).collect();
+    let mut out = Vec::new();
+    for kv in t.dedupe.iter() {
+        let (k, v) = kv?;
+        if from_be(&v).is_some_and(|id| gone_msgs.contains(&id)) {
+            out.push(("dedupe", k));
+        }
+    }
+    for kv in t.msgids.iter() {
+        let (k, v) = kv?;
+        let case = String::from_utf8_lossy(&v);
+        let id = String::from_utf8_lossy(&k);
+        if deleted_cases.contains(case.as_ref()) || gone_ids.contains(id.as_ref()) {
+            out.push(("msgids", k));
+        }
+    }
+    if t.rate.contains_key(plan.subject.as_bytes())? {
+        out.push(("rate", sled::IVec::from(plan.subject.as_bytes())));
+    }
+    Ok(out)
+}
+
+/// Every message whose raw mail goes (deleted or scrubbed).
+fn gone_messages(plan: &ErasePlan) -> BTreeSet<u64> {
+    let mut gone: BTreeSet<u64> = plan.delete_messages.iter().copied().collect();
+    gone.extend(plan.message_rewrites.iter().map(|m| m.id));
+    gone
+}
+
+/// Files of the file transport named by the plan that exist in
+/// `outbound_dir`.
+fn plan_files<'a>(plan: &'a ErasePlan, outbound_dir: Option<&Path>) -> Vec<&'a Path> {
+    let Some(dir) = outbound_dir else {
+        return Vec::new();
+    };
+    plan.files
+        .iter()
+        .map(Path::new)
+        .filter(|p| p.starts_with(dir) && p.is_file())
+        .collect()
+}
+
+/// The counts `plan` comes to in `store` (what `--dry-run` reports and
+/// [`apply_erasure`] then does), IMAP and Maildir apart.
+pub fn erasure_counts(
+    store: &Store,
+    plan: &ErasePlan,
+    outbound_dir: Option<&Path>,
+) -> Result<Counts> {
+    let mut counts = plan.counts();
+    for id in gone_messages(plan) {
+        if store.t.raw.contains_key(be(id))? {
+            counts.raw_deleted += 1;
+        }
+    }
+    counts.index_keys_deleted = index_keys(store, plan)?.len();
+    counts.files_deleted = plan_files(plan, outbound_dir).len();
+    Ok(counts)
+}
+
+/// Write `plan` (an erasure of `plan.subject`); returns its counts (see
+/// [`erasure_counts`]). `outbound_dir`: where the file transport writes
+/// (files there named by gone entries are deleted).
 pub fn apply_erasure(
     store: &Store,
     plan: &ErasePlan,
@@ -122,16 +188,21 @@ pub fn apply_erasure(
     outbound_dir: Option<&Path>,
 ) -> Result<Counts> {
     let t = &store.t;
-    let mut counts = plan.counts();
+    let counts = erasure_counts(store, plan, outbound_dir)?;
     let deleted_cases: BTreeSet<&str> = plan.delete_cases.iter().map(String::as_str).collect();
 
+    // Index keys first (they are found through the records that go).
+    for (tree, k) in index_keys(store, plan)? {
+        match tree {
+            "dedupe" => t.dedupe.remove(k)?,
+            "msgids" => t.msgids.remove(k)?,
+            _ => t.rate.remove(k)?,
+        };
+    }
+
     // Messages: raw entries of every message that goes or is scrubbed.
-    let mut gone_msgs: BTreeSet<u64> = plan.delete_messages.iter().copied().collect();
-    gone_msgs.extend(plan.message_rewrites.iter().map(|m| m.id));
-    for id in &gone_msgs {
-        if t.raw.remove(be(*id))?.is_some() {
-            counts.raw_deleted += 1;
-        }
+    for id in gone_messages(plan) {
+        t.raw.remove(be(id))?;
     }
     for id in &plan.delete_messages {
         t.messages.remove(be(*id))?;
@@ -208,37 +279,11 @@ pub fn apply_erasure(
             t.outbox_pending.remove(be(o.id))?;
         }
     }
-    if let Some(dir) = outbound_dir {
-        for f in &plan.files {
-            let p = Path::new(f);
-            if p.starts_with(dir) && p.is_file() && std::fs::remove_file(p).is_ok() {
-                counts.files_deleted += 1;
-            }
-        }
-    }
-
-    // Indexes: dedupe keys of gone messages, Message-IDs, the rate record.
-    let mut all_gone = gone_msgs;
-    all_gone.extend(plan.delete_messages.iter().copied());
-    for kv in t.dedupe.iter() {
-        let (k, v) = kv?;
-        if from_be(&v).is_some_and(|id| all_gone.contains(&id)) {
-            t.dedupe.remove(k)?;
-            counts.index_keys_deleted += 1;
-        }
-    }
-    let gone_ids: BTreeSet<&str> = plan.message_ids.iter().map(|(_, i)| i.as_str()).collect();
-    for kv in t.msgids.iter() {
-        let (k, v) = kv?;
-        let case = String::from_utf8_lossy(&v);
-        let id = String::from_utf8_lossy(&k);
-        if deleted_cases.contains(case.as_ref()) || gone_ids.contains(id.as_ref()) {
-            t.msgids.remove(k)?;
-            counts.index_keys_deleted += 1;
-        }
-    }
-    if t.rate.remove(plan.subject.as_bytes())?.is_some() {
-        counts.index_keys_deleted += 1;
+    for f in plan_files(plan, outbound_dir) {
+        std::fs::remove_file(f).map_err(|e| crate::store::StoreError::Dir {
+            path: f.to_path_buf(),
+            source: e,
+        })?;
     }
     store.flush_blocking()?;
     Ok(counts)
