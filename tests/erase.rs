@@ -325,6 +325,10 @@ async fn erase_removes_a_person_from_disk_and_the_processed_folders() {
     assert_eq!(files_containing(data.path(), ALICE), Vec::<PathBuf>::new());
     assert_eq!(files_containing(data.path(), PHRASE), Vec::<PathBuf>::new());
     assert_eq!(
+        files_containing(data.path(), "Alice Example"),
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(
         files_containing(data.path(), "alice-1@example.test"),
         Vec::<PathBuf>::new()
     );

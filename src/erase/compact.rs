@@ -60,7 +60,23 @@ pub fn compact(store: Store) -> Result<Compacted, CompactError> {
         .map_err(|e| io::Error::other(e.to_string()))?;
     let (trees, entries) = {
         let new = sled::Config::new().path(&new_path).open()?;
-        new.import(store.db().export());
+        // Tree by tree, in batches (sled's own export/import panics on
+        // an I/O error; this returns it).
+        for name in store.db().tree_names() {
+            let from = store.db().open_tree(&name)?;
+            let to = new.open_tree(&name)?;
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            for kv in from.iter() {
+                let (k, v) = kv?;
+                batch.insert(k, v);
+                n += 1;
+                if n % 1024 == 0 {
+                    to.apply_batch(std::mem::take(&mut batch))?;
+                }
+            }
+            to.apply_batch(batch)?;
+        }
         new.flush()?;
         let mut trees = 0;
         let mut entries = 0;
