@@ -535,3 +535,65 @@ async fn retention_removes_exactly_what_is_older_than_its_limits() {
     let json = serde_json::to_string(&runs).expect("json");
     assert!(!json.contains("@example.test"));
 }
+
+/// An IMAP server that cannot be reached stops the erasure before the
+/// store changes; `--no-imap` erases the store alone, and a later run
+/// finds the person's processed mail by its From.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_imap_server_stops_the_erasure_before_the_store_changes() {
+    let stack = MailStack::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let cfg = stack.path().join("ticketd.toml");
+    std::fs::write(&cfg, config_text(&stack, data.path(), "")).expect("config");
+    stack
+        .append(
+            "support@example.test",
+            "INBOX",
+            &mail(
+                &format!("From: {ALICE}\nTo: support@example.test\nSubject: Login page error\nMessage-ID: <alice-9@example.test>"),
+                &format!("The login page shows an error. {PHRASE}"),
+            ),
+        )
+        .await;
+    ok(&cfg, &["run", "--once"]);
+    assert_eq!(cases_json(&cfg).len(), 1);
+
+    stack.stop_dovecot();
+    let out = cli(&cfg, &["erase", "--subject", ALICE]);
+    stack.start_dovecot();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nothing in the store was changed") && !err.contains(ALICE),
+        "{err}"
+    );
+    assert_eq!(cases_json(&cfg).len(), 1);
+
+    let done: serde_json::Value = serde_json::from_str(&ok(
+        &cfg,
+        &["erase", "--subject", ALICE, "--no-imap", "--json"],
+    ))
+    .expect("json");
+    assert!(done["imap"].is_null());
+    assert_eq!(done["counts"]["cases_deleted"], 1);
+    assert_eq!(files_containing(data.path(), ALICE), Vec::<PathBuf>::new());
+    assert_eq!(files_containing(data.path(), PHRASE), Vec::<PathBuf>::new());
+    assert_eq!(
+        stack
+            .messages("support@example.test", "Processed")
+            .await
+            .len(),
+        1
+    );
+
+    let again: serde_json::Value =
+        serde_json::from_str(&ok(&cfg, &["erase", "--subject", ALICE, "--json"])).expect("json");
+    assert_eq!(again["counts"]["imap_deleted"], 1);
+    assert!(stack
+        .messages("support@example.test", "Processed")
+        .await
+        .is_empty());
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&cfg, &["subject-report", ALICE, "--json"])).expect("json");
+    assert_eq!(report["tombstones"].as_array().map(Vec::len), Some(2));
+}
