@@ -81,7 +81,10 @@ impl ErasePlan {
             events_scrubbed: self.event_rewrites.len(),
             outbox_deleted: self.delete_outbox.len(),
             outbox_cancelled: self.outbox_cancelled,
-            outbox_scrubbed: self.outbox_rewrites.len() - self.outbox_cancelled,
+            outbox_scrubbed: self
+                .outbox_rewrites
+                .len()
+                .saturating_sub(self.outbox_cancelled),
             ignored_deleted: self.delete_ignored.len(),
             index_keys_deleted: 0,
             files_deleted: 0,
