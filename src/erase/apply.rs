@@ -302,24 +302,80 @@ pub fn put_tombstone(store: &Store, mut t: Tombstone) -> Result<Tombstone> {
     Ok(t)
 }
 
-/// Write a retention plan at `now`: raw mail and bodies go, each closed
-/// case touched gets a `data_removed` event, and the run is recorded.
+/// Write a retention plan at `now` (the daemon may run: each closed case
+/// is checked and given its `data_removed` event in one transaction, and a
+/// case reopened since the plan was made is left alone, as is a set-aside
+/// message promoted since). Returns the counts of what was written and
+/// the plan's (case, mailbox, Message-ID) entries that went.
 pub fn apply_retention(
     store: &Store,
     plan: &RetentionPlan,
-    counts: &RetentionCounts,
     now: DateTime<Utc>,
-) -> Result<()> {
+) -> Result<(RetentionCounts, Vec<(String, String)>)> {
+    use sled::transaction::{ConflictableTransactionError as Cte, Transactional};
     let t = &store.t;
-    for m in &plan.message_rewrites {
-        t.raw.remove(be(m.id))?;
-        t.messages.insert(be(m.id), to_json(m))?;
+    let mut counts = RetentionCounts::default();
+    let mut kept: BTreeSet<&str> = BTreeSet::new();
+    for (case, (messages, outbox)) in &plan.cases {
+        let r = store.update_case(case, now, "ticketd", &|c| {
+            if c.status != crate::store::CaseStatus::Closed {
+                return Err("reopened since the retention plan".into());
+            }
+            Ok((
+                c.clone(),
+                crate::store::CaseChange {
+                    events: vec![EventKind::DataRemoved {
+                        why: "retention: closed case".into(),
+                        messages: *messages,
+                        outbox: *outbox,
+                    }],
+                    ..Default::default()
+                },
+            ))
+        });
+        match r {
+            Ok(_) => {
+                kept.insert(case.as_str());
+                counts.cases += 1;
+            }
+            Err(crate::store::StoreError::Invalid(_) | crate::store::StoreError::NoCase(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
-    let gone: BTreeSet<u64> = plan.delete_ignored.iter().map(|(_, m)| *m).collect();
+    // Only the closed cases of the plan can have been reopened meanwhile.
+    let case_ok =
+        |c: Option<&str>| c.is_none_or(|c| kept.contains(c) || !plan.cases.contains_key(c));
+    for m in &plan.message_rewrites {
+        if case_ok(m.disposition.case()) {
+            if t.raw.remove(be(m.id))?.is_some() {
+                counts.raw_deleted += 1;
+            }
+            t.messages.insert(be(m.id), to_json(m))?;
+        }
+    }
+    let mut gone: BTreeSet<u64> = BTreeSet::new();
     for (ignored, message) in &plan.delete_ignored {
-        t.ignored.remove(be(*ignored))?;
-        t.messages.remove(be(*message))?;
-        t.raw.remove(be(*message))?;
+        let removed = (&t.ignored, &t.messages, &t.raw)
+            .transaction(|(ti, tm, tr)| {
+                let Some(v) = ti.get(be(*ignored))? else {
+                    return Ok(false);
+                };
+                let rec: crate::store::IgnoredRecord =
+                    from_json("ignored", &v).map_err(Cte::Abort)?;
+                if rec.promoted_to.is_some() {
+                    return Ok(false);
+                }
+                ti.remove(&be(*ignored))?;
+                tm.remove(&be(*message))?;
+                tr.remove(&be(*message))?;
+                Ok(true)
+            })
+            .map_err(crate::store::tx_err)?;
+        if removed {
+            gone.insert(*message);
+            counts.ignored_deleted += 1;
+            counts.raw_deleted += 1;
+        }
     }
     if !gone.is_empty() {
         for kv in t.dedupe.iter() {
@@ -330,26 +386,27 @@ pub fn apply_retention(
         }
     }
     for o in &plan.outbox_rewrites {
-        t.outbox.insert(be(o.id), to_json(o))?;
+        if case_ok(o.case.as_deref()) {
+            t.outbox.insert(be(o.id), to_json(o))?;
+            counts.outbox_bodies_deleted += 1;
+        }
     }
-    for (case, (messages, outbox)) in &plan.cases {
-        let Some(mut c) = store.case(case)? else {
-            continue;
-        };
-        let e = Event {
-            seq: c.next_event,
-            at: now,
-            actor: "ticketd".into(),
-            kind: EventKind::DataRemoved {
-                why: "retention: closed case".into(),
-                messages: *messages,
-                outbox: *outbox,
-            },
-        };
-        t.events.insert(event_key(&c.id, e.seq), to_json(&e))?;
-        c.next_event += 1;
-        t.cases.insert(c.id.as_bytes(), to_json(&c))?;
-    }
+    let gone_ids: Vec<(String, String)> = plan
+        .message_ids
+        .iter()
+        .filter(|(case, _, _)| case_ok(case.as_deref()))
+        .map(|(_, mailbox, id)| (mailbox.clone(), id.clone()))
+        .collect();
+    store.flush_blocking()?;
+    Ok((counts, gone_ids))
+}
+
+/// Record one retention run (counts only).
+pub fn record_retention_run(
+    store: &Store,
+    now: DateTime<Utc>,
+    counts: &RetentionCounts,
+) -> Result<()> {
     let runs = store.db().open_tree(RETENTION_RUNS)?;
     let ms = u64::try_from(now.timestamp_millis().max(0)).unwrap_or(0);
     runs.insert(
@@ -363,7 +420,7 @@ pub fn apply_retention(
 }
 
 /// The `retention` job at `now` (the scheduler passes its clock): plan,
-/// delete the processed IMAP copies when configured, write, record the
+/// write, delete the processed IMAP copies when configured, record the
 /// run, log counts only. Returns the counts.
 pub fn run_retention(
     store: &Store,
@@ -373,15 +430,15 @@ pub fn run_retention(
     let h = holdings(store, None)?;
     let plan = super::plan_retention(&h, &config.retention, now);
     drop(h);
-    let mut counts = plan.counts();
-    if config.retention.processed_imap && !plan.message_ids.is_empty() {
-        let out = super::imap::delete_processed_blocking(config, &plan.message_ids, &[]);
+    let (mut counts, gone_ids) = apply_retention(store, &plan, now)?;
+    if config.retention.processed_imap && !gone_ids.is_empty() {
+        let out = super::imap::delete_processed_blocking(config, &gone_ids, &[]);
         counts.imap_deleted = out.deleted;
         for e in &out.errors {
             tracing::warn!(error = %e, "retention: IMAP processed folder not cleaned");
         }
     }
-    apply_retention(store, &plan, &counts, now)?;
+    record_retention_run(store, now, &counts)?;
     tracing::info!(
         cases = counts.cases,
         raw_deleted = counts.raw_deleted,
@@ -427,4 +484,65 @@ pub fn delete_maildir_copies(
         }
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::erase::plan::tests::{case, msg, t};
+    use crate::store::CaseStatus;
+
+    #[test]
+    fn retention_leaves_a_case_reopened_since_the_plan_alone() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(d.path()).expect("open");
+        let mut c = case("SUP-000001", "a@example.org", "x", vec![1]);
+        c.status = CaseStatus::Closed;
+        c.clocks.closed_at = Some(t(1));
+        store
+            .t
+            .cases
+            .insert(c.id.as_bytes(), to_json(&c))
+            .expect("case");
+        let m = msg(1, "a@example.org", "SUP-000001", "");
+        store
+            .t
+            .messages
+            .insert(be(1), to_json(&m.record))
+            .expect("message");
+        store.t.raw.insert(be(1), b"raw".to_vec()).expect("raw");
+        let limits = crate::config::Retention {
+            closed_case_days: 5,
+            ..Default::default()
+        };
+        let h = holdings(&store, None).expect("holdings");
+        let plan = crate::erase::plan_retention(&h, &limits, t(20));
+        assert_eq!(plan.message_rewrites.len(), 1);
+        // Reopened by a reply before the plan is written.
+        c.status = CaseStatus::Open;
+        store
+            .t
+            .cases
+            .insert(c.id.as_bytes(), to_json(&c))
+            .expect("case");
+        let (counts, ids) = apply_retention(&store, &plan, t(20)).expect("apply");
+        assert!(counts.is_empty(), "{counts:?}");
+        assert!(ids.is_empty());
+        assert!(store.raw(1).expect("raw").is_some());
+        // Closed again: the next run takes it.
+        c.status = CaseStatus::Closed;
+        store
+            .t
+            .cases
+            .insert(c.id.as_bytes(), to_json(&c))
+            .expect("case");
+        let (counts, ids) = apply_retention(&store, &plan, t(20)).expect("apply");
+        assert_eq!((counts.cases, counts.raw_deleted, ids.len()), (1, 1, 1));
+        assert!(store.raw(1).expect("raw").is_none());
+        let events = store.events("SUP-000001").expect("events");
+        assert!(matches!(
+            events.last().map(|e| &e.kind),
+            Some(EventKind::DataRemoved { messages: 1, .. })
+        ));
+    }
 }

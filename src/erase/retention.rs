@@ -54,9 +54,9 @@ pub struct RetentionPlan {
     /// Ignored records deleted, with their message id.
     pub delete_ignored: Vec<(u64, u64)>,
     pub outbox_rewrites: Vec<OutboxEntry>,
-    /// (mailbox, Message-ID) of mail whose copy on the IMAP server goes
-    /// too when `processed_imap` is on.
-    pub message_ids: Vec<(String, String)>,
+    /// (case, mailbox, Message-ID) of mail whose copy on the IMAP server
+    /// goes too when `processed_imap` is on (no case: a set-aside message).
+    pub message_ids: Vec<(Option<String>, String, String)>,
 }
 
 impl RetentionPlan {
@@ -110,7 +110,8 @@ pub fn plan_retention(h: &Holdings, r: &Retention, now: DateTime<Utc>) -> Retent
         n.raw_stored = false;
         n.warnings.push(RAW_REMOVED.to_string());
         if let Some(id) = &rec.message_id {
-            plan.message_ids.push((rec.source.clone(), id.clone()));
+            plan.message_ids
+                .push((Some(case.to_string()), rec.source.clone(), id.clone()));
         }
         plan.cases.entry(case.to_string()).or_default().0 += 1;
         plan.message_rewrites.push(n);
@@ -138,7 +139,8 @@ pub fn plan_retention(h: &Holdings, r: &Retention, now: DateTime<Utc>) -> Retent
                     && matches!(m.record.disposition, Disposition::Ignored { .. })
             }) {
                 if let Some(id) = &m.record.message_id {
-                    plan.message_ids.push((m.record.source.clone(), id.clone()));
+                    plan.message_ids
+                        .push((None, m.record.source.clone(), id.clone()));
                 }
             }
         }
@@ -217,7 +219,7 @@ mod tests {
         assert!(p.message_rewrites.is_empty() && p.outbox_rewrites.is_empty());
         assert_eq!(
             p.message_ids,
-            vec![("support".into(), "m3@example.org".into())]
+            vec![(None, "support".into(), "m3@example.org".into())]
         );
         // Day 13: the case closed on day 2, with its sent mail.
         let p = plan_retention(&h, &limits(), t(13));
