@@ -139,7 +139,9 @@ fn message_involves(m: &MessageFacts, subject: &str, needles: &[String]) -> bool
 }
 
 /// The texts that identify the subject: their address, and the display
-/// names they used (four characters or more).
+/// names they used that look like a person's full name (two words or
+/// more, six characters or more: a lone "Admin" or "Office" would match
+/// other people's mail).
 pub fn needles(h: &Holdings, subject: &str) -> Vec<String> {
     let mut out = BTreeSet::new();
     out.insert(subject.to_string());
@@ -153,7 +155,11 @@ pub fn needles(h: &Holdings, subject: &str) -> Vec<String> {
         .filter_map(|a| a.name.as_deref());
     for n in names {
         let n = n.trim().trim_matches('"').trim().to_lowercase();
-        if n.chars().count() >= 4 {
+        let words = n
+            .split_whitespace()
+            .filter(|w| w.chars().count() >= 2)
+            .count();
+        if words >= 2 && n.chars().count() >= 6 && !n.contains('@') {
             out.insert(n);
         }
     }
@@ -308,8 +314,15 @@ pub fn plan_erasure(h: &Holdings, address: &str) -> ErasePlan {
             continue;
         }
         let to_them = o.recipients.iter().any(|r| normalise(r) == subject);
-        let about = mentions(&o.mail, &mail_needles)
-            || mentions(&o.subject, &mail_needles)
+        // Subject lines count only in mail of no case (the digest): an
+        // acknowledgement to someone else may share a subject line.
+        let texts = if o.case.is_none() {
+            &mail_needles
+        } else {
+            &needles
+        };
+        let about = mentions(&o.mail, texts)
+            || mentions(&o.subject, texts)
             || o.in_reply_to.as_ref().is_some_and(|i| gone_ids.contains(i));
         if !(to_them || about) || (o.mail.is_empty() && o.subject == ERASED && !to_them) {
             continue;

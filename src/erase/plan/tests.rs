@@ -335,3 +335,25 @@ fn subject_report_lists_roles_and_mail() {
     assert_eq!(r.ignored.len(), 1);
     assert!(r.tombstones.is_empty());
 }
+
+#[test]
+fn only_full_names_and_digest_subject_lines_identify_someone() {
+    let mut h = holdings();
+    h.messages.push(msg(9, A, "SUP-000001", ""));
+    if let Some(a) = h.messages[4].record.from.as_mut() {
+        a.name = Some("Admin".into());
+    }
+    let n = needles(&h, A);
+    assert!(n.contains(&"alice zebra".to_string()), "{n:?}");
+    assert!(!n.contains(&"admin".to_string()), "{n:?}");
+    // Someone else's mail with her subject line stays; the digest does not.
+    let mut other = outbox(7, Some("SUP-000002"), B, OutboxState::Sent);
+    other.mail = "Re: zebra-quartz printer".into();
+    let mut digest = outbox(8, None, "lead@casehost.example", OutboxState::Sent);
+    digest.mail = "SUP-000001 zebra-quartz printer".into();
+    h.outbox.push(other);
+    h.outbox.push(digest);
+    let p = plan_erasure(&h, A);
+    let ids: Vec<u64> = p.outbox_rewrites.iter().map(|o| o.id).collect();
+    assert!(ids.contains(&8) && !ids.contains(&7), "{ids:?}");
+}
