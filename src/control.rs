@@ -49,6 +49,10 @@ pub enum Request {
         action: CaseAction,
         actor: String,
     },
+    /// Everything held about one person (`ticketd subject-report`).
+    SubjectReport {
+        address: String,
+    },
 }
 
 /// What staff do to a case: the workflow's actions (see [`crate::workflow`]).
@@ -105,6 +109,16 @@ pub async fn handle(p: &Pipeline, req: Request) -> Response {
             Ok(v) => Response::ok(&v),
             Err(e) => Response::err(e),
         },
+        Request::SubjectReport { address } => {
+            match crate::erase::apply::holdings(store, Some(&address)) {
+                Ok(h) => Response::ok(&crate::erase::subject_report(
+                    &h,
+                    &address,
+                    &crate::erase::subject_hash(p.notifier.keys(), &address),
+                )),
+                Err(e) => Response::err(e),
+            }
+        }
         Request::IgnoredList => match store.list_ignored() {
             Ok(v) => Response::ok(&v),
             Err(e) => Response::err(e),

@@ -19,6 +19,8 @@
 //! - [`render`]: acknowledgement templates and the building of outgoing mail.
 //! - [`classify`]: `ticketd classify`, triage of files in a stable JSON shape.
 //! - [`logmask`]: addresses in foreign text shortened before they are logged.
+//! - [`erase`]: what an erasure or a retention run removes (the planners;
+//!   the sled, compaction and IMAP work sits beside them in the module).
 //!
 //! I/O shell (behind small traits so tests can drive time and faults):
 //! - [`source`]: where messages come from (Maildir, import files; IMAP later).
@@ -42,6 +44,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod demo;
+pub mod erase;
 pub mod failpoint;
 pub mod logmask;
 pub mod mail;

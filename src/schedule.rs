@@ -114,9 +114,11 @@ pub fn run_job(
                 }
             }
         }
-        // Retention rules arrive with the case workflow; the job is
-        // scheduled (and its runs recorded) from now on.
-        JobName::Retention => {}
+        // What retention removes is decided in `erase::retention` (pure);
+        // the run is recorded in the store with counts only.
+        JobName::Retention => {
+            crate::erase::apply::run_retention(&p.store, &p.config, now)?;
+        }
     }
     Ok(r)
 }

@@ -8,6 +8,7 @@
 
 mod cases;
 mod deadline;
+mod erase;
 mod privacy;
 mod table;
 pub mod train;
@@ -94,6 +95,11 @@ pub enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
+    /// Remove a person's personal data from every record (the daemon must
+    /// be stopped); leaves a tombstone and compacts the store.
+    Erase(erase::EraseArgs),
+    /// Everything ticketd holds about a person (its part of an access answer).
+    SubjectReport(erase::ReportArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -174,6 +180,8 @@ pub async fn run(cli: Cli) -> CliResult {
         } => import(config, paths, no_ack, json).await,
         Command::Cases { command } => cases::run(&config, command).await,
         Command::Privacy { command } => privacy::run(&config, command).await,
+        Command::Erase(args) => erase::erase_cmd(&config, args).await,
+        Command::SubjectReport(args) => erase::report_cmd(&config, args).await,
         Command::Ignored { command } => match command {
             IgnoredCommand::List { json } => {
                 let v: Vec<IgnoredRecord> = ask(&config, Request::IgnoredList).await?;

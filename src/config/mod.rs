@@ -13,11 +13,13 @@
 pub mod clocks;
 pub mod people;
 pub mod privacy;
+pub mod retention;
 pub mod workflow;
 
 pub use clocks::{Clocks, Job, JobName};
 pub use people::{agency_for, Agency, Notify, OnCall, People};
 pub use privacy::{Disclosure, PrivacyWorkflow, Recipient};
+pub use retention::Retention;
 pub use workflow::{FollowUpNotice, Threading, Workflow};
 
 use serde::{Deserialize, Serialize};
@@ -269,6 +271,8 @@ struct RawConfig {
     workflow: workflow::RawWorkflow,
     #[serde(default)]
     threading: workflow::RawThreading,
+    #[serde(default)]
+    retention: retention::RawRetention,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -393,6 +397,8 @@ pub struct Config {
     /// How privacy requests are worked (identity, pauses, forwarding, the
     /// access answer's disclosure).
     pub privacy: PrivacyWorkflow,
+    /// How long personal data no longer needed is kept (`retention` job).
+    pub retention: Retention,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -816,6 +822,7 @@ impl Config {
         let agencies = people::build_agencies(raw.agencies, &at)?;
         let workflow = workflow::build_workflow(raw.workflow, &at)?;
         let threading = workflow::build_threading(raw.threading, base, file, &at)?;
+        let retention = retention::build_retention(raw.retention, &at)?;
         let pool_size = o.pool_size.unwrap_or(4).clamp(1, 64);
         let max_age = o
             .max_age
@@ -853,6 +860,7 @@ impl Config {
             workflow,
             threading,
             privacy,
+            retention,
             daemon,
             triage: TriageSettings {
                 block_senders: lower(raw.triage.block_senders),

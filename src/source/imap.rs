@@ -359,6 +359,169 @@ impl ImapSource {
             .await
     }
 
+    /// Erasure and retention (the one place ticketd deletes on a server):
+    /// in the folder taken mail is moved into (or, where taken mail is
+    /// only flagged, the source folder's flagged mail) and in the
+    /// quarantine folder, delete the messages whose Message-ID is one of
+    /// `message_ids` or whose From is one of `from` (exact address, checked
+    /// on the fetched header after the server's substring search). With
+    /// `dry_run`, only count them. Returns how many matched. Runs on a
+    /// session of its own.
+    pub async fn delete_taken(
+        &mut self,
+        message_ids: &[String],
+        from: &[String],
+        dry_run: bool,
+    ) -> Result<usize, SourceError> {
+        let (mut session, caps, _) = self.open_session().await?;
+        let moved = caps.has_str("MOVE") || caps.has_str("UIDPLUS");
+        let mut folders = vec![match &self.s.after {
+            AfterTake::Move(f) if moved => (f.clone(), None),
+            AfterTake::Move(_) => (self.s.folder.clone(), Some("$TicketdTaken".to_string())),
+            AfterTake::Flag(kw) => (self.s.folder.clone(), Some(kw.clone())),
+        }];
+        if moved && folders.iter().all(|(f, _)| f != &self.s.quarantine) {
+            folders.push((self.s.quarantine.clone(), None));
+        }
+        let mut n = 0;
+        let mut r = Ok(());
+        for (folder, keyword) in &folders {
+            match self
+                .delete_on(
+                    &mut session,
+                    &caps,
+                    folder,
+                    keyword.as_deref(),
+                    message_ids,
+                    from,
+                    dry_run,
+                )
+                .await
+            {
+                Ok(k) => n += k,
+                Err(e) => {
+                    r = Err(e);
+                    break;
+                }
+            }
+        }
+        let _ = tokio::time::timeout(self.timeout(), session.logout()).await;
+        r.map(|()| n)
+    }
+
+    /// [`ImapSource::delete_taken`] in one folder (only the messages
+    /// with `keyword`, when given).
+    #[allow(clippy::too_many_arguments)]
+    async fn delete_on(
+        &self,
+        session: &mut Session<Stream>,
+        caps: &async_imap::types::Capabilities,
+        folder: &str,
+        flagged: Option<&str>,
+        message_ids: &[String],
+        from: &[String],
+        dry_run: bool,
+    ) -> Result<usize, SourceError> {
+        let (name, t) = (self.name.as_str(), self.timeout());
+        let has_uidplus = caps.has_str("UIDPLUS");
+        match tokio::time::timeout(t, session.select(folder)).await {
+            Ok(Ok(_)) => {}
+            // No such folder: nothing was ever moved there.
+            Ok(Err(_)) => return Ok(0),
+            Err(_) => return Err(err(name, "SELECT", "timed out")),
+        }
+        let quote = |v: &str| -> Option<String> {
+            if v.is_empty() || v.chars().any(|c| c.is_control() || !c.is_ascii()) {
+                return None;
+            }
+            Some(format!(
+                "\"{}\"",
+                v.replace('\\', "\\\\").replace('"', "\\\"")
+            ))
+        };
+        let keyword = flagged.map(|k| format!("KEYWORD {k} ")).unwrap_or_default();
+        let mut criteria = Vec::new();
+        for id in message_ids {
+            let bare = id.trim().trim_start_matches('<').trim_end_matches('>');
+            if let Some(q) = quote(&format!("<{bare}>")) {
+                criteria.push(format!("{keyword}HEADER Message-ID {q}"));
+            }
+        }
+        for a in from {
+            if let Some(q) = quote(a.trim()) {
+                criteria.push(format!("{keyword}FROM {q}"));
+            }
+        }
+        let mut found: HashSet<u32> = HashSet::new();
+        for c in &criteria {
+            found.extend(timed(name, "UID SEARCH", t, session.uid_search(c)).await?);
+        }
+        if found.is_empty() {
+            return Ok(0);
+        }
+        let mut uids: Vec<u32> = found.into_iter().collect();
+        uids.sort_unstable();
+        // The server matched substrings: keep only exact matches.
+        let want_ids: HashSet<String> = message_ids
+            .iter()
+            .map(|i| {
+                i.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_ascii_lowercase()
+            })
+            .collect();
+        let want_from: HashSet<String> = from.iter().map(|a| a.trim().to_lowercase()).collect();
+        let stream = timed(
+            name,
+            "UID FETCH headers",
+            t,
+            session.uid_fetch(
+                uid_set(&uids),
+                "(UID BODY.PEEK[HEADER.FIELDS (FROM MESSAGE-ID)])",
+            ),
+        )
+        .await?;
+        let fetched: Vec<_> =
+            timed(name, "UID FETCH headers", t, stream.try_collect::<Vec<_>>()).await?;
+        let mut exact = Vec::new();
+        for f in &fetched {
+            let (Some(uid), Some(h)) = (f.uid, f.header().or_else(|| f.body())) else {
+                continue;
+            };
+            let Ok(p) = crate::mail::parse(h, h.len()) else {
+                continue;
+            };
+            let by_id = p
+                .message_id
+                .as_ref()
+                .is_some_and(|i| want_ids.contains(&i.to_ascii_lowercase()));
+            let by_from = p
+                .from
+                .as_ref()
+                .is_some_and(|a| want_from.contains(&a.address.to_lowercase()));
+            if by_id || by_from {
+                exact.push(uid);
+            }
+        }
+        exact.sort_unstable();
+        if dry_run || exact.is_empty() {
+            return Ok(exact.len());
+        }
+        let set = uid_set(&exact);
+        store_flags(name, t, session, &set, "\\Deleted").await?;
+        if has_uidplus {
+            let s = timed(name, "UID EXPUNGE", t, session.uid_expunge(&set)).await?;
+            timed(name, "UID EXPUNGE", t, s.try_collect::<Vec<_>>()).await?;
+        } else {
+            // Without UIDPLUS only a plain EXPUNGE exists; it also removes
+            // whatever else is marked deleted in this folder.
+            let s = timed(name, "EXPUNGE", t, session.expunge()).await?;
+            timed(name, "EXPUNGE", t, s.try_collect::<Vec<_>>()).await?;
+        }
+        Ok(exact.len())
+    }
+
     /// Create `folder` when it is missing.
     async fn ensure_folder(&mut self, folder: &str, created: &str) -> Result<(), SourceError> {
         let timeout = self.timeout();

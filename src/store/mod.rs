@@ -26,6 +26,8 @@
 //! | `timers` | queue byte, u64 BE due ms, case id, 0, kind | a case's earliest [`Timer`] of one queue, JSON, with its later ones in `then` (the due index) |
 //! | `meta` | `job:<name>` | RFC 3339 time the scheduled job last ran |
 //! | `meta` | `fail:<source>\0<key>` | u64 BE failed attempts at a message still in its source |
+//! | `erasures` | u64 BE tombstone id | [`crate::erase::Tombstone`] JSON (no address: a keyed hash) |
+//! | `retention_runs` | u64 BE ms of the run | [`crate::erase::apply::RetentionRecord`] JSON (counts only) |
 //!
 //! Not for: deciding what a message is (triage) or sending mail (outbox).
 
@@ -288,6 +290,12 @@ impl Store {
         if lock.try_lock_exclusive().is_err() {
             return Err(StoreError::Locked(data_dir.to_path_buf()));
         }
+        // A compaction (after an erasure) interrupted by a crash is
+        // finished or undone before the store is opened.
+        crate::erase::compact::recover(data_dir).map_err(|e| StoreError::Dir {
+            path: data_dir.to_path_buf(),
+            source: e,
+        })?;
         let db = open_sled(&data_dir.join("store"))?;
         let t = Trees {
             meta: db.open_tree("meta")?,
@@ -326,6 +334,19 @@ impl Store {
 
     pub fn data_dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The sled database itself (erasure: tombstones, compaction).
+    pub(crate) fn db(&self) -> &sled::Db {
+        &self.db
+    }
+
+    /// Close the store but keep holding `ticketd.lock` (the compaction
+    /// after an erasure swaps the store directory under it).
+    pub(crate) fn close_keep_lock(self) -> File {
+        let Store { db, _lock, .. } = self;
+        drop(db);
+        _lock
     }
 
     pub fn schema_version(&self) -> Result<u64> {

@@ -632,6 +632,13 @@ pub enum EventKind {
         kind: String,
         reason: String,
     },
+    /// Personal data removed (an erasure, or the retention job): how many
+    /// messages lost their raw mail and outbox entries their bodies.
+    DataRemoved {
+        why: String,
+        messages: usize,
+        outbox: usize,
+    },
 }
 
 impl EventKind {
@@ -670,6 +677,7 @@ impl EventKind {
             EventKind::DatesMoved { .. } => "dates_moved",
             EventKind::Forwarded { .. } => "forwarded",
             EventKind::AgencyAcknowledged { .. } => "agency_acknowledged",
+            EventKind::DataRemoved { .. } => "data_removed",
         }
     }
 }
