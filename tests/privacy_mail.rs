@@ -718,6 +718,11 @@ async fn the_privacy_officer_verifies_forwards_denies_and_answers_by_mail() {
     let relay = vic.last().expect("relay");
     assert_eq!(header(relay, "In-Reply-To"), Some("<req-2@example.test>"));
     assert!(relay.contains("collecting your data"), "{relay}");
+    assert_eq!(
+        env.request(&vid).status,
+        PrivacyStatus::InProgress,
+        "answered: being worked on"
+    );
     assert!(header(relay, "From").is_some_and(|f| f.contains("privacy@example.test")));
 
     // Deny by mail.

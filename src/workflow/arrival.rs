@@ -234,6 +234,7 @@ fn staff_message(
     }
     if response {
         responded(&mut n2, ctx.now, &mut ch);
+        (n2, ch) = super::privacy::work_started((n2, ch), "answered by mail");
     }
     change.events.push(EventKind::StaffMessage {
         message: a.message,

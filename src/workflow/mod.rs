@@ -189,15 +189,20 @@ pub type Outcome = Result<(Case, CaseChange), Refusal>;
 pub fn apply(ctx: &Ctx<'_>, case: &Case, action: &Action) -> Outcome {
     match action {
         Action::Review => review::run(ctx, case),
-        Action::Respond { note } => respond::run(ctx, case, note.clone()),
+        Action::Respond { note } => respond::run(ctx, case, note.clone())
+            .map(|r| privacy::work_started(r, "first response")),
         Action::Resolve => resolve::run(ctx, case),
         Action::Relevel { level, reason } => level::run(ctx, case, *level, reason),
         Action::Waiting => waiting::run(ctx, case),
         Action::Close => close::run(ctx, case, "closed by staff"),
         Action::Reopen => reopen::run(ctx, case, "reopened by staff", None),
         Action::Note { text } => note::run(ctx, case, text),
-        Action::Assign { to } => assign::run(ctx, case, to),
-        Action::Reply { body } => reply::run(ctx, case, body, None),
+        Action::Assign { to } => {
+            assign::run(ctx, case, to).map(|r| privacy::work_started(r, "assigned"))
+        }
+        Action::Reply { body } => {
+            reply::run(ctx, case, body, None).map(|r| privacy::work_started(r, "answered"))
+        }
         Action::Verify { method, not_needed } => {
             privacy::verify(ctx, case, method.as_deref(), not_needed.as_deref())
         }

@@ -487,3 +487,24 @@ pub fn agency_named<'a>(
             })
     })
 }
+
+/// A privacy request someone works on (assigned, answered, a first
+/// response) is `in_progress` once it is `received` or `verified`; one
+/// still awaiting identity stays so (pure).
+pub(super) fn work_started(
+    (mut n, mut change): (Case, CaseChange),
+    why: &str,
+) -> (Case, CaseChange) {
+    if let Some(mut p) = n.privacy.clone() {
+        if matches!(p.status, PrivacyStatus::Received | PrivacyStatus::Verified) {
+            move_to(
+                &mut n,
+                &mut p,
+                &mut change,
+                PrivacyStatus::InProgress,
+                Some(why.to_string()),
+            );
+        }
+    }
+    (n, change)
+}
