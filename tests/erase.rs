@@ -227,6 +227,12 @@ async fn erase_removes_a_person_from_disk_and_the_processed_folders() {
     );
     assert!(!files_containing(data.path(), ALICE).is_empty());
     assert!(!files_containing(data.path(), PHRASE).is_empty());
+    println!(
+        "scan before erase: {} files under data_dir; address in {}, phrase in {}",
+        files(data.path()).len(),
+        files_containing(data.path(), ALICE).len(),
+        files_containing(data.path(), PHRASE).len()
+    );
     let processed = stack.messages("support@example.test", "Processed").await;
     assert_eq!(processed.len(), 3);
 
@@ -322,6 +328,19 @@ async fn erase_removes_a_person_from_disk_and_the_processed_folders() {
     assert!(done["compaction"]["entries"].as_u64() > Some(0));
 
     // Gone from every file under the data directory.
+    let all = files(data.path());
+    let bytes: u64 = all
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "scan after erase: {} files, {bytes} bytes under data_dir; address in {}, phrase in {}, Bob's phrase in {}",
+        all.len(),
+        files_containing(data.path(), ALICE).len(),
+        files_containing(data.path(), PHRASE).len(),
+        files_containing(data.path(), BOB_PHRASE).len()
+    );
     assert_eq!(files_containing(data.path(), ALICE), Vec::<PathBuf>::new());
     assert_eq!(files_containing(data.path(), PHRASE), Vec::<PathBuf>::new());
     assert_eq!(
