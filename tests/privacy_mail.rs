@@ -335,6 +335,27 @@ async fn an_access_request_runs_from_arrival_to_completed_by_mail() {
         .verified
         .as_deref()
         .is_some_and(|v| v.contains("own mailbox")));
+    // Follow-ups on a privacy request reach the privacy officer, never
+    // support staff.
+    let outbox: Vec<_> = env
+        .case(&id)
+        .outbox
+        .iter()
+        .filter_map(|o| env.d.pipeline.store.outbox_entry(*o).ok().flatten())
+        .collect();
+    assert!(
+        outbox
+            .iter()
+            .any(|e| e.notice.as_deref() == Some("follow_up")
+                && e.recipients.iter().any(|r| r == OFFICER)),
+        "the officer hears of the replies"
+    );
+    assert!(
+        outbox
+            .iter()
+            .all(|e| !e.recipients.iter().any(|r| r == STAFF)),
+        "support staff saw a privacy request"
+    );
     let rejected = env
         .events(&id)
         .iter()

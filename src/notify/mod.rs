@@ -774,9 +774,13 @@ impl Notifier {
 
     /// Who hears of a requester's mail on a case: the assignee when it is
     /// an address, else staff.
+    /// Who hears of a case's follow-ups: its assignee (an address), else
+    /// `staff` — and for a privacy request the privacy officer (support
+    /// staff do not read privacy requests' mail).
     fn case_watchers(&self, c: &Case) -> Vec<String> {
         match c.assignee.as_deref().filter(|a| a.contains('@')) {
             Some(a) => vec![a.to_string()],
+            None if c.kind == CaseKind::Privacy => addrs(&self.config.people.privacy_officer),
             None => addrs(&self.config.people.staff),
         }
     }
