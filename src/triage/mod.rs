@@ -199,6 +199,16 @@ impl Decision {
         d.ack = true;
         d
     }
+
+    #[cfg(test)]
+    pub(crate) fn test_request(rights: Vec<Right>, j: Jurisdiction) -> Decision {
+        let mut d = blank();
+        d.kind = Kind::Privacy;
+        d.rights = Some(rights);
+        d.jurisdiction = Some(j);
+        d.ack = true;
+        d
+    }
 }
 
 /// The sender's domain is one of the agencies'.

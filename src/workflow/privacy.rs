@@ -508,3 +508,228 @@ pub(super) fn work_started(
     }
     (n, change)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, EMBEDDED_DEFAULT};
+    use crate::notify::Notifier;
+    use crate::policy::Jurisdiction;
+    use crate::workflow::{apply, Action, ThreadKeys};
+    use std::sync::Arc;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s)
+            .expect("time")
+            .with_timezone(&Utc)
+    }
+
+    fn notifier() -> Notifier {
+        let c = Config::from_toml(EMBEDDED_DEFAULT, "t.toml", std::path::Path::new("/tmp"))
+            .expect("config");
+        let t = crate::render::Templates::load(None).expect("templates");
+        Notifier::new(Arc::new(c), Arc::new(t)).with_keys(Arc::new(ThreadKeys::from_secret(
+            "a secret for the unit tests, long",
+        )))
+    }
+
+    fn ctx<'a>(n: &'a Notifier, now: &str) -> Ctx<'a> {
+        Ctx {
+            notifier: n,
+            now: at(now),
+            actor: "cli:t",
+            token: "tok",
+            request_text: Some("the request"),
+        }
+    }
+
+    /// A request received 2026-12-01 15:00 UTC, awaiting its code `code`.
+    fn request(n: &Notifier, j: Jurisdiction, code: &str) -> Case {
+        let d = crate::triage::Decision::test_request(vec![Right::Access], j);
+        let t = at("2026-12-01T15:00:00Z");
+        let mut c = crate::store::planned_case(
+            "PRV-000001",
+            &d,
+            1,
+            "Access",
+            Some(&crate::mail::Addr {
+                name: None,
+                address: "eve@r.example".into(),
+            }),
+            &Ok("eve@r.example".into()),
+            "privacy",
+            t,
+            t,
+            vec![],
+        );
+        c.clocks = n.clocks_for(&c);
+        if let Some(p) = c.privacy.as_mut() {
+            p.code_hash = Some(identity::code_hash(n.keys(), &c.id, code));
+            p.status = PrivacyStatus::IdentityPending;
+            p.identity_since = Some(t);
+        }
+        c
+    }
+
+    #[test]
+    fn codes_verify_only_from_the_requester_and_only_within_the_attempts() {
+        let n = notifier();
+        let x = ctx(&n, "2026-12-02T15:00:00Z");
+        let mut c = request(&n, Jurisdiction::Gdpr, "ABCD-EFGH");
+        let t = at("2026-12-02T15:00:00Z");
+        // No code-shaped word: nothing happens (an ordinary reply).
+        assert!(code_reply(&x, &c, "eve@r.example", "thanks", t).is_none());
+        // The right code from elsewhere, then wrong codes, up to the limit.
+        let limit = n.config().privacy.code_attempts;
+        let (c2, ch) = code_reply(&x, &c, "mallory@x.example", "ABCD-EFGH", t).expect("attempt");
+        assert_eq!(c2.privacy.as_ref().map(|p| p.code_attempts), Some(1));
+        assert!(matches!(ch.events[0], EventKind::CodeRejected { .. }));
+        c = c2;
+        for _ in 1..limit {
+            c = code_reply(&x, &c, "eve@r.example", "ZZZZ-ZZZZ", t)
+                .expect("attempt")
+                .0;
+        }
+        assert_eq!(c.privacy.as_ref().map(|p| p.code_attempts), Some(limit));
+        // The limit is reached: even the right code from Eve is refused.
+        let (c3, _) = code_reply(&x, &c, "EVE@r.example", "abcd-efgh", t).expect("attempt");
+        assert_eq!(
+            c3.privacy.as_ref().map(|p| p.status),
+            Some(PrivacyStatus::IdentityPending)
+        );
+        // Within the limit, the right code from Eve's own address verifies
+        // (any case, with or without the dash).
+        let fresh = request(&n, Jurisdiction::Gdpr, "ABCD-EFGH");
+        let (v, _) = code_reply(&x, &fresh, "Eve@R.example", "code: abcdefgh", t).expect("ok");
+        assert_eq!(
+            v.privacy.as_ref().map(|p| p.status),
+            Some(PrivacyStatus::Verified)
+        );
+        // Verified once: a second verification is refused.
+        assert!(apply(
+            &x,
+            &v,
+            &Action::Verify {
+                method: Some("phone".into()),
+                not_needed: None
+            }
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn the_uk_pause_moves_the_dates_by_the_days_waited_and_gdpr_does_not() {
+        let n = notifier();
+        let x = ctx(&n, "2026-12-11T15:00:00Z");
+        for (j, moves) in [(Jurisdiction::UkGdpr, true), (Jurisdiction::Gdpr, false)] {
+            let c = request(&n, j, "ABCD-EFGH");
+            let before = c.clocks.privacy.expect("dates").respond_by;
+            let (v, ch) = code_reply(&x, &c, "eve@r.example", "ABCD-EFGH", x.now).expect("ok");
+            let after = v.clocks.privacy.expect("dates").respond_by;
+            let p = v.privacy.clone().expect("state");
+            if moves {
+                assert_eq!(p.paused_days, 10);
+                assert_eq!(p.original.map(|d| d.respond_by), Some(before));
+                // One month from 1 December ends on New Year's Day, a
+                // holiday, so 4 January; ten days later the month runs
+                // from 11 December: 11 January, a Monday.
+                assert_eq!(before.to_string(), "2027-01-04");
+                assert_eq!(after.to_string(), "2027-01-11");
+                assert!(ch
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, EventKind::DatesMoved { .. })));
+                assert!(!ch.timers.is_empty(), "reminders re-planned");
+            } else {
+                assert_eq!((p.paused_days, after), (0, before), "{j:?}");
+            }
+        }
+        // While identity is awaited the view shows the paused date.
+        let c = request(&n, Jurisdiction::UkGdpr, "ABCD-EFGH");
+        let due = c.clocks.privacy.expect("dates").respond_by;
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 6).expect("date");
+        let v = due_view(&c, today, true, |t| t.date_naive());
+        assert!(v.paused_now);
+        assert_eq!(v.original, Some(due));
+        assert_eq!(v.due, Some(due + chrono::Duration::days(5)));
+    }
+
+    #[test]
+    fn extension_and_refusal_respect_the_first_period() {
+        let n = notifier();
+        let c = request(&n, Jurisdiction::Gdpr, "ABCD-EFGH");
+        let notice_by = c
+            .clocks
+            .privacy
+            .and_then(|d| d.extension_notice_by)
+            .expect("notice date");
+        let inside = ctx(&n, "2026-12-20T15:00:00Z");
+        let ext = Action::Extend {
+            reason: "three systems".into(),
+        };
+        let (e, ch) = apply(&inside, &c, &ext).expect("extend");
+        let p = e.privacy.clone().expect("state");
+        assert!(p.extended && p.status == PrivacyStatus::Extended);
+        assert!(e.clocks.privacy.expect("dates").respond_by > notice_by);
+        assert_eq!(ch.notices.len(), 1, "the requester is told");
+        assert!(apply(&inside, &e, &ext).is_err(), "only once");
+        let late = ctx(
+            &n,
+            &format!("{}T15:00:00Z", notice_by + chrono::Duration::days(2)),
+        );
+        assert!(matches!(
+            apply(&late, &c, &ext),
+            Err(Refusal::TooLate { .. })
+        ));
+        assert!(matches!(
+            apply(&late, &c, &Action::Deny { reason: "x".into() }),
+            Err(Refusal::TooLate { .. })
+        ));
+        // Inside the period a refusal names the regime's authority.
+        for (j, authority) in [
+            (Jurisdiction::Ccpa, "California Attorney General"),
+            (Jurisdiction::UkGdpr, "Information Commissioner"),
+            (Jurisdiction::Gdpr, "supervisory authority"),
+        ] {
+            let c = request(&n, j, "ABCD-EFGH");
+            let (d, ch) = apply(
+                &inside,
+                &c,
+                &Action::Deny {
+                    reason: "manifestly excessive".into(),
+                },
+            )
+            .expect("deny");
+            assert_eq!(d.privacy.map(|p| p.status), Some(PrivacyStatus::Denied));
+            let mail = ch.notices[0].mail.as_ref().expect("rendered");
+            let text = crate::mail::parse(mail.mail.as_bytes(), 1 << 20)
+                .expect("mail")
+                .text;
+            assert!(text.contains(authority), "{j:?}: {text}");
+            assert!(text.contains("manifestly excessive") && text.contains("judicial remedy"));
+        }
+    }
+
+    #[test]
+    fn an_agency_is_named_as_a_whole_phrase() {
+        let a = |name: &str| crate::config::Agency {
+            name: name.into(),
+            domains: vec![],
+            site_admins: vec![],
+            notify_on_new_ticket: false,
+            privacy_contact: None,
+        };
+        let list = [a("Legal Aid North"), a("Aid")];
+        let hit = |t: &str| agency_named(&list, t).map(|a| a.name.clone());
+        assert_eq!(
+            hit("my file at legal aid north, please"),
+            Some("Legal Aid North".into())
+        );
+        assert_eq!(
+            hit("Legal Aid Northwest"),
+            None,
+            "a longer name is another agency"
+        );
+        assert_eq!(hit("first aid kit"), None, "short names never match");
+    }
+}
