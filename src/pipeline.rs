@@ -540,7 +540,11 @@ impl Pipeline {
             return;
         };
         pv.suggested_agency = Some(named.name.clone());
-        if !self.config.privacy.auto_forward || named.privacy_contact.is_none() {
+        let text = format!("{}\n{}", m.subject, m.text);
+        if !self.config.privacy.auto_forward
+            || named.privacy_contact.is_none()
+            || crate::workflow::privacy::about_vendor_data(&text)
+        {
             return;
         }
         let mut c = case.clone();

@@ -469,6 +469,31 @@ pub fn urgency_key(c: &Case, v: &DueView) -> (bool, i64, String) {
     (done, v.days_left.unwrap_or(i64::MAX), c.id.clone())
 }
 
+/// Words that put a request on the vendor's own data (its user accounts,
+/// site usage, support mail): such a request stays with us even when it
+/// names an agency, so it is never forwarded automatically.
+const VENDOR_DATA: &[&str] = &[
+    "user account",
+    "my account",
+    "my login",
+    "casehost account",
+    "support mail",
+    "support ticket",
+    "newsletter",
+    "analytics",
+    "cookies",
+    "benutzerkonto",
+    "mein konto",
+    "mon compte",
+    "mi cuenta",
+];
+
+/// Whether `text` asks about the vendor's own data (pure).
+pub fn about_vendor_data(text: &str) -> bool {
+    let t = text.to_lowercase();
+    VENDOR_DATA.iter().any(|w| t.contains(w))
+}
+
 /// The agency whose name `text` mentions (a whole word or phrase, any
 /// case; names shorter than four letters are too ambiguous to match).
 pub fn agency_named<'a>(
@@ -731,5 +756,9 @@ mod tests {
             "a longer name is another agency"
         );
         assert_eq!(hit("first aid kit"), None, "short names never match");
+        assert!(about_vendor_data("Please delete my CaseHost user account"));
+        assert!(!about_vendor_data(
+            "the file Legal Aid North keeps about me"
+        ));
     }
 }
