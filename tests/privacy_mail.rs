@@ -791,3 +791,105 @@ async fn auto_forward_sends_a_request_that_names_an_agency_at_once() {
     let (own, _) = request(&env, "eve@example.test", 2, "Access request", ACCESS).await;
     assert_eq!(env.request(&own).status, PrivacyStatus::IdentityPending);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_verifies_and_completes_with_an_attachment() {
+    let env = Env::start();
+    let (id, _) = request(&env, "eve@example.test", 1, "Access request", ACCESS).await;
+    let Env {
+        stack,
+        data,
+        d,
+        config_text,
+        ..
+    } = env;
+    drop(d);
+    let cfg = data.path().join("ticketd.toml");
+    std::fs::write(&cfg, config_text).expect("config");
+    let run = |args: &[&str], stdin: Option<&str>| {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ticketd"))
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .env("USER", "tester")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        if let (Some(mut i), Some(t)) = (child.stdin.take(), stdin) {
+            i.write_all(t.as_bytes()).expect("stdin");
+        }
+        child.wait_with_output().expect("ticketd")
+    };
+    // --method and --not-needed are exclusive; --not-needed needs a reason.
+    assert!(!run(&["privacy", "verify", &id, "--not-needed"], None)
+        .status
+        .success());
+    let out = run(
+        &[
+            "privacy",
+            "verify",
+            &id,
+            "--not-needed",
+            "--reason",
+            "long-standing customer, known address",
+        ],
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("request verified"));
+    let export = data.path().join("eve-export.csv");
+    std::fs::write(&export, "case,subject\nSUP-000009,Printer\n").expect("export");
+    let out = run(
+        &[
+            "privacy",
+            "complete",
+            &id,
+            "--message-file",
+            "-",
+            "--attach",
+            export.to_str().expect("path"),
+        ],
+        Some("Attached is everything we hold about you."),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A completed request cannot be completed again.
+    assert!(!run(&["privacy", "complete", &id], None).status.success());
+    let out = run(&["run", "--once"], None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eve = stack
+        .wait_messages("eve@example.test", "INBOX", 2, Duration::from_secs(20))
+        .await;
+    let raw = eve.last().expect("answer");
+    let m = ticketd::mail::parse(raw, 1 << 20).expect("mail");
+    assert!(
+        m.text.contains("everything we hold about you"),
+        "{}",
+        m.text
+    );
+    assert!(m.text.contains("Amazon Web Services"), "{}", m.text);
+    assert_eq!(m.attachment_count, 1, "the export is attached");
+    let s = String::from_utf8_lossy(raw);
+    assert!(s.contains("eve-export.csv"), "{s}");
+    let show = run(&["privacy", "show", &id], None);
+    let show = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        show.contains("not needed: long-standing customer"),
+        "{show}"
+    );
+    assert!(show.contains("request completed"), "{show}");
+}
