@@ -87,6 +87,33 @@ pub fn total_bytes(inputs: &[Input]) -> u64 {
         .sum()
 }
 
+/// How many messages the inputs hold (an mbox counts its `From ` lines),
+/// for the import progress bar; an unreadable input counts as one.
+pub fn count_messages(inputs: &[Input]) -> u64 {
+    inputs
+        .iter()
+        .map(|i| match i {
+            Input::File(_) => 1,
+            Input::Mbox(p) => std::fs::File::open(p)
+                .map(|f| count_mbox(BufReader::new(f)))
+                .unwrap_or(1),
+        })
+        .sum()
+}
+
+fn count_mbox<R: BufRead>(mut reader: R) -> u64 {
+    let mut n = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return n,
+            Ok(_) if line.starts_with(b"From ") => n += 1,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Read the messages of one input. `f` is called per message; a read error
 /// is returned after the messages read so far.
 pub fn read_input(input: &Input, mut f: impl FnMut(Envelope)) -> std::io::Result<()> {
