@@ -261,6 +261,8 @@ impl Daemon {
         tracing::info!(data_dir = %self.pipeline.config.data_dir.display(), "ticketd running; SIGINT or SIGTERM stops it");
         shutdown.cancelled().await;
         tracing::info!("shutting down: waiting for the tasks");
+        // Test hook: a slow shutdown, to show a second signal still ends it.
+        crate::failpoint::delay("shutdown").await;
         while let Some(res) = tasks.join_next().await {
             if let Err(e) = res {
                 tracing::error!(error = %e, "task ended abnormally");
