@@ -45,7 +45,15 @@ pub fn findings(text: &str, file: &str, base: &Path) -> (Vec<Finding>, Option<Co
     let config = match Config::from_toml(text, file, base) {
         Ok(c) => Some(c),
         Err(e) => {
-            out.push(Finding::error(e.to_string()));
+            let first = e.to_string();
+            out.push(Finding::error(first.clone()));
+            // The sections that validate on their own, each checked.
+            for e in check::section_errors(text, file, base) {
+                let e = e.to_string();
+                if e != first {
+                    out.push(Finding::error(e));
+                }
+            }
             None
         }
     };

@@ -388,21 +388,7 @@ async fn run_daemon(
         config.data_dir.join("store").display(),
         config.outbound.dir.display()
     );
-    once_status(r.errors.len(), undelivered)
-}
-
-/// The exit status of `run --once`: an error when a mailbox or a delivery
-/// failed (the summary above says which).
-fn once_status(mailbox_errors: usize, undelivered: usize) -> CliResult {
-    if mailbox_errors == 0 && undelivered == 0 {
-        return Ok(());
-    }
-    Err(CliError {
-        message: format!(
-            "run --once: {mailbox_errors} mailbox errors, {undelivered} mails not delivered"
-        ),
-        code: 1,
-    })
+    ops::once_status(r.errors.len(), undelivered)
 }
 
 async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -> CliResult {

@@ -85,10 +85,31 @@ fn write_stdout(bytes: &[u8]) -> Result<(), CliError> {
     }
 }
 
+/// The exit status of `run --once`: an error when a mailbox or a delivery
+/// failed (the summary above says which).
+pub fn once_status(mailbox_errors: usize, undelivered: usize) -> Result<(), CliError> {
+    if mailbox_errors == 0 && undelivered == 0 {
+        return Ok(());
+    }
+    Err(CliError {
+        message: format!(
+            "run --once: {mailbox_errors} mailbox errors, {undelivered} mails not delivered"
+        ),
+        code: 1,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::ffi::OsStr;
+
+    #[test]
+    fn run_once_fails_on_any_error() {
+        assert!(once_status(0, 0).is_ok());
+        assert_eq!(once_status(1, 0).map_err(|e| e.code), Err(1));
+        assert_eq!(once_status(0, 2).map_err(|e| e.code), Err(1));
+    }
 
     #[test]
     fn config_choice_order() {

@@ -163,3 +163,15 @@ fn read_mbox<R: BufRead>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mbox_messages_are_counted_by_their_from_lines() {
+        let mbox = b"From a@example Mon Jan  1 00:00:00 2026\nSubject: one\n\nbody\n>From quoted\n\nFrom b@example Mon Jan  1 00:00:01 2026\nSubject: two\n\nx\n";
+        assert_eq!(count_mbox(&mbox[..]), 2);
+        assert_eq!(count_mbox(&b""[..]), 0);
+    }
+}
