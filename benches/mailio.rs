@@ -405,7 +405,7 @@ async fn main() {
     let d = Arc::new(
         Daemon::open(config(&stack, data.path(), true), Arc::new(SystemClock)).expect("daemon"),
     );
-    let (tx, _) = tokio::sync::broadcast::channel(4);
+    let tx = ticketd::shutdown::CancellationToken::new();
     let h = tokio::spawn(d.clone().run_until(tx.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut lat = Vec::new();
@@ -433,7 +433,7 @@ async fn main() {
         }
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
-    let _ = tx.send(());
+    tx.cancel();
     let _ = h.await;
     lat.sort_by(|a, b| a.total_cmp(b));
     let p = |q: f64| {

@@ -304,7 +304,7 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
 }
 
 /// Import files, Maildirs and mbox files through the pipeline, flushing in
-/// batches. `progress` is called with the bytes of each input done.
+/// batches. `progress` is called with 1 for each message ingested.
 pub async fn import(
     p: &Pipeline,
     paths: &[PathBuf],
@@ -325,6 +325,7 @@ pub async fn import(
         for env in &batch {
             let o = p.ingest(env, role, opts)?;
             report.add(&env.key, &o);
+            progress(1);
             since_flush += 1;
             if since_flush >= p.config.daemon.batch_size {
                 p.store.flush().await?;
@@ -337,11 +338,6 @@ pub async fn import(
             };
             report.errors.push(format!("{}: {e}", path.display()));
         }
-        progress(match input {
-            files::Input::File(p) | files::Input::Mbox(p) => {
-                std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
-            }
-        });
     }
     p.store.flush().await?;
     Ok(report)
@@ -350,7 +346,7 @@ pub async fn import(
 /// Serve the control socket until `shutdown` fires.
 pub async fn serve(
     p: Pipeline,
-    mut shutdown: tokio::sync::broadcast::Receiver<()>,
+    shutdown: crate::shutdown::CancellationToken,
 ) -> std::io::Result<()> {
     let path = socket_path(p.store.data_dir());
     // We hold the store lock, so any socket file left here is stale.
@@ -364,7 +360,7 @@ pub async fn serve(
     tracing::info!(socket = %path.display(), "control socket listening");
     loop {
         tokio::select! {
-            _ = shutdown.recv() => break,
+            _ = shutdown.cancelled() => break,
             accepted = listener.accept() => {
                 let (stream, _) = match accepted {
                     Ok(s) => s,

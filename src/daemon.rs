@@ -7,9 +7,12 @@
 //! server down) never stalls the others: it backs off exponentially with
 //! jitter (1 s doubling to 5 min) and reconnects on its own.
 //!
-//! Shutdown (as in mini-redis): a broadcast channel tells every task to
-//! stop; a task finishes the message in hand, the batch is flushed and
-//! acked, and the daemon waits for every task before a last flush.
+//! Shutdown: one [`CancellationToken`] (see [`crate::shutdown`]), which
+//! stays cancelled, so a signal that comes before a task has started is
+//! still seen by it. Every long-lived task is a named function here
+//! (`control_task`, `mailbox_task`, `scheduler`, `outbox_worker`); a task
+//! finishes the message in hand, the batch is flushed and acked, and the
+//! daemon waits for every task before a last flush.
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SourceKind};
@@ -17,11 +20,11 @@ use crate::control;
 use crate::outbox::{self, AnyTransport, DeliveryStats, OutboxPolicy};
 use crate::pipeline::{IngestOptions, Pipeline, Report};
 use crate::render::Templates;
+use crate::shutdown::CancellationToken;
 use crate::source::imap::{Health, ImapSource};
 use crate::source::maildir::MaildirSource;
 use crate::source::{Envelope, Fetched, Source, SourceError};
 use crate::store::{Store, StoreError};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -116,7 +119,7 @@ pub struct Daemon {
 impl Daemon {
     /// Open the store (taking its lock) and build the parts.
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Daemon, DaemonError> {
-        let templates = Templates::load(config.templates_dir.as_deref())?;
+        let templates = Templates::for_config(&config)?;
         let store = Store::open(&config.data_dir)?;
         let recovered = store.recover_outbox()?;
         if recovered > 0 {
@@ -224,149 +227,42 @@ impl Daemon {
         .await?)
     }
 
-    /// Run until SIGINT/SIGTERM.
-    pub async fn run_forever(self) -> Result<(), DaemonError> {
-        let (shutdown_tx, _) = tokio::sync::broadcast::channel::<()>(4);
-        let me = Arc::new(self);
-        let signal_tx = shutdown_tx.clone();
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            let _ = signal_tx.send(());
-        });
-        me.run_until(shutdown_tx).await
-    }
-
-    /// Run until `shutdown` is sent (tests drive this directly).
+    /// Run until `shutdown` is cancelled (by SIGINT/SIGTERM through
+    /// [`crate::shutdown::install`], or by a test). A token cancelled before
+    /// this is called stops the daemon as soon as it has started.
     pub async fn run_until(
         self: Arc<Self>,
-        shutdown_tx: tokio::sync::broadcast::Sender<()>,
+        shutdown: CancellationToken,
     ) -> Result<(), DaemonError> {
         let (sources, seeded) = self.sources()?;
         if seeded > 0 {
             tracing::info!(messages = seeded, "demo Maildir seeded");
         }
-        let stop = Arc::new(AtomicBool::new(false));
         let wake_outbox = Arc::new(tokio::sync::Notify::new());
         let mut tasks = tokio::task::JoinSet::new();
 
-        tasks.spawn({
-            let p = self.pipeline.clone();
-            let rx = shutdown_tx.subscribe();
-            async move {
-                if let Err(e) = control::serve(p, rx).await {
-                    tracing::error!(error = %e, "control socket failed");
-                }
-            }
-        });
-
-        let batch = self.pipeline.config.daemon.batch_size;
-        for (mut src, reconcile) in sources {
-            let p = self.pipeline.clone();
-            let mut rx = shutdown_tx.subscribe();
-            let stop = stop.clone();
-            let wake = wake_outbox.clone();
-            tasks.spawn(async move {
-                let mut failures: u32 = 0;
-                loop {
-                    // Messages that failed last pass are tried again.
-                    src.reset();
-                    let stop_fn = || stop.load(Ordering::SeqCst);
-                    let mut retry_soon = false;
-                    let ok = match p.drain(&mut src, batch, IngestOptions::default(), &stop_fn).await {
-                        Ok(r) => {
-                            if r.acks_queued > 0 || r.new_cases > 0 || r.follow_ups > 0 || r.quarantined > 0 {
-                                wake.notify_one();
-                            }
-                            // Messages that failed are tried again soon
-                            // (and quarantined after their attempts).
-                            retry_soon = r.failed > 0;
-                            true
-                        }
-                        Err(e) => {
-                            tracing::error!(source = src.name(), error = %e, "source pass failed");
-                            false
-                        }
-                    };
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if ok && retry_soon {
-                        failures = 0;
-                        tokio::select! {
-                            _ = rx.recv() => break,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                    } else if ok {
-                        failures = 0;
-                        tokio::select! {
-                            _ = rx.recv() => break,
-                            r = src.wait(reconcile) => {
-                                if let Err(e) = r {
-                                    tracing::warn!(source = src.name(), error = %e, "waiting for mail failed; reconnecting");
-                                }
-                            }
-                        }
-                    } else {
-                        failures = failures.saturating_add(1);
-                        let delay = backoff(failures);
-                        tracing::info!(source = src.name(), retry_in = ?delay, "backing off");
-                        tokio::select! {
-                            _ = rx.recv() => break,
-                            _ = tokio::time::sleep(delay) => {}
-                        }
-                    }
-                }
-            });
+        tasks.spawn(control_task(self.pipeline.clone(), shutdown.clone()));
+        for (src, reconcile) in sources {
+            tasks.spawn(mailbox_task(
+                self.pipeline.clone(),
+                src,
+                reconcile,
+                shutdown.clone(),
+                wake_outbox.clone(),
+            ));
         }
-
         tasks.spawn(scheduler(
             self.pipeline.clone(),
-            shutdown_tx.subscribe(),
+            shutdown.clone(),
             wake_outbox.clone(),
         ));
-
-        tasks.spawn({
-            let me = self.clone();
-            let mut rx = shutdown_tx.subscribe();
-            let wake = wake_outbox.clone();
-            async move {
-                let mut last_probe = tokio::time::Instant::now();
-                loop {
-                    let again = match me.deliver().await {
-                        // The server is back: what waited goes now.
-                        Ok(stats) => stats.released > 0,
-                        Err(e) => {
-                            tracing::error!(error = %e, "outbox pass failed");
-                            false
-                        }
-                    };
-                    if again {
-                        continue;
-                    }
-                    tokio::select! {
-                        _ = rx.recv() => break,
-                        _ = wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                    }
-                    // Mail waiting out an outage: try one every PROBE to
-                    // see whether the server is back.
-                    if last_probe.elapsed() >= OUTBOX_PROBE {
-                        last_probe = tokio::time::Instant::now();
-                        let now = me.pipeline.clock.now();
-                        if let Err(e) = outbox::probe_waiting(&me.pipeline.store, now) {
-                            tracing::error!(error = %e, "outbox probe failed");
-                        }
-                    }
-                }
-            }
-        });
+        tasks.spawn(outbox_worker(self.clone(), shutdown.clone(), wake_outbox));
 
         tracing::info!(data_dir = %self.pipeline.config.data_dir.display(), "ticketd running; SIGINT or SIGTERM stops it");
-        let mut rx = shutdown_tx.subscribe();
-        let _ = rx.recv().await;
-        tracing::info!("shutting down: finishing the messages in hand");
-        stop.store(true, Ordering::SeqCst);
-        let _ = shutdown_tx.send(());
+        shutdown.cancelled().await;
+        tracing::info!("shutting down: waiting for the tasks");
+        // Test hook: a slow shutdown, to show a second signal still ends it.
+        crate::failpoint::delay("shutdown").await;
         while let Some(res) = tasks.join_next().await {
             if let Err(e) = res {
                 tracing::error!(error = %e, "task ended abnormally");
@@ -378,14 +274,123 @@ impl Daemon {
     }
 }
 
+/// The control socket task (see [`control::serve`]).
+async fn control_task(p: Pipeline, shutdown: CancellationToken) {
+    if let Err(e) = control::serve(p, shutdown).await {
+        tracing::error!(error = %e, "control socket failed");
+    }
+}
+
+/// One mailbox: drain it, wait for mail (IDLE or polling), again; back off
+/// on failure. A drain finishes the message in hand when `shutdown` is
+/// cancelled (its batch is flushed and acked), then the task ends.
+async fn mailbox_task(
+    p: Pipeline,
+    mut src: AnySource,
+    reconcile: Duration,
+    shutdown: CancellationToken,
+    wake_outbox: Arc<tokio::sync::Notify>,
+) {
+    let batch = p.config.daemon.batch_size;
+    let mut failures: u32 = 0;
+    while !shutdown.is_cancelled() {
+        // Messages that failed last pass are tried again.
+        src.reset();
+        let stop_fn = || shutdown.is_cancelled();
+        let mut retry_soon = false;
+        let ok = match p
+            .drain(&mut src, batch, IngestOptions::default(), &stop_fn)
+            .await
+        {
+            Ok(r) => {
+                if r.acks_queued > 0 || r.new_cases > 0 || r.follow_ups > 0 || r.quarantined > 0 {
+                    wake_outbox.notify_one();
+                }
+                // Messages that failed are tried again soon (and
+                // quarantined after their attempts).
+                retry_soon = r.failed > 0;
+                true
+            }
+            Err(e) => {
+                tracing::error!(source = src.name(), error = %e, "source pass failed");
+                false
+            }
+        };
+        if shutdown.is_cancelled() {
+            break;
+        }
+        if ok && retry_soon {
+            failures = 0;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        } else if ok {
+            failures = 0;
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                r = src.wait(reconcile) => {
+                    if let Err(e) = r {
+                        tracing::warn!(source = src.name(), error = %e, "waiting for mail failed; reconnecting");
+                    }
+                }
+            }
+        } else {
+            failures = failures.saturating_add(1);
+            let delay = backoff(failures);
+            tracing::info!(source = src.name(), retry_in = ?delay, "backing off");
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+/// The outbox worker: deliver what is due, woken after ingest and every
+/// 5 s; while mail waits out an outage, probe with one mail every
+/// [`OUTBOX_PROBE`].
+async fn outbox_worker(
+    me: Arc<Daemon>,
+    shutdown: CancellationToken,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    let mut last_probe = tokio::time::Instant::now();
+    while !shutdown.is_cancelled() {
+        let again = match me.deliver().await {
+            // The server is back: what waited goes now.
+            Ok(stats) => stats.released > 0,
+            Err(e) => {
+                tracing::error!(error = %e, "outbox pass failed");
+                false
+            }
+        };
+        if again {
+            continue;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        }
+        if last_probe.elapsed() >= OUTBOX_PROBE {
+            last_probe = tokio::time::Instant::now();
+            let now = me.pipeline.clock.now();
+            if let Err(e) = outbox::probe_waiting(&me.pipeline.store, now) {
+                tracing::error!(error = %e, "outbox probe failed");
+            }
+        }
+    }
+}
+
 /// The scheduler task: run the jobs that are due, then sleep until the
 /// next one (at most a minute, so a changed wall clock is noticed).
 async fn scheduler(
     p: Pipeline,
-    mut shutdown: tokio::sync::broadcast::Receiver<()>,
+    shutdown: CancellationToken,
     wake_outbox: Arc<tokio::sync::Notify>,
 ) {
-    loop {
+    while !shutdown.is_cancelled() {
         let now = p.clock.now();
         let p2 = p.clone();
         match tokio::task::spawn_blocking(move || crate::schedule::run_due(&p2, now)).await {
@@ -409,7 +414,7 @@ async fn scheduler(
         }
         .clamp(Duration::from_millis(200), Duration::from_secs(60));
         tokio::select! {
-            _ = shutdown.recv() => break,
+            _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(wait) => {}
         }
     }
@@ -429,31 +434,45 @@ pub fn backoff(failures: u32) -> Duration {
     base + Duration::from_millis(fastrand::u64(0..=jitter))
 }
 
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// Open a daemon on the system clock.
 pub fn open(config: Config) -> Result<Daemon, DaemonError> {
     Daemon::open(config, Arc::new(SystemClock))
+}
+
+/// Open a daemon on the system clock, waiting while another process holds
+/// the store lock: a CLI command that ran before this daemon's control
+/// socket existed opened the store itself and lets go when it ends. Fails at
+/// once when a daemon already answers on the control socket. `Ok(None)`
+/// when `shutdown` is cancelled while waiting.
+pub async fn open_when_free(
+    config: Config,
+    shutdown: &CancellationToken,
+) -> Result<Option<Daemon>, DaemonError> {
+    let mut told = false;
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(None);
+        }
+        match Daemon::open(config.clone(), Arc::new(SystemClock)) {
+            Err(DaemonError::Store(StoreError::Locked(dir))) => {
+                if let Ok(Some(_)) = control::call(&dir, &control::Request::Ping).await {
+                    return Err(DaemonError::Store(StoreError::Locked(dir)));
+                }
+                if !told {
+                    tracing::warn!(
+                        data_dir = %dir.display(),
+                        "the store is in use by another ticketd command; waiting for it to finish"
+                    );
+                    told = true;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                }
+            }
+            other => return other.map(Some),
+        }
+    }
 }
 
 #[cfg(test)]

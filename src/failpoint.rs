@@ -23,7 +23,8 @@ pub fn hit(name: &str) {
 
 /// Named delay points: `TICKETD_DELAY=name:ms[,name:ms]` makes [`delay`]
 /// with that name sleep, so a test can widen a race window (e.g.
-/// `before_idle`, between the last search and entering IDLE). Unset, a
+/// `before_idle`, between the last search and entering IDLE; `shutdown`,
+/// after the shutdown token is cancelled and before the tasks are joined). Unset, a
 /// check is one atomic load.
 pub fn delay_ms(name: &str) -> Option<u64> {
     static DELAYS: OnceLock<Vec<(String, u64)>> = OnceLock::new();

@@ -30,6 +30,7 @@
 //! - [`pipeline`]: one message (or batch) from a source into the store.
 //! - [`daemon`]: wires sources, pipeline, outbox worker, control socket, shutdown.
 //! - [`control`]: the JSON protocol over the daemon's Unix socket.
+//! - [`shutdown`]: the cancellation token SIGINT/SIGTERM cancel (never lost).
 //! - [`config`]: raw TOML to a validated [`config::Config`].
 //! - [`demo`]: the embedded default (demo Maildir seeded from `fixtures/demo`).
 //! - [`cli`]: the subcommands behind the thin `main.rs`.
@@ -55,6 +56,7 @@ pub mod policy;
 pub mod render;
 pub mod schedule;
 pub mod secrets;
+pub mod shutdown;
 pub mod source;
 pub mod store;
 pub mod tls;

@@ -177,7 +177,22 @@ impl Templates {
                     source: e,
                 })?;
         }
+        env.add_global("brand", crate::config::DEFAULT_BRAND);
         Ok(Templates { env })
+    }
+
+    /// The templates a configuration names (`templates_dir`), signing with
+    /// its `[outbound] brand`.
+    pub fn for_config(config: &crate::config::Config) -> Result<Templates, RenderError> {
+        let mut t = Templates::load(config.templates_dir.as_deref())?;
+        t.set_brand(&config.outbound.brand);
+        Ok(t)
+    }
+
+    /// The name every template sees as `brand` (a global, so it is in every
+    /// template's context: acknowledgements, notices, the digest).
+    pub fn set_brand(&mut self, brand: &str) {
+        self.env.add_global("brand", brand.to_string());
     }
 
     /// Render the acknowledgement body for a new case, in `extras.language`

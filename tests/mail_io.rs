@@ -85,10 +85,10 @@ fn open(cfg: Config) -> Arc<Daemon> {
 fn spawn(
     d: Arc<Daemon>,
 ) -> (
-    tokio::sync::broadcast::Sender<()>,
+    ticketd::shutdown::CancellationToken,
     tokio::task::JoinHandle<()>,
 ) {
-    let (tx, _) = tokio::sync::broadcast::channel(4);
+    let tx = ticketd::shutdown::CancellationToken::new();
     let t = tx.clone();
     let h = tokio::spawn(async move {
         d.run_until(t).await.expect("daemon run");
@@ -96,8 +96,8 @@ fn spawn(
     (tx, h)
 }
 
-async fn stop(tx: tokio::sync::broadcast::Sender<()>, h: tokio::task::JoinHandle<()>) {
-    let _ = tx.send(());
+async fn stop(tx: ticketd::shutdown::CancellationToken, h: tokio::task::JoinHandle<()>) {
+    tx.cancel();
     tokio::time::timeout(Duration::from_secs(20), h)
         .await
         .expect("daemon stops")

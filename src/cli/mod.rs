@@ -7,8 +7,10 @@
 //! `ignored promote --json` print one JSON document.
 
 mod cases;
+mod check;
 mod deadline;
 mod erase;
+pub mod ops;
 mod privacy;
 mod table;
 pub mod train;
@@ -32,7 +34,8 @@ use table::Table;
     about = "Support and privacy mail → tracked cases, acknowledged, never looped"
 )]
 pub struct Cli {
-    /// Configuration file (default: the embedded demo configuration).
+    /// Configuration file (default: $TICKETD_CONFIG, else
+    /// /etc/ticketd/ticketd.toml, else the embedded demo configuration).
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
@@ -41,9 +44,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon (on the embedded default without --config).
+    /// Run the daemon (on the embedded demo when no configuration exists).
     Run {
-        /// Drain the sources and the outbox once, print a summary, exit 0.
+        /// Drain the sources and the outbox once, print a summary; exit 1
+        /// when a mailbox or a delivery failed.
         #[arg(long)]
         once: bool,
     },
@@ -74,8 +78,21 @@ pub enum Command {
         #[command(subcommand)]
         command: IgnoredCommand,
     },
-    /// Validate the configuration and print the resolved settings.
-    CheckConfig,
+    /// Validate the configuration (every error, every referenced variable
+    /// and file) and print the resolved settings.
+    CheckConfig {
+        /// Also log in to every mailbox and the SMTP server, and print the
+        /// next run of every job and the calendar's next opening.
+        #[arg(long)]
+        connect: bool,
+    },
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff).
+    Man,
     /// When a case is due: support first response, or privacy dates (JSON;
     /// a stable interface). Reads only the clock sections of --config.
     Deadline(deadline::DeadlineArgs),
@@ -144,29 +161,35 @@ type CliResult = Result<(), CliError>;
 
 /// Run a parsed command line.
 pub async fn run(cli: Cli) -> CliResult {
-    if let Command::Deadline(args) = &cli.command {
-        return deadline::run(cli.config.as_deref(), args);
+    // The daemon's shutdown token comes first: a signal from here on is
+    // never lost, even one that arrives while the config is read.
+    let shutdown = match cli.command {
+        Command::Run { once: false } => Some(crate::shutdown::install().map_err(|e| CliError {
+            message: format!("cannot install the signal handlers: {e}"),
+            code: 1,
+        })?),
+        _ => None,
+    };
+    match &cli.command {
+        Command::Completions { shell } => return ops::completions(*shell),
+        Command::Man => return ops::man(),
+        _ => {}
     }
-    let config = Config::load(cli.config.as_deref()).map_err(|e| CliError {
+    let config_path = ops::config_path(cli.config.as_deref());
+    if let Command::Deadline(args) = &cli.command {
+        return deadline::run(config_path.as_deref(), args);
+    }
+    if let Command::CheckConfig { connect } = cli.command {
+        return check::run(config_path.as_deref(), connect).await;
+    }
+    let config = Config::load(config_path.as_deref()).map_err(|e| CliError {
         message: e.to_string(),
         code: 2,
     })?;
     match cli.command {
-        Command::CheckConfig => {
-            Templates::load(config.templates_dir.as_deref()).map_err(|e| CliError {
-                message: e.to_string(),
-                code: 2,
-            })?;
-            println!("# configuration OK: {}", config.origin);
-            for w in config.warnings() {
-                println!("# warning: {w}");
-                eprintln!("warning: {w}");
-            }
-            print!("{}", config.to_toml_string());
-            Ok(())
-        }
-        Command::Run { once } => run_daemon(config, once).await,
-        Command::Deadline(args) => deadline::run(cli.config.as_deref(), &args),
+        Command::CheckConfig { .. } | Command::Completions { .. } | Command::Man => Ok(()),
+        Command::Run { once } => run_daemon(config, once, shutdown).await,
+        Command::Deadline(args) => deadline::run(config_path.as_deref(), &args),
         Command::Classify {
             mailbox,
             json,
@@ -246,25 +269,59 @@ fn print_line(line: &str) -> std::io::Result<()> {
     writeln!(out, "{line}")
 }
 
-/// A pipeline on the store opened by this process (no daemon runs).
-fn direct_pipeline(config: &Config) -> Result<Pipeline, CliError> {
-    let store = Store::open(&config.data_dir)?;
+/// A pipeline on a store opened by this process (no daemon runs).
+fn direct_pipeline(store: Store, config: &Config) -> Result<Pipeline, CliError> {
     Ok(Pipeline::new(
         Arc::new(store),
         Arc::new(config.clone()),
-        Arc::new(Templates::load(config.templates_dir.as_deref())?),
+        Arc::new(Templates::for_config(config)?),
         Arc::new(SystemClock),
     )?)
 }
 
+/// How long a command waits for the control socket of a daemon that holds
+/// the store lock but is still starting.
+const STARTING_DAEMON_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Where a request is answered.
+enum Route {
+    /// The running daemon answered.
+    Daemon(Response),
+    /// No daemon runs: this process opened the store.
+    Direct(Pipeline),
+}
+
+/// Send `req` to the running daemon, else open the store. A command never
+/// takes the store from a daemon that is starting: when the store is
+/// locked and no control socket answers yet, it waits for the socket (up to
+/// [`STARTING_DAEMON_WAIT`]) and asks the daemon. (The daemon, for its part,
+/// waits for a command that holds the store to finish: `open_when_free`.)
+async fn route(config: &Config, req: &Request) -> Result<Route, CliError> {
+    let start = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        if let Some(r) = control::call(&config.data_dir, req).await? {
+            return Ok(Route::Daemon(r));
+        }
+        match Store::open(&config.data_dir) {
+            Ok(store) => return Ok(Route::Direct(direct_pipeline(store, config)?)),
+            Err(crate::store::StoreError::Locked(_)) if start.elapsed() < STARTING_DAEMON_WAIT => {
+                if !told {
+                    eprintln!("ticketd: the store is locked (a daemon is starting?); waiting for its control socket");
+                    told = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Ask the running daemon, or answer from the store when none runs.
 async fn ask<T: serde::de::DeserializeOwned>(config: &Config, req: Request) -> Result<T, CliError> {
-    let resp = match control::call(&config.data_dir, &req).await? {
-        Some(r) => r,
-        None => {
-            let p = direct_pipeline(config)?;
-            control::handle(&p, req).await
-        }
+    let resp = match route(config, &req).await? {
+        Route::Daemon(r) => r,
+        Route::Direct(p) => control::handle(&p, req).await,
     };
     unwrap_response(resp)
 }
@@ -283,12 +340,20 @@ fn unwrap_response<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, 
     })
 }
 
-async fn run_daemon(config: Config, once: bool) -> CliResult {
-    let d = daemon::open(config.clone())?;
-    if !once {
-        d.run_forever().await?;
+async fn run_daemon(
+    config: Config,
+    once: bool,
+    shutdown: Option<crate::shutdown::CancellationToken>,
+) -> CliResult {
+    if let (false, Some(token)) = (once, shutdown) {
+        let Some(d) = daemon::open_when_free(config, &token).await? else {
+            tracing::info!("stopped before the store was opened");
+            return Ok(());
+        };
+        Arc::new(d).run_until(token).await?;
         return Ok(());
     }
+    let d = daemon::open(config.clone())?;
     let s = d.run_once().await?;
     let store = &d.pipeline.store;
     let cases = store.list_cases(&Default::default())?;
@@ -311,12 +376,19 @@ async fn run_daemon(config: Config, once: bool) -> CliResult {
     for e in &r.errors {
         println!("  error: {e}");
     }
+    let undelivered = s.delivery.failed + s.delivery.retry_later;
+    if undelivered > 0 {
+        println!(
+            "  error: {} mails not delivered ({} failed, {} to retry)",
+            undelivered, s.delivery.failed, s.delivery.retry_later
+        );
+    }
     println!(
         "store: {}   mail: {}",
         config.data_dir.join("store").display(),
         config.outbound.dir.display()
     );
-    Ok(())
+    ops::once_status(r.errors.len(), undelivered)
 }
 
 async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -> CliResult {
@@ -324,34 +396,18 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
         .into_iter()
         .map(|p| std::path::absolute(&p).unwrap_or(p))
         .collect();
-    let report: Report = match control::call(
-        &config.data_dir,
-        &Request::Import {
-            paths: paths.clone(),
-            no_ack,
-        },
-    )
-    .await?
-    {
-        Some(resp) => unwrap_response(resp)?,
-        None => {
-            let p = direct_pipeline(&config)?;
+    let req = Request::Import {
+        paths: paths.clone(),
+        no_ack,
+    };
+    let report: Report = match route(&config, &req).await? {
+        Route::Daemon(resp) => unwrap_response(resp)?,
+        Route::Direct(p) => {
             let (inputs, _) = crate::source::files::discover(&paths);
-            let total = crate::source::files::total_bytes(&inputs);
-            // A progress bar only when the input is large (and stderr is a terminal).
-            let bar = if total > 16 * 1024 * 1024 || inputs.len() > 500 {
-                let b = indicatif::ProgressBar::new(total);
-                if let Ok(style) =
-                    indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {eta}")
-                {
-                    b.set_style(style);
-                }
-                b
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
+            let total = crate::source::files::count_messages(&inputs);
+            let mut bar = ImportProgress::new(total);
             let r = control::import(&p, &paths, IngestOptions { no_ack }, |n| bar.inc(n)).await?;
-            bar.finish_and_clear();
+            bar.finish();
             r
         }
     };
@@ -373,6 +429,47 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
             message: format!("{} inputs could not be read", report.errors.len()),
             code: 1,
         })
+    }
+}
+
+/// The import progress bar: counts messages, and appears once an import
+/// has run for a second (on a terminal; indicatif hides it otherwise).
+struct ImportProgress {
+    bar: indicatif::ProgressBar,
+    started: std::time::Instant,
+    shown: bool,
+}
+
+impl ImportProgress {
+    fn new(total: u64) -> ImportProgress {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(total),
+            indicatif::ProgressDrawTarget::hidden(),
+        );
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} messages {per_sec} {eta}")
+        {
+            bar.set_style(style);
+        }
+        ImportProgress {
+            bar,
+            started: std::time::Instant::now(),
+            shown: false,
+        }
+    }
+
+    /// `n` more messages done.
+    fn inc(&mut self, n: u64) {
+        self.bar.inc(n);
+        if !self.shown && self.started.elapsed() >= std::time::Duration::from_secs(1) {
+            self.bar
+                .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            self.shown = true;
+        }
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 

@@ -10,6 +10,7 @@
 //! Not for: reading secrets at load time (sources resolve them when they
 //! connect), or holding runtime state.
 
+pub mod check;
 pub mod clocks;
 pub mod people;
 pub mod privacy;
@@ -30,6 +31,9 @@ use std::time::Duration;
 /// The configuration the binary uses when no `--config` is given: a demo
 /// Maildir under `./ticketd-data`, acknowledgements written as files.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../default.toml");
+
+/// The name our mail signs with when `[outbound] brand` is not set.
+pub const DEFAULT_BRAND: &str = "CaseHost";
 
 /// A configuration error that names where it happened.
 #[derive(Debug, thiserror::Error)]
@@ -341,6 +345,7 @@ struct RawOutbound {
     max_age: Option<HumanDuration>,
     retry_initial: Option<HumanDuration>,
     rate_limit_per_hour: Option<u32>,
+    brand: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -504,6 +509,8 @@ pub struct Outbound {
     /// Automatic mail to one requester address per hour (staff mail is
     /// never limited).
     pub rate_limit_per_hour: u32,
+    /// The name our mail signs with (`brand` in every template).
+    pub brand: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -832,6 +839,16 @@ impl Config {
             .retry_initial
             .unwrap_or(HumanDuration(Duration::from_secs(60)));
 
+        let brand = match raw.outbound.brand.as_deref().map(str::trim) {
+            None => DEFAULT_BRAND.to_string(),
+            Some(b) if b.is_empty() || b.chars().any(char::is_control) => {
+                return Err(ConfigError::General {
+                    file: file.into(),
+                    message: "[outbound] brand must be a non-empty name on one line".into(),
+                })
+            }
+            Some(b) => b.to_string(),
+        };
         let agency_domains = agencies
             .iter()
             .flat_map(|a| a.domains.iter().cloned())
@@ -851,6 +868,7 @@ impl Config {
                 max_age,
                 retry_initial,
                 rate_limit_per_hour,
+                brand,
             },
             people,
             clocks,

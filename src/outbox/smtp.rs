@@ -75,6 +75,17 @@ impl SmtpTransport {
         }
     }
 
+    /// Connect, secure and log in once, then quit (`check-config --connect`).
+    pub async fn probe(&self) -> Result<(), String> {
+        match self.connect().await {
+            Ok(mut conn) => {
+                let _ = conn.quit().await;
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     pub fn pool_size(&self) -> usize {
         self.pool_size as usize
     }

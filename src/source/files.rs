@@ -87,6 +87,33 @@ pub fn total_bytes(inputs: &[Input]) -> u64 {
         .sum()
 }
 
+/// How many messages the inputs hold (an mbox counts its `From ` lines),
+/// for the import progress bar; an unreadable input counts as one.
+pub fn count_messages(inputs: &[Input]) -> u64 {
+    inputs
+        .iter()
+        .map(|i| match i {
+            Input::File(_) => 1,
+            Input::Mbox(p) => std::fs::File::open(p)
+                .map(|f| count_mbox(BufReader::new(f)))
+                .unwrap_or(1),
+        })
+        .sum()
+}
+
+fn count_mbox<R: BufRead>(mut reader: R) -> u64 {
+    let mut n = 0;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return n,
+            Ok(_) if line.starts_with(b"From ") => n += 1,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Read the messages of one input. `f` is called per message; a read error
 /// is returned after the messages read so far.
 pub fn read_input(input: &Input, mut f: impl FnMut(Envelope)) -> std::io::Result<()> {
@@ -135,4 +162,16 @@ fn read_mbox<R: BufRead>(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mbox_messages_are_counted_by_their_from_lines() {
+        let mbox = b"From a@example Mon Jan  1 00:00:00 2026\nSubject: one\n\nbody\n>From quoted\n\nFrom b@example Mon Jan  1 00:00:01 2026\nSubject: two\n\nx\n";
+        assert_eq!(count_mbox(&mbox[..]), 2);
+        assert_eq!(count_mbox(&b""[..]), 0);
+    }
 }
