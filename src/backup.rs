@@ -618,4 +618,32 @@ mod tests {
             "{e:?}"
         );
     }
+
+    #[test]
+    fn a_backup_never_holds_half_a_write() {
+        // Each write puts one key in two trees under the write gate, as a
+        // store transaction does; every backup must hold both or neither.
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(&d.path().join("data")).expect("open");
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                for i in 0..5_000u64 {
+                    let _w = s.write_gate();
+                    let _ = s.t.cases.insert(i.to_be_bytes(), b"c".to_vec());
+                    std::thread::yield_now();
+                    let _ = s.t.events.insert(i.to_be_bytes(), b"e".to_vec());
+                }
+                done.store(true, std::sync::atomic::Ordering::SeqCst);
+            });
+            let mut n = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) || n < 3 {
+                let file = d.path().join(format!("b{n}"));
+                let m = write(&s, &file, false).expect("backup");
+                assert_eq!(m.trees.get("cases"), m.trees.get("events"), "backup {n}");
+                let _ = std::fs::remove_file(&file);
+                n += 1;
+            }
+        });
+    }
 }
