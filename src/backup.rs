@@ -432,6 +432,21 @@ pub fn restore(path: &Path, data_dir: &Path) -> Result<Manifest> {
         use std::os::unix::fs::PermissionsExt;
         let _ = std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700));
     }
+    // No daemon may start on the directory meanwhile.
+    let lock_path = data_dir.join("ticketd.lock");
+    let lock = File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err(&lock_path))?;
+    {
+        use fs2::FileExt;
+        if lock.try_lock_exclusive().is_err() {
+            return Err(StoreError::Locked(data_dir.to_path_buf()).into());
+        }
+    }
     let staging = data_dir.join(STAGING);
     let res = build(path, &staging, data_dir);
     if let Err(e) = res {
@@ -439,6 +454,9 @@ pub fn restore(path: &Path, data_dir: &Path) -> Result<Manifest> {
         for f in FILES {
             let _ = std::fs::remove_file(data_dir.join(f));
         }
+        // Leave the directory as empty as it was, so a retry is not refused.
+        drop(lock);
+        let _ = std::fs::remove_file(&lock_path);
         return Err(e);
     }
     let store_dir = data_dir.join("store");
@@ -446,6 +464,8 @@ pub fn restore(path: &Path, data_dir: &Path) -> Result<Manifest> {
     if let Ok(d) = File::open(data_dir) {
         let _ = d.sync_all();
     }
+    // The store takes the lock itself (on its own handle).
+    drop(lock);
     // Opening stamps an unversioned store and migrates an older one.
     let store = Store::open(data_dir)?;
     store.flush_blocking()?;
