@@ -338,3 +338,115 @@ fn a_store_of_a_newer_schema_is_refused_by_the_cli_and_the_daemon() {
         assert!(stderr(&out).contains(&want), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// A restored store whose every case has its messages and events, whose
+/// case numbering is ahead of every case, and whose outbox entries name
+/// stored cases: what a backup cut in the middle of a transaction breaks.
+fn check_whole(data_dir: &Path) -> usize {
+    use ticketd::store::{CaseKind, Store};
+    let s = Store::open(data_dir).expect("open restored");
+    let cases = s.list_cases(&Default::default()).expect("cases");
+    for c in &cases {
+        assert!(!c.messages.is_empty(), "{}", c.id);
+        for m in &c.messages {
+            assert!(
+                s.message(*m).expect("message").is_some(),
+                "{} message {m}",
+                c.id
+            );
+        }
+        assert!(
+            !s.events(&c.id).expect("events").is_empty(),
+            "{} events",
+            c.id
+        );
+        let kind = match c.kind {
+            CaseKind::Support => "SUP",
+            CaseKind::Privacy => "PRV",
+        };
+        let n: u64 = c.id[4..].parse().expect("number");
+        assert!(
+            s.seq(&format!("case:{kind}")).expect("seq") >= n,
+            "{}",
+            c.id
+        );
+    }
+    for e in s.outbox_all().expect("outbox") {
+        if let Some(case) = &e.case {
+            assert!(
+                s.case(case).expect("case").is_some(),
+                "outbox {} → {case}",
+                e.id
+            );
+        }
+    }
+    cases.len()
+}
+
+#[test]
+fn backups_taken_while_mail_pours_in_are_each_whole() {
+    let env = Env::new();
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(env.path("ticketd.toml"))
+        .arg("run")
+        .current_dir(env.dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn daemon");
+    wait_for("control socket", || env.path("data/control.sock").exists());
+    let corpus = repo().join("fixtures/corpus");
+    let mut mails: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .expect("corpus")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+        .collect();
+    mails.sort();
+    mails.truncate(60);
+    let n = mails.len();
+    let feeder = std::thread::spawn({
+        let new = env.path("maildir/new");
+        let tmp = env.path("maildir/tmp");
+        move || {
+            for (i, m) in mails.iter().enumerate() {
+                let bytes = std::fs::read(m).expect("read");
+                let name = format!("{}.{i}.pour", 1_800_000_000 + i);
+                std::fs::write(tmp.join(&name), bytes).expect("write");
+                std::fs::rename(tmp.join(&name), new.join(&name)).expect("rename");
+                std::thread::sleep(Duration::from_millis(15));
+            }
+        }
+    });
+    let mut files = Vec::new();
+    for i in 0..4 {
+        let f = env.path(&format!("pour-{i}.backup"));
+        ok(&env.run("ticketd.toml", &["backup", f.to_str().unwrap_or("")]));
+        files.push(f);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    feeder.join().expect("feeder");
+    wait_for("every message taken", || {
+        files_in(&env.path("maildir/new")) == 0
+    });
+    #[cfg(unix)]
+    {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+    }
+    let _ = child.wait();
+    let mut counts = Vec::new();
+    for (i, f) in files.iter().enumerate() {
+        let name = format!("r{i}");
+        std::fs::write(env.path(&format!("{name}.toml")), config(&name)).expect("config");
+        ok(&env.run(
+            &format!("{name}.toml"),
+            &["restore", f.to_str().unwrap_or("")],
+        ));
+        counts.push(check_whole(&env.path(&name)));
+    }
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "{counts:?}");
+    assert!(check_whole(&env.path("data")) >= *counts.last().unwrap_or(&0));
+    eprintln!("backups: cases {counts:?} of {n} messages");
+}
