@@ -63,7 +63,13 @@ pub async fn backup_cmd(config: &Config, args: BackupArgs) -> CliResult {
         overwrite: args.force,
     };
     let m: Manifest = match control::call(&config.data_dir, &req).await? {
-        Some(resp) => super::unwrap_response(resp)?,
+        Some(resp) => super::unwrap_response(resp).map_err(|e| CliError {
+            message: format!(
+                "the running daemon writes the backup, as its own user, and could not: {}",
+                e.message
+            ),
+            code: e.code,
+        })?,
         None => {
             let store = Store::open(&config.data_dir)?;
             backup::write(&store, &file, args.force)?

@@ -3,13 +3,14 @@
 //! [`check_and_migrate`], called by `Store::open` before anything else reads
 //! the trees, refuses a store written by a newer ticketd
 //! ([`StoreError::NewerSchema`]) and brings an older one up to
-//! [`SCHEMA_VERSION`] one step at a time, each step in one transaction with
-//! the version it reaches. A store without the key is a store from before
-//! versions were recorded: it is version 1 and gets stamped.
+//! [`SCHEMA_VERSION`] one step at a time, recording the version each step
+//! reaches, and flushes once at the end. A store without the key is a
+//! store from before versions were recorded: it is version 1 and gets
+//! stamped.
 //!
 //! Adding a migration: bump [`SCHEMA_VERSION`] to N and add the step from
-//! N-1 to [`MIGRATIONS`]; the step must be idempotent (a crash before the
-//! flush runs it again).
+//! N-1 to `MIGRATIONS`. A step must be idempotent, because a crash before
+//! the flush runs it again.
 
 use super::{be, from_be, Result, StoreError, Trees, SCHEMA_VERSION};
 
@@ -44,19 +45,24 @@ pub fn recorded(meta: &sled::Tree) -> Result<Option<u64>> {
 /// Refuse a newer store, migrate an older one, stamp an unversioned one.
 /// Returns the version found (before migrating).
 pub(crate) fn check_and_migrate(db: &sled::Db, t: &Trees) -> Result<u64> {
+    migrate_to(db, t, SCHEMA_VERSION, MIGRATIONS)
+}
+
+/// [`check_and_migrate`] towards `target` with `steps` (tests use their own).
+fn migrate_to(db: &sled::Db, t: &Trees, target: u64, steps: &[Migration]) -> Result<u64> {
     let found = recorded(&t.meta)?;
     let mut v = found.unwrap_or(UNVERSIONED);
-    if v > SCHEMA_VERSION {
+    if v > target {
         return Err(StoreError::NewerSchema { found: v });
     }
     if found.is_none() {
         tracing::info!(version = v, "store has no schema version: stamping it");
         t.meta.insert(KEY, &be(v))?;
     }
-    while v < SCHEMA_VERSION {
-        let Some(step) = MIGRATIONS.iter().find(|m| m.from == v) else {
+    while v < target {
+        let Some(step) = steps.iter().find(|m| m.from == v) else {
             return Err(StoreError::Invalid(format!(
-                "store schema {v} cannot be migrated by this ticketd ({SCHEMA_VERSION}): no migration from {v}"
+                "store schema {v} cannot be migrated by this ticketd ({target}): no migration from {v}"
             )));
         };
         tracing::info!(
@@ -97,6 +103,50 @@ mod tests {
         assert_eq!(s.schema_version().ok(), Some(SCHEMA_VERSION));
         assert_eq!(recorded(&s.t.meta).ok(), Some(Some(1)));
         assert_eq!(s.t.cases.len(), 1, "data kept");
+    }
+
+    #[test]
+    fn an_older_store_is_migrated_step_by_step_once() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(d.path()).expect("open");
+        s.t.meta.remove(KEY).expect("unversioned");
+        let steps = [
+            Migration {
+                from: 1,
+                what: "test: mark",
+                apply: |t| {
+                    t.meta.insert("migrated", b"1".to_vec())?;
+                    Ok(())
+                },
+            },
+            Migration {
+                from: 2,
+                what: "test: count",
+                apply: |t| {
+                    let n = t.meta.get("migrated")?.map(|v| v.len()).unwrap_or(0);
+                    t.meta.insert("migrated", vec![b'1'; n + 1])?;
+                    Ok(())
+                },
+            },
+        ];
+        assert_eq!(migrate_to(&s.db, &s.t, 3, &steps).ok(), Some(1));
+        assert_eq!(recorded(&s.t.meta).ok(), Some(Some(3)));
+        assert_eq!(
+            s.t.meta.get("migrated").ok().flatten().map(|v| v.to_vec()),
+            Some(b"11".to_vec())
+        );
+        // At the target already: nothing runs again.
+        assert_eq!(migrate_to(&s.db, &s.t, 3, &steps).ok(), Some(3));
+        assert_eq!(
+            s.t.meta.get("migrated").ok().flatten().map(|v| v.len()),
+            Some(2)
+        );
+        // A gap in the steps is an error, not a silent skip.
+        s.t.meta.insert(KEY, &be(1)).expect("back to 1");
+        assert!(matches!(
+            migrate_to(&s.db, &s.t, 3, &steps[1..]),
+            Err(StoreError::Invalid(_))
+        ));
     }
 
     #[test]
