@@ -53,6 +53,13 @@ pub enum Request {
     SubjectReport {
         address: String,
     },
+    /// Write a consistent backup of the store to `path` (on the daemon's
+    /// machine, written by the daemon; see [`crate::backup`]).
+    Backup {
+        path: PathBuf,
+        #[serde(default)]
+        overwrite: bool,
+    },
 }
 
 /// What staff do to a case: the workflow's actions (see [`crate::workflow`]).
@@ -141,6 +148,18 @@ pub async fn handle(p: &Pipeline, req: Request) -> Response {
             Ok(c) => Response::ok(&c),
             Err(e) => Response::err(e),
         },
+        Request::Backup { path, overwrite } => {
+            let store = p.store.clone();
+            match tokio::task::spawn_blocking(move || {
+                crate::backup::write(&store, &path, overwrite)
+            })
+            .await
+            {
+                Ok(Ok(m)) => Response::ok(&m),
+                Ok(Err(e)) => Response::err(e),
+                Err(e) => Response::err(format!("backup task failed: {e}")),
+            }
+        }
     }
 }
 

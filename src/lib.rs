@@ -38,6 +38,7 @@
 //! - [`tls`], [`secrets`]: TLS client settings (checks always on) and
 //!   credentials (passwords, XOAUTH2 tokens) resolved at connect time.
 
+pub mod backup;
 pub mod classify;
 pub mod cli;
 pub mod clock;

@@ -6,6 +6,7 @@
 //! lines (one object per line); `cases show --json`, `import --json` and
 //! `ignored promote --json` print one JSON document.
 
+mod backup;
 mod cases;
 mod check;
 mod deadline;
@@ -117,6 +118,12 @@ pub enum Command {
     Erase(erase::EraseArgs),
     /// Everything ticketd holds about a person (its part of an access answer).
     SubjectReport(erase::ReportArgs),
+    /// Write a consistent backup of the store to one file (the running
+    /// daemon writes it; else the store is opened directly).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into the configured data directory, which must be
+    /// empty (the daemon stopped).
+    Restore(backup::RestoreArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -205,6 +212,8 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Privacy { command } => privacy::run(&config, command).await,
         Command::Erase(args) => erase::erase_cmd(&config, args).await,
         Command::SubjectReport(args) => erase::report_cmd(&config, args).await,
+        Command::Backup(args) => backup::backup_cmd(&config, args).await,
+        Command::Restore(args) => backup::restore_cmd(&config, args).await,
         Command::Ignored { command } => match command {
             IgnoredCommand::List { json } => {
                 let v: Vec<IgnoredRecord> = ask(&config, Request::IgnoredList).await?;

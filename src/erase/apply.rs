@@ -342,6 +342,8 @@ pub fn apply_retention(
             Err(e) => return Err(e),
         }
     }
+    // The rest writes the trees directly: hold off a backup meanwhile.
+    let _w = store.write_gate();
     // Only the closed cases of the plan can have been reopened meanwhile.
     let case_ok =
         |c: Option<&str>| c.is_none_or(|c| kept.contains(c) || !plan.cases.contains_key(c));
@@ -409,6 +411,7 @@ pub fn record_retention_run(
 ) -> Result<()> {
     let runs = store.db().open_tree(RETENTION_RUNS)?;
     let ms = u64::try_from(now.timestamp_millis().max(0)).unwrap_or(0);
+    let _w = store.write_gate();
     runs.insert(
         be(ms),
         to_json(&RetentionRecord {

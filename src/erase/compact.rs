@@ -155,7 +155,7 @@ pub fn recover(dir: &Path) -> io::Result<()> {
 /// sled's background threads of a just-dropped database hold its file
 /// lock for a few milliseconds more; wait for them (as `Store::open`
 /// does), so nothing writes into a directory being moved.
-fn wait_unlocked(db_file: &Path) -> io::Result<()> {
+pub(crate) fn wait_unlocked(db_file: &Path) -> io::Result<()> {
     use fs2::FileExt;
     let start = Instant::now();
     loop {

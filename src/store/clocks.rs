@@ -297,6 +297,7 @@ impl Store {
     }
 
     pub fn set_job_last_run(&self, name: &str, at: DateTime<Utc>) -> Result<()> {
+        let _w = self.write_gate();
         self.t
             .meta
             .insert(format!("job:{name}"), at.to_rfc3339().as_bytes())?;

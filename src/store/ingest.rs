@@ -468,6 +468,7 @@ impl Store {
 
     /// Run `f` as one transaction over every tree.
     pub(super) fn transact<T>(&self, f: impl Fn(&Tx<'_>) -> TxResult<T>) -> Result<T> {
+        let _w = self.write_gate();
         let t = &self.t;
         let res = (
             &t.meta,

@@ -34,6 +34,7 @@
 mod clocks;
 mod ingest;
 pub mod model;
+pub mod schema;
 
 pub use clocks::{
     CaseChange, CaseUpdate, DueTimer, FollowUpFn, JoinFacts, NewCaseFn, NewCasePlan, Notice,
@@ -65,7 +66,7 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("store schema version {found} is newer than this ticketd understands ({SCHEMA_VERSION}); upgrade ticketd")]
+    #[error("store schema {found} is newer than this ticketd ({SCHEMA_VERSION}); upgrade ticketd")]
     NewerSchema { found: u64 },
     #[error("sled: {0}")]
     Sled(#[from] sled::Error),
@@ -110,6 +111,8 @@ pub struct Store {
     dir: PathBuf,
     // Held for the life of the store; the OS drops the lock with the process.
     _lock: File,
+    /// Shared by every write, exclusive for a backup (see [`Store::write_gate`]).
+    gate: std::sync::RwLock<()>,
 }
 
 /// A case with everything attached, for `cases show`.
@@ -312,23 +315,13 @@ impl Store {
             rate: db.open_tree("rate")?,
             timers: db.open_tree("timers")?,
         };
-        match t.meta.get("schema_version")? {
-            None => {
-                t.meta.insert("schema_version", &be(SCHEMA_VERSION))?;
-                db.flush()?;
-            }
-            Some(v) => {
-                let found = from_be(&v).unwrap_or(u64::MAX);
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema { found });
-                }
-            }
-        }
+        schema::check_and_migrate(&db, &t)?;
         Ok(Store {
             db,
             t,
             dir: data_dir.to_path_buf(),
             _lock: lock,
+            gate: std::sync::RwLock::new(()),
         })
     }
 
@@ -347,6 +340,18 @@ impl Store {
         let Store { db, _lock, .. } = self;
         drop(db);
         _lock
+    }
+
+    /// Taken (shared) by every write to the trees, outermost only (never
+    /// while holding it already); [`Store::quiesce`] takes it exclusively,
+    /// so a backup sees every tree at one instant.
+    pub(crate) fn write_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hold off every write until the guard is dropped (a backup).
+    pub(crate) fn quiesce(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn schema_version(&self) -> Result<u64> {
@@ -605,6 +610,7 @@ impl Store {
     }
 
     pub fn set_cursor(&self, source: &str, value: &[u8]) -> Result<()> {
+        let _w = self.write_gate();
         self.t.cursors.insert(source.as_bytes(), value)?;
         Ok(())
     }
@@ -626,6 +632,7 @@ impl Store {
     /// batch), so `run --once` from cron and restarts count on.
     pub fn count_failure(&self, key: &str) -> Result<u32> {
         let k = format!("fail:{key}");
+        let _w = self.write_gate();
         let v = self.t.meta.update_and_fetch(k.as_bytes(), |old| {
             let n = old.and_then(from_be).unwrap_or(0) + 1;
             Some(be(n).to_vec())
@@ -635,6 +642,7 @@ impl Store {
 
     /// Forget the failed attempts at the message `key`.
     pub fn forget_failure(&self, key: &str) -> Result<()> {
+        let _w = self.write_gate();
         self.t.meta.remove(format!("fail:{key}").as_bytes())?;
         Ok(())
     }
@@ -657,6 +665,7 @@ impl Store {
     pub fn rate_record(&self, recipient: &str, now: DateTime<Utc>) -> Result<()> {
         let key = recipient.to_ascii_lowercase();
         let cutoff = (now - chrono::Duration::hours(1)).timestamp();
+        let _w = self.write_gate();
         self.t.rate.update_and_fetch(key.as_bytes(), |old| {
             let mut times: Vec<i64> = old
                 .and_then(|v| serde_json::from_slice(v).ok())
