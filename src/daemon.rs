@@ -265,8 +265,10 @@ impl Daemon {
             let mut rx = shutdown_tx.subscribe();
             let stop = stop.clone();
             let wake = wake_outbox.clone();
-            tasks.spawn(async move {
+            let span = tracing::info_span!("mailbox", name = %src.name());
+            tasks.spawn(tracing::Instrument::instrument(async move {
                 let mut failures: u32 = 0;
+                let mut repeats = crate::observe::logs::Repeats::default();
                 loop {
                     // Messages that failed last pass are tried again.
                     src.reset();
@@ -283,12 +285,15 @@ impl Daemon {
                             true
                         }
                         Err(e) => {
-                            tracing::error!(source = src.name(), error = %e, "source pass failed");
+                            crate::observe::logs::log_failure(&mut repeats, src.name(), &e.to_string());
                             false
                         }
                     };
                     if stop.load(Ordering::SeqCst) {
                         break;
+                    }
+                    if ok {
+                        crate::observe::logs::log_recovery(&mut repeats, src.name());
                     }
                     if ok && retry_soon {
                         failures = 0;
@@ -309,15 +314,24 @@ impl Daemon {
                     } else {
                         failures = failures.saturating_add(1);
                         let delay = backoff(failures);
-                        tracing::info!(source = src.name(), retry_in = ?delay, "backing off");
+                        tracing::debug!(source = src.name(), retry_in = ?delay, "backing off");
                         tokio::select! {
                             _ = rx.recv() => break,
                             _ = tokio::time::sleep(delay) => {}
                         }
                     }
                 }
-            });
+            }, span));
         }
+
+        // Health, metrics and operator alerts (`observe::watch`).
+        tasks.spawn(crate::observe::watch::run(
+            Arc::new(crate::observe::watch::Probe::new(
+                self.pipeline.clone(),
+                self.health.lock().map(|h| h.clone()).unwrap_or_default(),
+            )),
+            shutdown_tx.subscribe(),
+        ));
 
         tasks.spawn(scheduler(
             self.pipeline.clone(),
