@@ -307,7 +307,7 @@ impl Daemon {
                             _ = rx.recv() => break,
                             r = src.wait(reconcile) => {
                                 if let Err(e) = r {
-                                    tracing::warn!(source = src.name(), error = %e, "waiting for mail failed; reconnecting");
+                                    tracing::warn!(source = src.name(), error = %crate::logmask::readable_error(&e.to_string()), "waiting for mail failed; reconnecting");
                                 }
                             }
                         }

@@ -1,0 +1,261 @@
+//! Monitoring against the real Dovecot and Postfix of `tests/mailstack/`:
+//! a running daemon serves `/healthz` and `/metrics` over HTTP while mail
+//! flows; `/healthz` turns 503 with a reason while Dovecot is stopped (and
+//! the mailbox alert is queued for `people.alerts_to`), then 200 again
+//! with a recovery mail.
+
+mod common;
+
+use common::{request, MailStack};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use ticketd::clock::SystemClock;
+use ticketd::config::Config;
+use ticketd::daemon::Daemon;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn config(stack: &MailStack, data: &Path, http: u16) -> Config {
+    std::fs::write(
+        stack.path().join("password"),
+        format!("{}\n", stack.get("PASSWORD")),
+    )
+    .expect("password file");
+    let t = format!(
+        r#"data_dir = "{data}"
+domain = "casehost.example.test"
+log_format = "json"
+
+[[mailboxes]]
+name = "support"
+role = "support"
+address = "support@example.test"
+source = "imap"
+username = "support@example.test"
+host = "127.0.0.1"
+port = {imap}
+tls = "none"
+auth = "password"
+password_file = "{pw}"
+timeout = "5s"
+
+[outbound]
+from_support = "CaseHost Support <support@example.test>"
+from_privacy = "CaseHost Privacy <privacy@example.test>"
+transport = "smtp"
+host = "127.0.0.1"
+port = {smtp}
+tls = "none"
+retry_initial = "1s"
+timeout = "5s"
+
+[people]
+alerts_to = ["admin@example.test"]
+staff = ["sam@example.test"]
+
+[http]
+listen = "127.0.0.1:{http}"
+
+[alerts]
+mailbox_unreachable = "2s"
+check_every = "1s"
+repeat_every = "1h"
+"#,
+        data = data.display(),
+        imap = stack.port("IMAP_PORT"),
+        smtp = stack.port("SMTP_PORT"),
+        pw = stack.path().join("password").display(),
+    );
+    Config::from_toml(&t, "test.toml", data).unwrap_or_else(|e| panic!("config: {e}\n{t}"))
+}
+
+/// `GET path` over plain HTTP/1.1: (status, body).
+async fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Poll `path` until `ok(status, body)` holds, up to `within`.
+async fn wait_for(
+    port: u16,
+    path: &str,
+    within: Duration,
+    ok: impl Fn(u16, &str) -> bool,
+) -> (u16, String) {
+    let end = tokio::time::Instant::now() + within;
+    let mut last = (0, String::new());
+    while tokio::time::Instant::now() < end {
+        if let Some((st, body)) = get(port, path).await {
+            if ok(st, &body) {
+                return (st, body);
+            }
+            last = (st, body);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!(
+        "{path} never matched within {within:?}; last: {} {}",
+        last.0, last.1
+    );
+}
+
+/// The value of the sample named `name` (with its labels), or -1.
+fn value(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(-1.0)
+}
+
+fn alert_subjects(d: &Daemon) -> Vec<String> {
+    d.pipeline
+        .store
+        .outbox_all()
+        .expect("outbox")
+        .into_iter()
+        .filter(|e| e.subject.starts_with("[ticketd] "))
+        .map(|e| e.subject)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_over_http_while_mail_flows_and_dovecot_stops() {
+    let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let stack = MailStack::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let d = Arc::new(
+        Daemon::open(config(&stack, data.path(), port), Arc::new(SystemClock)).expect("open"),
+    );
+    let (tx, _) = tokio::sync::broadcast::channel(4);
+    let run = tokio::spawn(d.clone().run_until(tx.clone()));
+
+    // Healthy once the mailbox has synced.
+    let (_, body) = wait_for(port, "/healthz", Duration::from_secs(30), |s, _| s == 200).await;
+    assert_eq!(body, r#"{"status":"ok"}"#);
+
+    for i in 0..3 {
+        let raw = request(
+            &format!("User {i} <user{i}@example.test>"),
+            "support@example.test",
+            &format!("Site {i} is down"),
+            "The whole site is down for everyone, nothing loads.",
+            &format!("obs-{i}@example.test"),
+        );
+        stack.append("support@example.test", "INBOX", &raw).await;
+    }
+    // The acknowledgements reach their requesters through Postfix.
+    for i in 0..3 {
+        stack
+            .wait_messages(
+                &format!("user{i}@example.test"),
+                "INBOX",
+                1,
+                Duration::from_secs(30),
+            )
+            .await;
+    }
+    // Acknowledgements and the staff's notices and pages all sent.
+    let (_, metrics) = wait_for(port, "/metrics", Duration::from_secs(20), |_, b| {
+        value(b, r#"ticketd_sends_total{result="sent"}"#) >= 3.0
+            && b.contains("ticketd_outbox_depth 0")
+    })
+    .await;
+    assert!(value(&metrics, "ticketd_delivery_seconds_count") >= 3.0);
+    for want in [
+        r#"ticketd_messages_taken_total{mailbox="support",decision="new_case"} 3"#,
+        r#"ticketd_imap_connected{mailbox="support"} 1"#,
+        r#"ticketd_imap_last_sync_timestamp_seconds{mailbox="support"}"#,
+        r#"ticketd_cases{kind="support""#,
+        "ticketd_outbox_oldest_queued_seconds 0",
+        "ticketd_fetch_seconds_count{mailbox=\"support\"}",
+        "ticketd_commit_seconds_count",
+        r#"ticketd_notices_sent_total{kind="new_case"} 3"#,
+        "ticketd_data_disk_free_percent",
+        "# EOF",
+    ] {
+        assert!(metrics.contains(want), "no {want} in:\n{metrics}");
+    }
+    assert!(
+        !metrics.contains('@'),
+        "an address in the metrics:\n{metrics}"
+    );
+    assert_eq!(get(port, "/nothing").await.map(|r| r.0), Some(404));
+
+    // Dovecot stops: 503 with the mailbox's reason, and the alert.
+    stack.stop_dovecot();
+    let (_, body) = wait_for(port, "/healthz", Duration::from_secs(60), |s, _| s == 503).await;
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(v["status"], "failing", "{body}");
+    let reason = v["failing"]["mailbox:support"].as_str().unwrap_or("");
+    assert!(reason.starts_with("not connected: "), "{body}");
+    assert!(!reason.contains("code: None"), "{body}");
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !alert_subjects(&d)
+        .iter()
+        .any(|s| s == "[ticketd] ALERT: mailbox support unreachable")
+    {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no alert: {:?}",
+            alert_subjects(&d)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, metrics) = wait_for(port, "/metrics", Duration::from_secs(10), |_, b| {
+        b.contains(r#"ticketd_imap_connected{mailbox="support"} 0"#)
+    })
+    .await;
+    assert!(
+        metrics.contains(r#"ticketd_alerts_raised_total{alert="mailbox_unreachable:support"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ticketd_alert_active{alert="mailbox_unreachable:support"} 1"#),
+        "{metrics}"
+    );
+
+    // Back: 200 again, and the recovery mail.
+    stack.start_dovecot();
+    wait_for(port, "/healthz", Duration::from_secs(90), |s, _| s == 200).await;
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !alert_subjects(&d)
+        .iter()
+        .any(|s| s == "[ticketd] RECOVERED: mailbox support unreachable")
+    {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no recovery: {:?}",
+            alert_subjects(&d)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Raised once, not once a check.
+    let raised = alert_subjects(&d)
+        .iter()
+        .filter(|s| s.starts_with("[ticketd] ALERT"))
+        .count();
+    assert_eq!(raised, 1);
+
+    let _ = tx.send(());
+    run.await.expect("join").expect("clean stop");
+}
