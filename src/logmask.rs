@@ -89,6 +89,12 @@ mod tests {
             ),
             "support: login rejected: the server refused: [AUTHENTICATIONFAILED] Authentication failed for x***@y.example."
         );
+        assert_eq!(
+            readable_error(
+                "no response: code: Some(AuthenticationFailed), info: Some(\"Bad password\")"
+            ),
+            "the server refused (AuthenticationFailed): Bad password"
+        );
         assert_eq!(readable_error("connection refused"), "connection refused");
     }
 }

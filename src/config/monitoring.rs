@@ -134,3 +134,67 @@ pub fn peek_log_format(path: Option<&Path>) -> LogFormat {
         })
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, EMBEDDED_DEFAULT};
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, "test.toml", Path::new("/base"))
+    }
+
+    #[test]
+    fn off_unless_configured_with_default_thresholds() {
+        let c = parse(EMBEDDED_DEFAULT).expect("parses");
+        assert_eq!(c.http, None);
+        assert_eq!(c.alerts, Alerts::default());
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn listen_alerts_and_log_format() {
+        let text = format!(
+            "log_format = \"json\"\n{EMBEDDED_DEFAULT}\n[http]\nlisten = \"127.0.0.1:9187\"\n\n[alerts]\noutbox_stuck = \"10m\"\ndisk_free_percent = 2.5\n"
+        );
+        let c = parse(&text).expect("parses");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(
+            c.http.map(|h| h.listen.to_string()).as_deref(),
+            Some("127.0.0.1:9187")
+        );
+        assert_eq!(c.alerts.outbox_stuck.0, Duration::from_secs(600));
+        assert_eq!(c.alerts.disk_free_percent, 2.5);
+        assert_eq!(
+            c.alerts.mailbox_unreachable,
+            Alerts::default().mailbox_unreachable
+        );
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let text = format!("{EMBEDDED_DEFAULT}\n[http]\nlisten = \"localhost\"\n");
+        let err = parse(&text).expect_err("not an address").to_string();
+        assert!(err.contains("listen"), "{err}");
+        let text = format!("{EMBEDDED_DEFAULT}\n[alerts]\ndisk_free_percent = 120.0\n");
+        let err = parse(&text).expect_err("over 100").to_string();
+        assert!(err.contains("disk_free_percent"), "{err}");
+        let text = format!("{EMBEDDED_DEFAULT}\n[alerts]\nbogus = 1\n");
+        assert!(parse(&text).is_err());
+    }
+
+    #[test]
+    fn peeks_the_log_format_before_logging_starts() {
+        let dir = std::env::temp_dir().join(format!("ticketd-peek-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let f = dir.join("c.toml");
+        let _ = std::fs::write(&f, "log_format = \"json\"\ndata_dir = \"x\"\n");
+        assert_eq!(peek_log_format(Some(&f)), LogFormat::Json);
+        assert_eq!(
+            peek_log_format(Some(&dir.join("missing.toml"))),
+            LogFormat::Text
+        );
+        assert_eq!(peek_log_format(None), LogFormat::Text);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

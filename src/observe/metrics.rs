@@ -40,6 +40,9 @@ pub enum Event<'a> {
         notice: Option<&'a str>,
         took: Duration,
     },
+    /// An outbox entry not sent: the per-recipient rate limit (counted as
+    /// `sends{result="suppressed"}`).
+    Suppressed,
     /// An OAuth token command ran (`what` names the mailbox or transport).
     TokenCommand { what: &'a str, ok: bool },
     /// An operator alert was raised or cleared.
@@ -233,6 +236,11 @@ impl Metrics {
                             .inc();
                     }
                 }
+            }
+            Event::Suppressed => {
+                self.sends
+                    .get_or_create(&vec![("result", "suppressed".to_string())])
+                    .inc();
             }
             Event::TokenCommand { what, ok } => {
                 if !ok {

@@ -372,3 +372,98 @@ pub async fn run(probe: Arc<Probe>, mut shutdown: tokio::sync::broadcast::Receiv
         let _ = s.await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(min: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + min * 60, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    fn snapshot(
+        connected: bool,
+        last_sync_min: i64,
+        oldest_min: Option<u64>,
+        free: f64,
+    ) -> Snapshot {
+        Snapshot {
+            mailboxes: vec![MailboxState {
+                name: "support".into(),
+                interval: Duration::from_secs(300),
+                connected,
+                last_sync: Some(t(last_sync_min)),
+                last_error: Some("connect: Connection refused".into()),
+            }],
+            outbox: OutboxState {
+                depth: usize::from(oldest_min.is_some()),
+                oldest: oldest_min.map(|m| Duration::from_secs(m * 60)),
+                since_last_sent: None,
+            },
+            sample: Sample {
+                disk_free_percent: Some(free),
+                ..Sample::default()
+            },
+        }
+    }
+
+    fn active(c: &[Condition]) -> Vec<&str> {
+        c.iter()
+            .filter(|c| c.active)
+            .map(|c| c.key.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn conditions_follow_the_thresholds() {
+        let config = Config::load(None).expect("embedded config");
+        // Defaults: 15 min unreachable, 30 min queued, 5 % free.
+        let quiet = conditions(
+            &config,
+            t(20),
+            t(0),
+            &snapshot(true, 19, Some(5), 50.0),
+            &[],
+        );
+        assert!(active(&quiet).is_empty(), "{quiet:?}");
+        let brief = conditions(&config, t(20), t(0), &snapshot(false, 10, None, 50.0), &[]);
+        assert!(active(&brief).is_empty());
+        let all = conditions(
+            &config,
+            t(40),
+            t(0),
+            &snapshot(false, 10, Some(31), 2.0),
+            &["mailbox support".to_string()],
+        );
+        assert_eq!(
+            active(&all),
+            vec![
+                "mailbox_unreachable:support",
+                "outbox_stuck",
+                "disk_full",
+                "token_command:mailbox support"
+            ]
+        );
+        let down = &all[0];
+        assert!(down.detail.contains("30m"), "{}", down.detail);
+        assert!(down.detail.contains("Connection refused"));
+        assert!(!all.iter().any(|c| c.detail.contains('@')));
+    }
+
+    #[test]
+    fn a_token_command_that_works_again_clears() {
+        let config = Config::load(None).expect("embedded config");
+        let mut s = snapshot(true, 0, None, 50.0);
+        s.sample.alerts = vec![("token_command:mailbox support".into(), true)];
+        let c = conditions(&config, t(1), t(0), &s, &[]);
+        let token: Vec<_> = c
+            .iter()
+            .filter(|c| c.key == "token_command:mailbox support")
+            .collect();
+        assert_eq!(token.len(), 1);
+        assert!(!token[0].active);
+    }
+}

@@ -247,6 +247,7 @@ pub async fn deliver_due<T: Transport>(
             suppressed.push(e.clone());
             marks.push((e, Some((now, ev))));
             stats.suppressed += 1;
+            crate::observe::record(crate::observe::Event::Suppressed);
             continue;
         }
         state::begin_send(&mut e);
