@@ -259,3 +259,38 @@ async fn health_and_metrics_over_http_while_mail_flows_and_dovecot_stops() {
     let _ = tx.send(());
     run.await.expect("join").expect("clean stop");
 }
+
+/// `log_format = "json"`: the binary writes one JSON object a line, with
+/// no full address in it.
+#[test]
+fn json_logs_from_the_binary() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let default = include_str!("../src/default.toml").replace(
+        "data_dir = \"ticketd-data\"",
+        &format!("data_dir = \"{}\"", data.path().display()),
+    );
+    let cfg = data.path().join("ticketd.toml");
+    std::fs::write(&cfg, format!("log_format = \"json\"\n{default}")).expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ticketd"))
+        .args(["--config", cfg.to_str().expect("utf-8"), "run", "--once"])
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("run ticketd");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for l in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{l}");
+        for (i, _) in l.match_indices('@') {
+            assert!(l[..i].ends_with("***"), "an address in the log: {l}");
+        }
+    }
+    assert!(lines.iter().any(|l| l.contains("new case")), "{stderr}");
+}
