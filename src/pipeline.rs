@@ -1393,6 +1393,7 @@ fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
 }
 
 fn log_outcome(env: &Envelope, o: &IngestOutcome) {
+    let _span = tracing::info_span!("message", mailbox = %env.source, key = %env.key).entered();
     match o {
         IngestOutcome::NewCase { case, outbox, .. } => {
             tracing::info!(source = %env.source, case = %case, ack = outbox.is_some(), "new case")

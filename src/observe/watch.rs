@@ -46,7 +46,10 @@ impl Probe {
                 (name, h, interval)
             })
             .collect();
-        let started = pipeline.clock.now();
+        // IMAP health is kept on the wall clock (`Utc::now`), so mailbox
+        // ages are too; outbox ages are on the pipeline's clock, like the
+        // entries' own times.
+        let started = Utc::now();
         Probe {
             book: Mutex::new(Book::new(config.alerts.repeat_every.0)),
             pipeline,
@@ -146,12 +149,7 @@ impl Probe {
 
     /// `/healthz`.
     pub fn health(&self, s: &Snapshot) -> health::Report {
-        health::evaluate(
-            self.pipeline.clock.now(),
-            self.started,
-            &s.mailboxes,
-            &s.outbox,
-        )
+        health::evaluate(Utc::now(), self.started, &s.mailboxes, &s.outbox)
     }
 
     /// `/metrics`.
@@ -163,7 +161,7 @@ impl Probe {
 
     /// Check every alert condition once; queue the mails due.
     pub fn check_alerts(&self, s: &Snapshot) {
-        let now = self.pipeline.clock.now();
+        let now = Utc::now();
         let conditions = conditions(
             self.config(),
             now,
@@ -192,7 +190,7 @@ impl Probe {
                 Action::Clear => tracing::info!(alert = %c.key, "operator alert cleared"),
                 _ => tracing::warn!(alert = %c.key, "operator alert raised"),
             }
-            self.mail(action, c, now);
+            self.mail(action, c, self.pipeline.clock.now());
         }
     }
 
@@ -253,7 +251,7 @@ pub struct Condition {
     pub detail: String,
 }
 
-/// Every alert condition at `now` (pure).
+/// Every alert condition at `now` (wall clock; pure).
 pub fn conditions(
     config: &Config,
     now: DateTime<Utc>,
