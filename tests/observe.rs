@@ -23,6 +23,11 @@ fn free_port() -> u16 {
 }
 
 fn config(stack: &MailStack, data: &Path, http: u16) -> Config {
+    config_with(stack, data, http, "")
+}
+
+/// The test configuration; `auth` replaces the mailbox's password login.
+fn config_with(stack: &MailStack, data: &Path, http: u16, auth: &str) -> Config {
     std::fs::write(
         stack.path().join("password"),
         format!("{}\n", stack.get("PASSWORD")),
@@ -42,8 +47,7 @@ username = "support@example.test"
 host = "127.0.0.1"
 port = {imap}
 tls = "none"
-auth = "password"
-password_file = "{pw}"
+{auth}
 timeout = "5s"
 
 [outbound]
@@ -71,7 +75,14 @@ repeat_every = "1h"
         data = data.display(),
         imap = stack.port("IMAP_PORT"),
         smtp = stack.port("SMTP_PORT"),
-        pw = stack.path().join("password").display(),
+        auth = if auth.is_empty() {
+            format!(
+                "auth = \"password\"\npassword_file = \"{}\"",
+                stack.path().join("password").display()
+            )
+        } else {
+            auth.to_string()
+        },
     );
     Config::from_toml(&t, "test.toml", data).unwrap_or_else(|e| panic!("config: {e}\n{t}"))
 }
@@ -178,6 +189,7 @@ async fn health_and_metrics_over_http_while_mail_flows_and_dovecot_stops() {
     let (_, metrics) = wait_for(port, "/metrics", Duration::from_secs(20), |_, b| {
         value(b, r#"ticketd_sends_total{result="sent"}"#) >= 3.0
             && b.contains("ticketd_outbox_depth 0")
+            && b.contains(r#"ticketd_alert_active{alert="outbox_stuck"} 0"#)
     })
     .await;
     assert!(value(&metrics, "ticketd_delivery_seconds_count") >= 3.0);
@@ -249,13 +261,56 @@ async fn health_and_metrics_over_http_while_mail_flows_and_dovecot_stops() {
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    // Raised once, not once a check.
+    // Raised once, not once a check. (Only this alert: the metrics, and
+    // so the token commands' state, are one per process, shared with the
+    // other test here.)
     let raised = alert_subjects(&d)
         .iter()
-        .filter(|s| s.starts_with("[ticketd] ALERT"))
+        .filter(|s| *s == "[ticketd] ALERT: mailbox support unreachable")
         .count();
     assert_eq!(raised, 1);
 
+    let _ = tx.send(());
+    run.await.expect("join").expect("clean stop");
+}
+
+/// A failing OAuth `token_command` raises its alert (and counts), and the
+/// refused mailbox is in `/healthz`'s reasons.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_token_command_raises_its_alert() {
+    let stack = MailStack::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let auth = "auth = \"xoauth2\"\ntoken_command = \"echo no token for you >&2; exit 3\"";
+    let d = Arc::new(
+        Daemon::open(
+            config_with(&stack, data.path(), port, auth),
+            Arc::new(SystemClock),
+        )
+        .expect("open"),
+    );
+    let (tx, _) = tokio::sync::broadcast::channel(4);
+    let run = tokio::spawn(d.clone().run_until(tx.clone()));
+    let (_, body) = wait_for(port, "/healthz", Duration::from_secs(30), |s, _| s == 503).await;
+    assert!(body.contains("token_command failed"), "{body}");
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    let want = "[ticketd] ALERT: OAuth token command failing for mailbox support";
+    while !alert_subjects(&d).iter().any(|s| s == want) {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no alert: {:?}",
+            alert_subjects(&d)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, metrics) = get(port, "/metrics").await.expect("metrics");
+    assert!(
+        value(
+            &metrics,
+            r#"ticketd_token_command_failures_total{source="mailbox support"}"#
+        ) >= 1.0,
+        "{metrics}"
+    );
     let _ = tx.send(());
     run.await.expect("join").expect("clean stop");
 }

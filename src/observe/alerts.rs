@@ -51,7 +51,11 @@ impl Book {
         let e = self.entries.get(key).cloned().unwrap_or_default();
         let may = self.may_mail(&e, now);
         let (next, action) = match (e.active, active) {
-            (false, false) => return None,
+            (false, false) => {
+                // Known, so its gauge reads 0 before it is ever raised.
+                self.entries.entry(key.to_string()).or_default();
+                return None;
+            }
             (false, true) if may => (
                 Entry {
                     active: true,
@@ -118,6 +122,7 @@ mod tests {
     fn raised_once_repeated_hourly_cleared_with_recovery() {
         let mut b = Book::new(Duration::from_secs(3600));
         assert_eq!(b.update("disk_full", false, t(0)), None);
+        assert_eq!(b.active(), vec![("disk_full".to_string(), false)]);
         assert_eq!(b.update("disk_full", true, t(1)), Some(Action::Raise));
         assert_eq!(b.update("disk_full", true, t(2)), None);
         assert_eq!(b.update("disk_full", true, t(30)), None);

@@ -4,6 +4,9 @@
 //! Counters and histograms move on events; the gauges that describe a
 //! state (cases, outbox, IMAP connections, privacy deadlines) are set by
 //! the watch task from a [`Sample`] just before they are read.
+//!
+//! One registry per process: a process runs one daemon (tests that start
+//! several daemons in one process see their counts summed).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
