@@ -23,11 +23,12 @@ fn free_port() -> u16 {
 }
 
 fn config(stack: &MailStack, data: &Path, http: u16) -> Config {
-    config_with(stack, data, http, "")
+    config_with(stack, data, http, "", "")
 }
 
 /// The test configuration; `auth` replaces the mailbox's password login.
-fn config_with(stack: &MailStack, data: &Path, http: u16, auth: &str) -> Config {
+/// `alerts` is added to the `[alerts]` section.
+fn config_with(stack: &MailStack, data: &Path, http: u16, auth: &str, alerts: &str) -> Config {
     std::fs::write(
         stack.path().join("password"),
         format!("{}\n", stack.get("PASSWORD")),
@@ -71,6 +72,7 @@ listen = "127.0.0.1:{http}"
 mailbox_unreachable = "2s"
 check_every = "1s"
 repeat_every = "1h"
+{alerts}
 "#,
         data = data.display(),
         imap = stack.port("IMAP_PORT"),
@@ -84,8 +86,19 @@ repeat_every = "1h"
             auth.to_string()
         },
     );
+    // The token test's mailbox has a name of its own: the metrics (and the
+    // token commands' state) are one per process.
+    let t = if auth.is_empty() {
+        t
+    } else {
+        t.replace("name = \"support\"", "name = \"oauth\"")
+    };
     Config::from_toml(&t, "test.toml", data).unwrap_or_else(|e| panic!("config: {e}\n{t}"))
 }
+
+/// The metrics are one per process: the tests that count run one at a time
+/// and count from where they started.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// `GET path` over plain HTTP/1.1: (status, body).
 async fn get(port: u16, path: &str) -> Option<(u16, String)> {
@@ -151,6 +164,7 @@ fn alert_subjects(d: &Daemon) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_metrics_over_http_while_mail_flows_and_dovecot_stops() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
+    let _serial = SERIAL.lock().await;
     let stack = MailStack::start();
     let data = tempfile::tempdir().expect("tempdir");
     let port = free_port();
@@ -163,6 +177,12 @@ async fn health_and_metrics_over_http_while_mail_flows_and_dovecot_stops() {
     // Healthy once the mailbox has synced.
     let (_, body) = wait_for(port, "/healthz", Duration::from_secs(30), |s, _| s == 200).await;
     assert_eq!(body, r#"{"status":"ok"}"#);
+    let taken = r#"ticketd_messages_taken_total{mailbox="support",decision="new_case"}"#;
+    let acks = r#"ticketd_notices_sent_total{kind="new_case"}"#;
+    let sent = r#"ticketd_sends_total{result="sent"}"#;
+    let before = get(port, "/metrics").await.expect("metrics").1;
+    let base = |name: &str| value(&before, name).max(0.0);
+    let (taken0, acks0, sent0) = (base(taken), base(acks), base(sent));
 
     for i in 0..3 {
         let raw = request(
@@ -187,21 +207,21 @@ async fn health_and_metrics_over_http_while_mail_flows_and_dovecot_stops() {
     }
     // Acknowledgements and the staff's notices and pages all sent.
     let (_, metrics) = wait_for(port, "/metrics", Duration::from_secs(20), |_, b| {
-        value(b, r#"ticketd_sends_total{result="sent"}"#) >= 3.0
+        value(b, sent) >= sent0 + 3.0
+            && value(b, taken) == taken0 + 3.0
             && b.contains("ticketd_outbox_depth 0")
             && b.contains(r#"ticketd_alert_active{alert="outbox_stuck"} 0"#)
     })
     .await;
     assert!(value(&metrics, "ticketd_delivery_seconds_count") >= 3.0);
+    assert_eq!(value(&metrics, acks), acks0 + 3.0, "{metrics}");
     for want in [
-        r#"ticketd_messages_taken_total{mailbox="support",decision="new_case"} 3"#,
         r#"ticketd_imap_connected{mailbox="support"} 1"#,
         r#"ticketd_imap_last_sync_timestamp_seconds{mailbox="support"}"#,
         r#"ticketd_cases{kind="support""#,
         "ticketd_outbox_oldest_queued_seconds 0",
         "ticketd_fetch_seconds_count{mailbox=\"support\"}",
         "ticketd_commit_seconds_count",
-        r#"ticketd_notices_sent_total{kind="new_case"} 3"#,
         "ticketd_data_disk_free_percent",
         "# EOF",
     ] {
@@ -278,13 +298,14 @@ async fn health_and_metrics_over_http_while_mail_flows_and_dovecot_stops() {
 /// refused mailbox is in `/healthz`'s reasons.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_token_command_raises_its_alert() {
+    let _serial = SERIAL.lock().await;
     let stack = MailStack::start();
     let data = tempfile::tempdir().expect("tempdir");
     let port = free_port();
     let auth = "auth = \"xoauth2\"\ntoken_command = \"echo no token for you >&2; exit 3\"";
     let d = Arc::new(
         Daemon::open(
-            config_with(&stack, data.path(), port, auth),
+            config_with(&stack, data.path(), port, auth, ""),
             Arc::new(SystemClock),
         )
         .expect("open"),
@@ -294,7 +315,7 @@ async fn a_failing_token_command_raises_its_alert() {
     let (_, body) = wait_for(port, "/healthz", Duration::from_secs(30), |s, _| s == 503).await;
     assert!(body.contains("token_command failed"), "{body}");
     let end = tokio::time::Instant::now() + Duration::from_secs(30);
-    let want = "[ticketd] ALERT: OAuth token command failing for mailbox support";
+    let want = "[ticketd] ALERT: OAuth token command failing for mailbox oauth";
     while !alert_subjects(&d).iter().any(|s| s == want) {
         assert!(
             tokio::time::Instant::now() < end,
@@ -307,10 +328,80 @@ async fn a_failing_token_command_raises_its_alert() {
     assert!(
         value(
             &metrics,
-            r#"ticketd_token_command_failures_total{source="mailbox support"}"#
+            r#"ticketd_token_command_failures_total{source="mailbox oauth"}"#
         ) >= 1.0,
         "{metrics}"
     );
+    let _ = tx.send(());
+    run.await.expect("join").expect("clean stop");
+}
+
+/// Postfix stopped: acknowledgements wait, `outbox_stuck` is raised once
+/// they have waited `outbox_stuck`, the sends count `retry_later`; Postfix
+/// back: they go, and the alert clears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_stuck_in_the_outbox_raises_and_clears_its_alert() {
+    let _serial = SERIAL.lock().await;
+    let stack = MailStack::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let d = Arc::new(
+        Daemon::open(
+            config_with(&stack, data.path(), port, "", "outbox_stuck = \"3s\""),
+            Arc::new(SystemClock),
+        )
+        .expect("open"),
+    );
+    let (tx, _) = tokio::sync::broadcast::channel(4);
+    let run = tokio::spawn(d.clone().run_until(tx.clone()));
+    wait_for(port, "/healthz", Duration::from_secs(30), |s, _| s == 200).await;
+    stack.stop_postfix();
+    let raw = request(
+        "Kim <kim@example.test>",
+        "support@example.test",
+        "Site is down",
+        "The whole site is down for everyone, nothing loads.",
+        "obs-stuck@example.test",
+    );
+    stack.append("support@example.test", "INBOX", &raw).await;
+    let want = "[ticketd] ALERT: outgoing mail stuck in the outbox";
+    let end = tokio::time::Instant::now() + Duration::from_secs(40);
+    while !alert_subjects(&d).iter().any(|s| s == want) {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no alert: {:?}",
+            alert_subjects(&d)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, metrics) = get(port, "/metrics").await.expect("metrics");
+    assert!(value(&metrics, "ticketd_outbox_depth") >= 1.0, "{metrics}");
+    assert!(
+        value(&metrics, r#"ticketd_sends_total{result="retry_later"}"#) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        value(&metrics, "ticketd_outbox_oldest_queued_seconds") >= 3.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"ticketd_alert_active{alert="outbox_stuck"} 1"#),
+        "{metrics}"
+    );
+    stack.start_postfix();
+    stack
+        .wait_messages("kim@example.test", "INBOX", 1, Duration::from_secs(60))
+        .await;
+    let want = "[ticketd] RECOVERED: outgoing mail stuck in the outbox";
+    let end = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !alert_subjects(&d).iter().any(|s| s == want) {
+        assert!(
+            tokio::time::Instant::now() < end,
+            "no recovery: {:?}",
+            alert_subjects(&d)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
     let _ = tx.send(());
     run.await.expect("join").expect("clean stop");
 }

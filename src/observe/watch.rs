@@ -162,13 +162,20 @@ impl Probe {
     /// Check every alert condition once; queue the mails due.
     pub fn check_alerts(&self, s: &Snapshot) {
         let now = Utc::now();
-        let conditions = conditions(
-            self.config(),
-            now,
-            self.started,
-            s,
-            &metrics::metrics().failing_token_commands(),
-        );
+        // Only this daemon's token commands (its mailboxes and transport).
+        let ours: Vec<String> = self
+            .config()
+            .mailboxes
+            .iter()
+            .map(|m| format!("mailbox {}", m.name))
+            .chain(std::iter::once("outbound SMTP".to_string()))
+            .collect();
+        let failing: Vec<String> = metrics::metrics()
+            .failing_token_commands()
+            .into_iter()
+            .filter(|w| ours.contains(w))
+            .collect();
+        let conditions = conditions(self.config(), now, self.started, s, &failing);
         let mut mails = Vec::new();
         if let Ok(mut book) = self.book.lock() {
             for c in &conditions {
