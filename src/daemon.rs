@@ -243,14 +243,27 @@ impl Daemon {
 
         tasks.spawn(control_task(self.pipeline.clone(), shutdown.clone()));
         for (src, reconcile) in sources {
-            tasks.spawn(mailbox_task(
-                self.pipeline.clone(),
-                src,
-                reconcile,
-                shutdown.clone(),
-                wake_outbox.clone(),
+            let span = tracing::info_span!("mailbox", name = %src.name());
+            tasks.spawn(tracing::Instrument::instrument(
+                mailbox_task(
+                    self.pipeline.clone(),
+                    src,
+                    reconcile,
+                    shutdown.clone(),
+                    wake_outbox.clone(),
+                ),
+                span,
             ));
         }
+
+        // Health, metrics and operator alerts (`observe::watch`).
+        tasks.spawn(crate::observe::watch::run(
+            Arc::new(crate::observe::watch::Probe::new(
+                self.pipeline.clone(),
+                self.health.lock().map(|h| h.clone()).unwrap_or_default(),
+            )),
+            shutdown.clone(),
+        ));
         tasks.spawn(scheduler(
             self.pipeline.clone(),
             shutdown.clone(),
@@ -293,6 +306,7 @@ async fn mailbox_task(
 ) {
     let batch = p.config.daemon.batch_size;
     let mut failures: u32 = 0;
+    let mut repeats = crate::observe::logs::Repeats::default();
     while !shutdown.is_cancelled() {
         // Messages that failed last pass are tried again.
         src.reset();
@@ -312,12 +326,15 @@ async fn mailbox_task(
                 true
             }
             Err(e) => {
-                tracing::error!(source = src.name(), error = %e, "source pass failed");
+                crate::observe::logs::log_failure(&mut repeats, src.name(), &e.to_string());
                 false
             }
         };
         if shutdown.is_cancelled() {
             break;
+        }
+        if ok {
+            crate::observe::logs::log_recovery(&mut repeats, src.name());
         }
         if ok && retry_soon {
             failures = 0;
@@ -331,14 +348,14 @@ async fn mailbox_task(
                 _ = shutdown.cancelled() => break,
                 r = src.wait(reconcile) => {
                     if let Err(e) = r {
-                        tracing::warn!(source = src.name(), error = %e, "waiting for mail failed; reconnecting");
+                        tracing::warn!(source = src.name(), error = %crate::logmask::readable_error(&e.to_string()), "waiting for mail failed; reconnecting");
                     }
                 }
             }
         } else {
             failures = failures.saturating_add(1);
             let delay = backoff(failures);
-            tracing::info!(source = src.name(), retry_in = ?delay, "backing off");
+            tracing::debug!(source = src.name(), retry_in = ?delay, "backing off");
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}

@@ -18,6 +18,8 @@
 //! - [`policy`]: the vendor's support levels, targets and privacy rights.
 //! - [`render`]: acknowledgement templates and the building of outgoing mail.
 //! - [`classify`]: `ticketd classify`, triage of files in a stable JSON shape.
+//! - [`observe`]: typed events → Prometheus metrics, `/healthz`, operator
+//!   alerts (mailbox down, outbox stuck, disk full, token command), log setup.
 //! - [`logmask`]: addresses in foreign text shortened before they are logged.
 //! - [`erase`]: what an erasure or a retention run removes (the planners;
 //!   the sled, compaction and IMAP work sits beside them in the module).
@@ -51,6 +53,7 @@ pub mod failpoint;
 pub mod logmask;
 pub mod mail;
 pub mod notify;
+pub mod observe;
 pub mod outbox;
 pub mod pipeline;
 pub mod policy;

@@ -31,6 +31,37 @@ pub fn mask_addresses(text: &str) -> String {
     out
 }
 
+/// An error text as a sentence for the log: addresses masked, and the
+/// Debug form some libraries print for a refused IMAP command (`no
+/// response: code: None, info: Some("[AUTHENTICATIONFAILED] ...")`)
+/// turned into what the server said.
+pub fn readable_error(text: &str) -> String {
+    let masked = mask_addresses(text);
+    let Some(at) = masked.find("info: Some(\"") else {
+        return masked;
+    };
+    let head = masked[..at]
+        .trim_end()
+        .trim_end_matches(',')
+        .replace("no response: code: None", "the server refused")
+        .replace(
+            "bad response: code: None",
+            "the server rejected the command",
+        )
+        .replace("no response: code: Some(", "the server refused (")
+        .replace(
+            "bad response: code: Some(",
+            "the server rejected the command (",
+        );
+    let rest = &masked[at + "info: Some(\"".len()..];
+    let info = rest
+        .rfind("\")")
+        .map(|end| &rest[..end])
+        .unwrap_or(rest)
+        .replace("\\\"", "\"");
+    format!("{head}: {}", info.trim())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +79,22 @@ mod tests {
         assert_eq!(mask_addresses("no address @ all"), "no address @ all");
         assert_eq!(mask_addresses("ünï <é@x.example>"), "ünï <é@x.example>");
         assert_eq!(mask_addresses(""), "");
+    }
+
+    #[test]
+    fn refused_logins_read_as_sentences() {
+        assert_eq!(
+            readable_error(
+                "support: login rejected: no response: code: None, info: Some(\"[AUTHENTICATIONFAILED] Authentication failed for x@y.example.\")"
+            ),
+            "support: login rejected: the server refused: [AUTHENTICATIONFAILED] Authentication failed for x***@y.example."
+        );
+        assert_eq!(
+            readable_error(
+                "no response: code: Some(AuthenticationFailed), info: Some(\"Bad password\")"
+            ),
+            "the server refused (AuthenticationFailed): Bad password"
+        );
+        assert_eq!(readable_error("connection refused"), "connection refused");
     }
 }

@@ -9,13 +9,10 @@ fn main() {
         ticketd::cli::Command::Run { .. } => "info",
         _ => "warn",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    ticketd::observe::logs::init(
+        ticketd::config::monitoring::peek_log_format(cli.config.as_deref()),
+        default_level,
+    );
 
     // mail-parser's debug assertions can be reached by crafted MIME; the
     // library catches them (see mail::parse_with) and records the message as

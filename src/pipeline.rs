@@ -1141,7 +1141,11 @@ impl Pipeline {
         role: Role,
         opts: IngestOptions,
     ) -> Vec<Prepared> {
-        par_map(envs, |e| self.prepare(e, role, opts))
+        par_map(envs, |e| {
+            // Internal ids only: the mailbox name and its key for the message.
+            let _span = tracing::info_span!("message", mailbox = %e.source, key = %e.key).entered();
+            self.prepare(e, role, opts)
+        })
     }
 
     /// Drain a source: batches of up to `batch` messages, each stored in
@@ -1197,8 +1201,17 @@ impl Pipeline {
                     committing_keys = Arc::new(Self::content_keys(&prepared));
                     let p = self.clone();
                     committing = Some(tokio::task::spawn_blocking(move || {
-                        let results: Vec<_> =
-                            prepared.chunks(GROUP).flat_map(|g| p.commit(g)).collect();
+                        let results: Vec<_> = prepared
+                            .chunks(GROUP)
+                            .flat_map(|g| {
+                                let t = std::time::Instant::now();
+                                let r = p.commit(g);
+                                crate::observe::record(crate::observe::Event::Committed {
+                                    took: t.elapsed(),
+                                });
+                                r
+                            })
+                            .collect();
                         let envs = prepared.into_iter().map(|p| p.env).collect();
                         (envs, results)
                     }));
@@ -1216,7 +1229,12 @@ impl Pipeline {
             }
             // Meanwhile the source takes the flushed batch and fetches on.
             if fetched.is_none() && !source_done {
+                let t = std::time::Instant::now();
                 let (acked, f) = src.ack_and_fetch(&flushed, batch).await;
+                crate::observe::record(crate::observe::Event::Fetched {
+                    mailbox: src.name(),
+                    took: t.elapsed(),
+                });
                 acked?;
                 flushed.clear();
                 match f {
@@ -1258,6 +1276,10 @@ impl Pipeline {
                     Ok(o) => {
                         self.forget_failures(&env);
                         report.add(&env.key, &o);
+                        crate::observe::record(crate::observe::Event::Taken {
+                            mailbox: src.name(),
+                            decision: o.decision(),
+                        });
                         taken.push(env);
                     }
                     Err(e) => {
@@ -1275,6 +1297,10 @@ impl Pipeline {
                                 tracing::error!(source = src.name(), key = %env.key, attempts, ignored, error = %e, "message keeps failing: recorded as an error and quarantined");
                                 self.forget_failures(&env);
                                 report.quarantined += 1;
+                                crate::observe::record(crate::observe::Event::Taken {
+                                    mailbox: src.name(),
+                                    decision: "quarantined",
+                                });
                                 poison.push(env);
                             }
                             Err(e2) => {
@@ -1371,6 +1397,7 @@ fn par_map<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R>
 }
 
 fn log_outcome(env: &Envelope, o: &IngestOutcome) {
+    let _span = tracing::info_span!("message", mailbox = %env.source, key = %env.key).entered();
     match o {
         IngestOutcome::NewCase { case, outbox, .. } => {
             tracing::info!(source = %env.source, case = %case, ack = outbox.is_some(), "new case")

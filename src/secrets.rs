@@ -61,9 +61,12 @@ impl Secrets {
                 let token = match (cached, token_command, token_file) {
                     (Some(t), _, _) => t,
                     (None, Some(cmd), _) => {
-                        let t = run_token_command(cmd)
-                            .await
-                            .map_err(|e| format!("{}: {e}", self.what))?;
+                        let t = run_token_command(cmd).await;
+                        crate::observe::record(crate::observe::Event::TokenCommand {
+                            what: &self.what,
+                            ok: t.is_ok(),
+                        });
+                        let t = t.map_err(|e| format!("{}: {e}", self.what))?;
                         if let Ok(mut g) = self.cached_token.lock() {
                             *g = Some(t.clone());
                         }

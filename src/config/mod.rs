@@ -12,12 +12,14 @@
 
 pub mod check;
 pub mod clocks;
+pub mod monitoring;
 pub mod people;
 pub mod privacy;
 pub mod retention;
 pub mod workflow;
 
 pub use clocks::{Clocks, Job, JobName};
+pub use monitoring::{Alerts, Http, LogFormat};
 pub use people::{agency_for, Agency, Notify, OnCall, People};
 pub use privacy::{Disclosure, PrivacyWorkflow, Recipient};
 pub use retention::Retention;
@@ -277,6 +279,12 @@ struct RawConfig {
     threading: workflow::RawThreading,
     #[serde(default)]
     retention: retention::RawRetention,
+    #[serde(default)]
+    log_format: LogFormat,
+    #[serde(default)]
+    http: monitoring::RawHttp,
+    #[serde(default)]
+    alerts: monitoring::RawAlerts,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -404,6 +412,12 @@ pub struct Config {
     pub privacy: PrivacyWorkflow,
     /// How long personal data no longer needed is kept (`retention` job).
     pub retention: Retention,
+    /// `log_format`: text or JSON lines.
+    pub log_format: LogFormat,
+    /// `[http]`: the health and metrics endpoint (none unless configured).
+    pub http: Option<Http>,
+    /// `[alerts]`: operator alert thresholds.
+    pub alerts: Alerts,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -830,6 +844,8 @@ impl Config {
         let workflow = workflow::build_workflow(raw.workflow, &at)?;
         let threading = workflow::build_threading(raw.threading, base, file, &at)?;
         let retention = retention::build_retention(raw.retention, &at)?;
+        let http = monitoring::build_http(raw.http, &at)?;
+        let alerts = monitoring::build_alerts(raw.alerts, &at)?;
         let pool_size = o.pool_size.unwrap_or(4).clamp(1, 64);
         let max_age = o
             .max_age
@@ -879,6 +895,9 @@ impl Config {
             threading,
             privacy,
             retention,
+            log_format: raw.log_format,
+            http,
+            alerts,
             daemon,
             triage: TriageSettings {
                 block_senders: lower(raw.triage.block_senders),

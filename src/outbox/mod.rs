@@ -247,6 +247,7 @@ pub async fn deliver_due<T: Transport>(
             suppressed.push(e.clone());
             marks.push((e, Some((now, ev))));
             stats.suppressed += 1;
+            crate::observe::record(crate::observe::Event::Suppressed);
             continue;
         }
         state::begin_send(&mut e);
@@ -269,8 +270,18 @@ pub async fn deliver_due<T: Transport>(
             let tx = tx.clone();
             let (counts, failures) = (&counts, &failures);
             async move {
+                let started = std::time::Instant::now();
                 let result = transport.send(&e).await;
                 crate::failpoint::hit("after_send_before_mark");
+                crate::observe::record(crate::observe::Event::Sent {
+                    result: match &result {
+                        Ok(_) => "sent",
+                        Err(SendError::Transient(_)) => "retry_later",
+                        Err(_) => "failed",
+                    },
+                    notice: e.notice.as_deref(),
+                    took: started.elapsed(),
+                });
                 let now = clock.now();
                 let update = settle(store, policy, e, result, now, counts, failures);
                 // Durable before this connection is handed the next mail.

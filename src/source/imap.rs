@@ -145,7 +145,10 @@ pub struct ImapSource {
     health: Arc<Mutex<Health>>,
 }
 
+/// An error as a sentence (a refused command reads as what the server
+/// said, not as Rust Debug text), with addresses masked.
 fn err(name: &str, context: &str, e: impl std::fmt::Display) -> SourceError {
+    let e = crate::logmask::readable_error(&e.to_string());
     SourceError::Other(format!("{name}: {context}: {e}"))
 }
 

@@ -121,6 +121,18 @@ pub enum IngestOutcome {
     },
 }
 
+impl IngestOutcome {
+    /// The decision's name, for metrics (`new_case`, `follow_up`, ...).
+    pub fn decision(&self) -> &'static str {
+        match self {
+            IngestOutcome::Duplicate { .. } => "duplicate",
+            IngestOutcome::NewCase { .. } => "new_case",
+            IngestOutcome::FollowUp { .. } => "follow_up",
+            IngestOutcome::Ignored { .. } => "ignored",
+        }
+    }
+}
+
 pub(super) struct Tx<'t> {
     meta: &'t TransactionalTree,
     cases: &'t TransactionalTree,
