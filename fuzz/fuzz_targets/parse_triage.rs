@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
         let c = ticketd::classify::classify("fuzz", data, config, rules, Some(role));
         match c.kind {
             Some(Kind::Ticket) => assert!(c.level.is_some_and(|l| (1..=5).contains(&l))),
-            Some(Kind::Privacy) => assert!(c.rights.as_ref().is_some_and(|r| !r.is_empty())),
+            // A request names its rights; an inquiry (privacy@ only) none.
+            Some(Kind::Privacy) => assert!(c
+                .rights
+                .as_ref()
+                .is_some_and(|r| !r.is_empty() || role == Role::Privacy)),
             Some(Kind::Ignore) | Some(Kind::Reply) => assert!(!c.ack),
             None => assert!(c.error.is_some() && !c.ack),
         }

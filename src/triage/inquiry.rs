@@ -87,13 +87,33 @@ const TOPICS: &[&str] = &[
 /// do. The caller has already found that no right is asked for.
 pub fn reason(subject: &str, body: &str) -> Option<String> {
     let text = format!(" {} \n {} ", subject, body).to_lowercase();
+    // A question has words: at least a handful of them.
+    if text
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphabetic))
+        .count()
+        < 4
+    {
+        return None;
+    }
     let asks = ASKING.iter().any(|w| text.contains(w));
-    let topic = TOPICS.iter().find(|w| text.contains(*w))?;
+    let topic = TOPICS.iter().find(|w| has_phrase(&text, w.trim()))?;
     asks.then(|| {
         format!(
             "asks about processing (\"{}\") and exercises no right: privacy inquiry",
             topic.trim()
         )
+    })
+}
+
+/// `needle` in `hay` at the start of a word ("stored", not "restored";
+/// inflections such as "hébergées" for "hébergé" still match).
+fn has_phrase(hay: &str, needle: &str) -> bool {
+    hay.match_indices(needle).any(|(i, _)| {
+        !hay[..i]
+            .chars()
+            .next_back()
+            .is_some_and(char::is_alphanumeric)
     })
 }
 
@@ -128,6 +148,8 @@ mod tests {
             ("Delete me", "Please delete all my data.", false),
             ("Hi", "What time is it?", false),
             ("DPA", "We signed the data processing agreement.", false),
+            ("Backup", "Was everything restored? Thanks a lot", false),
+            ("", "se?nstored", false),
         ];
         for (s, b, want) in cases {
             assert_eq!(reason(s, b).is_some(), want, "{s}: {b}");
