@@ -213,6 +213,14 @@ async fn health_and_metrics_over_http_while_mail_flows_and_dovecot_stops() {
             && b.contains(r#"ticketd_alert_active{alert="outbox_stuck"} 0"#)
     })
     .await;
+    println!(
+        "/metrics while mail flows (ticketd_ lines):\n{}",
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("ticketd_") && !l.contains("_bucket"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     assert!(value(&metrics, "ticketd_delivery_seconds_count") >= 3.0);
     assert_eq!(value(&metrics, acks), acks0 + 3.0, "{metrics}");
     for want in [
@@ -236,6 +244,7 @@ async fn health_and_metrics_over_http_while_mail_flows_and_dovecot_stops() {
     // Dovecot stops: 503 with the mailbox's reason, and the alert.
     stack.stop_dovecot();
     let (_, body) = wait_for(port, "/healthz", Duration::from_secs(60), |s, _| s == 503).await;
+    println!("/healthz during the Dovecot stop: 503 {body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
     assert_eq!(v["status"], "failing", "{body}");
     let reason = v["failing"]["mailbox:support"].as_str().unwrap_or("");
