@@ -394,3 +394,43 @@ fn the_daemon_notifies_ready_watchdog_stopping_and_answers_health() {
     assert_eq!(code, 1, "after the daemon stopped: {text}");
     assert!(text.contains("not running"), "{text}");
 }
+
+#[test]
+fn health_names_a_failing_mailbox_and_exits_1() {
+    let (dir, cfg) = setup();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let broken = format!(
+        "\n[[mailboxes]]\nname = \"broken\"\nrole = \"privacy\"\naddress = \"privacy@casehost.example\"\nsource = \"imap\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nauth = \"password\"\npassword_env = \"TICKETD_TEST_UNSET_PASSWORD\"\n"
+    );
+    let text = format!("{}{broken}", ticketd::config::EMBEDDED_DEFAULT);
+    std::fs::write(&cfg, text).expect("write config");
+    let mut child = ticketd(&cfg)
+        .arg("run")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ticketd");
+    let start = Instant::now();
+    let mut last = (0, String::new());
+    while start.elapsed() < Duration::from_secs(30) {
+        last = health(&cfg);
+        if last.1.contains("mailbox:broken") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    drop(dir);
+    let (code, text) = last;
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("mailbox:broken: not connected"), "{text}");
+    assert!(text.contains("unhealthy"), "{text}");
+}
