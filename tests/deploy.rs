@@ -434,3 +434,54 @@ fn health_names_a_failing_mailbox_and_exits_1() {
     assert!(text.contains("mailbox:broken: not connected"), "{text}");
     assert!(text.contains("unhealthy"), "{text}");
 }
+
+/// Whether `tool` runs at all (mail server tools are optional here).
+fn installed(tool: &str, arg: &str) -> bool {
+    Command::new(tool)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
+
+#[test]
+fn the_tryout_mail_server_configs_parse() {
+    let tryout = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/tryout");
+    if installed("doveconf", "--version") {
+        let out = Command::new("doveconf")
+            .arg("-n")
+            .arg("-c")
+            .arg(tryout.join("dovecot.conf"))
+            .output()
+            .expect("doveconf");
+        assert!(
+            out.status.success(),
+            "doveconf: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    } else {
+        eprintln!("skipped: doveconf not installed");
+    }
+    if installed("postconf", "-d") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::copy(tryout.join("postfix/main.cf"), dir.path().join("main.cf"))
+            .expect("copy main.cf");
+        // An empty master.cf: only main.cf is checked (unknown or misspelt
+        // parameters are warned about as "unused").
+        std::fs::write(dir.path().join("master.cf"), "").expect("master.cf");
+        let out = Command::new("postconf")
+            .arg("-c")
+            .arg(dir.path())
+            .arg("-n")
+            .output()
+            .expect("postconf");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && err.trim().is_empty(),
+            "postconf: {err}"
+        );
+    } else {
+        eprintln!("skipped: postconf not installed");
+    }
+}
