@@ -7,6 +7,8 @@
 //! → {"cmd":"cases_list","kind":"support","status":null}
 //! ← {"ok":true,"result":[...]}
 //! ← {"ok":false,"error":"no such case SUP-000099"}
+//! → {"cmd":"health"}
+//! ← {"ok":true,"result":{"failing":{}}}
 //! ```
 //!
 //! [`handle`] answers a request against a store, so the CLI uses the very

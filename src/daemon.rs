@@ -11,9 +11,11 @@
 //! stays cancelled, so a signal that comes before a task has started is
 //! still seen by it. Every long-lived task is a named function here
 //! (`control_task`, `mailbox_task`, `scheduler`, `outbox_worker`, and
-//! `systemd::watchdog_task`); a task
-//! finishes the message in hand, the batch is flushed and acked, and the
-//! daemon waits for every task before a last flush.
+//! `systemd::watchdog_task`); a task finishes the message in hand, the
+//! batch is flushed and acked, and the daemon waits for every task before a
+//! last flush. Under systemd (`Type=notify`) it says `READY=1` once the
+//! control socket is bound and every task spawned, and `STOPPING=1` when
+//! the token is cancelled (see [`crate::systemd`]).
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SourceKind};
