@@ -7,17 +7,21 @@
 //! → {"cmd":"cases_list","kind":"support","status":null}
 //! ← {"ok":true,"result":[...]}
 //! ← {"ok":false,"error":"no such case SUP-000099"}
+//! → {"cmd":"health"}
+//! ← {"ok":true,"result":{"failing":{}}}
 //! ```
 //!
 //! [`handle`] answers a request against a store, so the CLI uses the very
 //! same code when no daemon runs and it opens the store itself.
 
+use crate::observe::watch::Probe;
 use crate::pipeline::{IngestOptions, Pipeline, Report};
 use crate::render;
 use crate::store::{Case, CaseFilter, NewMail, StoreError};
 use crate::triage;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// Requests the daemon answers.
@@ -60,6 +64,10 @@ pub enum Request {
         #[serde(default)]
         overwrite: bool,
     },
+    /// The daemon's health, the same evaluation as `GET /healthz`
+    /// ([`crate::observe::health::Report`]; `ticketd health`). Only a
+    /// running daemon answers it.
+    Health,
 }
 
 /// What staff do to a case: the workflow's actions (see [`crate::workflow`]).
@@ -160,6 +168,21 @@ pub async fn handle(p: &Pipeline, req: Request) -> Response {
                 Err(e) => Response::err(format!("backup task failed: {e}")),
             }
         }
+        Request::Health => {
+            Response::err("ticketd is not running (health is known only to a running daemon)")
+        }
+    }
+}
+
+/// Answer [`Request::Health`] from the daemon's probe: the `/healthz`
+/// evaluation ([`Probe::health`](crate::observe::watch::Probe::health)).
+pub async fn health(probe: Option<Arc<Probe>>) -> Response {
+    let Some(probe) = probe else {
+        return Response::err("this daemon has no health probe");
+    };
+    match tokio::task::spawn_blocking(move || probe.health(&probe.snapshot())).await {
+        Ok(report) => Response::ok(&report),
+        Err(e) => Response::err(format!("the health probe failed: {e}")),
     }
 }
 
@@ -367,7 +390,14 @@ pub async fn serve(
     p: Pipeline,
     shutdown: crate::shutdown::CancellationToken,
 ) -> std::io::Result<()> {
-    let path = socket_path(p.store.data_dir());
+    let listener = bind(p.store.data_dir())?;
+    serve_on(listener, p, None, shutdown).await
+}
+
+/// Bind the control socket (owner-only); the caller must hold the store
+/// lock. Once this returns, CLI commands reach the daemon.
+pub fn bind(data_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {
+    let path = socket_path(data_dir);
     // We hold the store lock, so any socket file left here is stale.
     let _ = std::fs::remove_file(&path);
     let listener = tokio::net::UnixListener::bind(&path)?;
@@ -377,6 +407,18 @@ pub async fn serve(
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
     tracing::info!(socket = %path.display(), "control socket listening");
+    Ok(listener)
+}
+
+/// Serve a bound control socket until `shutdown` fires; `probe` answers
+/// [`Request::Health`].
+pub async fn serve_on(
+    listener: tokio::net::UnixListener,
+    p: Pipeline,
+    probe: Option<Arc<Probe>>,
+    shutdown: crate::shutdown::CancellationToken,
+) -> std::io::Result<()> {
+    let path = socket_path(p.store.data_dir());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -386,11 +428,13 @@ pub async fn serve(
                     Err(e) => { tracing::warn!(error = %e, "control accept failed"); continue; }
                 };
                 let p = p.clone();
+                let probe = probe.clone();
                 tokio::spawn(async move {
                     let (r, mut w) = stream.into_split();
                     let mut lines = BufReader::new(r).lines();
                     while let Ok(Some(line)) = lines.next_line().await {
                         let resp = match serde_json::from_str::<Request>(&line) {
+                            Ok(Request::Health) => health(probe.clone()).await,
                             Ok(req) => handle(&p, req).await,
                             Err(e) => Response::err(format!("bad request: {e}")),
                         };

@@ -10,9 +10,12 @@
 //! Shutdown: one [`CancellationToken`] (see [`crate::shutdown`]), which
 //! stays cancelled, so a signal that comes before a task has started is
 //! still seen by it. Every long-lived task is a named function here
-//! (`control_task`, `mailbox_task`, `scheduler`, `outbox_worker`); a task
-//! finishes the message in hand, the batch is flushed and acked, and the
-//! daemon waits for every task before a last flush.
+//! (`control_task`, `mailbox_task`, `scheduler`, `outbox_worker`, and
+//! `systemd::watchdog_task`); a task finishes the message in hand, the
+//! batch is flushed and acked, and the daemon waits for every task before a
+//! last flush. Under systemd (`Type=notify`) it says `READY=1` once the
+//! control socket is bound and every task spawned, and `STOPPING=1` when
+//! the token is cancelled (see [`crate::systemd`]).
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, SourceKind};
@@ -241,7 +244,23 @@ impl Daemon {
         let wake_outbox = Arc::new(tokio::sync::Notify::new());
         let mut tasks = tokio::task::JoinSet::new();
 
-        tasks.spawn(control_task(self.pipeline.clone(), shutdown.clone()));
+        // The probe behind /healthz, also asked by `ticketd health` over
+        // the control socket.
+        let probe = Arc::new(crate::observe::watch::Probe::new(
+            self.pipeline.clone(),
+            self.health.lock().map(|h| h.clone()).unwrap_or_default(),
+        ));
+        match control::bind(self.pipeline.store.data_dir()) {
+            Ok(listener) => {
+                tasks.spawn(control_task(
+                    listener,
+                    self.pipeline.clone(),
+                    probe.clone(),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => tracing::error!(error = %e, "control socket failed"),
+        }
         for (src, reconcile) in sources {
             let span = tracing::info_span!("mailbox", name = %src.name());
             tasks.spawn(tracing::Instrument::instrument(
@@ -257,22 +276,21 @@ impl Daemon {
         }
 
         // Health, metrics and operator alerts (`observe::watch`).
-        tasks.spawn(crate::observe::watch::run(
-            Arc::new(crate::observe::watch::Probe::new(
-                self.pipeline.clone(),
-                self.health.lock().map(|h| h.clone()).unwrap_or_default(),
-            )),
-            shutdown.clone(),
-        ));
+        tasks.spawn(crate::observe::watch::run(probe, shutdown.clone()));
         tasks.spawn(scheduler(
             self.pipeline.clone(),
             shutdown.clone(),
             wake_outbox.clone(),
         ));
         tasks.spawn(outbox_worker(self.clone(), shutdown.clone(), wake_outbox));
+        // systemd (Type=notify): the watchdog pings, then READY=1 now that
+        // the store is open, the control socket listens and the tasks run.
+        tasks.spawn(crate::systemd::watchdog_task(shutdown.clone()));
+        crate::systemd::ready();
 
         tracing::info!(data_dir = %self.pipeline.config.data_dir.display(), "ticketd running; SIGINT or SIGTERM stops it");
         shutdown.cancelled().await;
+        crate::systemd::stopping();
         tracing::info!("shutting down: waiting for the tasks");
         // Test hook: a slow shutdown, to show a second signal still ends it.
         crate::failpoint::delay("shutdown").await;
@@ -287,9 +305,14 @@ impl Daemon {
     }
 }
 
-/// The control socket task (see [`control::serve`]).
-async fn control_task(p: Pipeline, shutdown: CancellationToken) {
-    if let Err(e) = control::serve(p, shutdown).await {
+/// The control socket task (see [`control::serve_on`]).
+async fn control_task(
+    listener: tokio::net::UnixListener,
+    p: Pipeline,
+    probe: Arc<crate::observe::watch::Probe>,
+    shutdown: CancellationToken,
+) {
+    if let Err(e) = control::serve_on(listener, p, Some(probe), shutdown).await {
         tracing::error!(error = %e, "control socket failed");
     }
 }

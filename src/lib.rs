@@ -33,6 +33,7 @@
 //! - [`daemon`]: wires sources, pipeline, outbox worker, control socket, shutdown.
 //! - [`control`]: the JSON protocol over the daemon's Unix socket.
 //! - [`shutdown`]: the cancellation token SIGINT/SIGTERM cancel (never lost).
+//! - [`systemd`]: `Type=notify` readiness, watchdog and stopping (no-ops outside systemd).
 //! - [`config`]: raw TOML to a validated [`config::Config`].
 //! - [`demo`]: the embedded default (demo Maildir seeded from `fixtures/demo`).
 //! - [`cli`]: the subcommands behind the thin `main.rs`.
@@ -63,6 +64,7 @@ pub mod secrets;
 pub mod shutdown;
 pub mod source;
 pub mod store;
+pub mod systemd;
 pub mod tls;
 pub mod triage;
 pub mod workflow;

@@ -11,6 +11,7 @@ mod cases;
 mod check;
 mod deadline;
 mod erase;
+mod health;
 pub mod ops;
 mod privacy;
 mod table;
@@ -124,6 +125,9 @@ pub enum Command {
     /// Restore a backup into the configured data directory, which must be
     /// empty (the daemon stopped).
     Restore(backup::RestoreArgs),
+    /// Ask the running daemon whether it is healthy (what /healthz says):
+    /// exit 0 healthy, 1 not (or not running), with the reason.
+    Health,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -189,12 +193,18 @@ pub async fn run(cli: Cli) -> CliResult {
     if let Command::CheckConfig { connect } = cli.command {
         return check::run(config_path.as_deref(), connect).await;
     }
+    if let Command::Health = cli.command {
+        return health::run(config_path.as_deref()).await;
+    }
     let config = Config::load(config_path.as_deref()).map_err(|e| CliError {
         message: e.to_string(),
         code: 2,
     })?;
     match cli.command {
-        Command::CheckConfig { .. } | Command::Completions { .. } | Command::Man => Ok(()),
+        Command::CheckConfig { .. }
+        | Command::Completions { .. }
+        | Command::Man
+        | Command::Health => Ok(()),
         Command::Run { once } => run_daemon(config, once, shutdown).await,
         Command::Deadline(args) => deadline::run(config_path.as_deref(), &args),
         Command::Classify {

@@ -36,7 +36,8 @@ pub struct OutboxState {
 }
 
 /// The outcome: healthy, or the reasons by part (`mailbox:NAME`, `outbox`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Serialized as the control socket's answer to `health`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub failing: BTreeMap<String, String>,
 }
