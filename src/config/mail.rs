@@ -55,7 +55,7 @@ pub(super) struct RawMailbox {
 pub(super) struct RawOutbound {
     pub(super) from_support: NamedAddress,
     from_privacy: NamedAddress,
-    transport: TransportKind,
+    transport: toml::Spanned<TransportKind>,
     dir: Option<String>,
     host: Option<toml::Spanned<String>>,
     port: Option<u16>,
@@ -72,7 +72,7 @@ pub(super) struct RawOutbound {
     max_age: Option<HumanDuration>,
     retry_initial: Option<HumanDuration>,
     rate_limit_per_hour: Option<u32>,
-    brand: Option<String>,
+    brand: Option<toml::Spanned<String>>,
 }
 
 /// Every mailbox, each checked in full (name, duplicates, path or host,
@@ -240,28 +240,26 @@ pub(super) fn build_outbound(
     o: RawOutbound,
     data_dir: &Path,
     base: &Path,
-    file: &str,
     at: &AtFn<'_>,
     errs: &mut Errors,
 ) -> Option<Outbound> {
     let before = errs.len();
-    let general = |message: &str| ConfigError::General {
-        file: file.into(),
-        message: message.into(),
-    };
-    let smtp = match o.transport {
+    let smtp = match o.transport.get_ref() {
         TransportKind::File => None,
-        TransportKind::Smtp => build_smtp(&o, base, at, errs, &general),
+        TransportKind::Smtp => build_smtp(&o, base, at, errs),
     };
-    let brand = match o.brand.as_deref().map(str::trim) {
+    let brand = match &o.brand {
         None => DEFAULT_BRAND.to_string(),
-        Some(b) if b.is_empty() || b.chars().any(char::is_control) => {
-            errs.push(general(
-                "[outbound] brand must be a non-empty name on one line",
-            ));
-            String::new()
+        Some(b) => {
+            let name = b.get_ref().trim();
+            if name.is_empty() || name.chars().any(char::is_control) {
+                errs.push(at(
+                    b.span(),
+                    "[outbound] brand must be a non-empty name on one line".into(),
+                ));
+            }
+            name.to_string()
         }
-        Some(b) => b.to_string(),
     };
     if errs.len() > before {
         return None;
@@ -280,17 +278,11 @@ pub(super) fn build_outbound(
         brand,
         from_support: o.from_support,
         from_privacy: o.from_privacy,
-        transport: o.transport,
+        transport: o.transport.into_inner(),
     })
 }
 
-fn build_smtp(
-    o: &RawOutbound,
-    base: &Path,
-    at: &AtFn<'_>,
-    errs: &mut Errors,
-    general: &dyn Fn(&str) -> ConfigError,
-) -> Option<Endpoint> {
+fn build_smtp(o: &RawOutbound, base: &Path, at: &AtFn<'_>, errs: &mut Errors) -> Option<Endpoint> {
     let tls = o.tls.unwrap_or(TlsMode::Starttls);
     let host = o.host.as_ref();
     match host {
@@ -299,7 +291,10 @@ fn build_smtp(
                 errs.push(at(host.span(), e));
             }
         }
-        None => errs.push(general("[outbound] transport = \"smtp\" needs `host`")),
+        None => errs.push(at(
+            o.transport.span(),
+            "[outbound] transport = \"smtp\" needs `host`".into(),
+        )),
     }
     let username = o
         .username
@@ -317,10 +312,8 @@ fn build_smtp(
         Ok(c) => Some(c),
         Err(e) => {
             let message = format!("[outbound]: {e}");
-            errs.push(match host {
-                Some(host) => at(host.span(), message),
-                None => general(&message),
-            });
+            let span = host.map_or(o.transport.span(), |h| h.span());
+            errs.push(at(span, message));
             None
         }
     };

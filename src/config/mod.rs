@@ -296,7 +296,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_stored_message_bytes: Option<ByteSize>,
-    triage_parse_bytes: Option<ByteSize>,
+    triage_parse_bytes: Option<toml::Spanned<ByteSize>>,
     quarantine_after: Option<u32>,
     late_parent_window: Option<HumanDuration>,
 }
@@ -320,7 +320,7 @@ struct RawTriage {
     trusted_authserv_id: Option<String>,
     /// A triage model file written by `ticketd triage train` (default: the
     /// model compiled into the binary).
-    model: Option<String>,
+    model: Option<toml::Spanned<String>>,
     #[serde(default)]
     rules: crate::triage::rules::RuleFile,
 }
@@ -574,8 +574,8 @@ impl Config {
         let data_dir = build_data_dir(&raw.data_dir, base, &at, errs);
         let domain = build_domain(raw.domain, &raw.outbound.from_support);
         let mailboxes = mail::build_mailboxes(raw.mailboxes, &data_dir, base, &at, errs);
-        let limits = build_limits(raw.limits, file, errs);
-        let outbound = mail::build_outbound(raw.outbound, &data_dir, base, file, &at, errs);
+        let limits = build_limits(raw.limits, &at, errs);
+        let outbound = mail::build_outbound(raw.outbound, &data_dir, base, &at, errs);
         let daemon = build_daemon(raw.daemon);
         let privacy = errs.take(privacy::build_privacy(&raw.privacy));
         let clocks = errs.take(clocks::build_clocks(
@@ -593,7 +593,7 @@ impl Config {
         let retention = errs.take(retention::build_retention(raw.retention, &at));
         let http = errs.take(monitoring::build_http(raw.http, &at));
         let alerts = errs.take(monitoring::build_alerts(raw.alerts, &at));
-        let triage = build_triage(raw.triage, agencies.as_deref(), base, file, errs);
+        let triage = build_triage(raw.triage, agencies.as_deref(), base, file, &at, errs);
         Some(Config {
             origin: file.to_string(),
             templates_dir: raw.templates_dir.map(|t| base.join(t)),
@@ -660,11 +660,13 @@ impl Config {
     }
 }
 
+type AtFn<'a> = dyn Fn(std::ops::Range<usize>, String) -> ConfigError + 'a;
+
 /// `data_dir`, resolved against `base` (an empty one is an error).
 fn build_data_dir(
     raw: &toml::Spanned<String>,
     base: &Path,
-    at: &dyn Fn(std::ops::Range<usize>, String) -> ConfigError,
+    at: &AtFn<'_>,
     errs: &mut Errors,
 ) -> PathBuf {
     if raw.get_ref().trim().is_empty() {
@@ -687,28 +689,29 @@ fn build_domain(raw: Option<String>, from_support: &NamedAddress) -> String {
 }
 
 /// `[limits]`, with its defaults; every limit out of range is an error.
-fn build_limits(raw: RawLimits, file: &str, errs: &mut Errors) -> Limits {
-    let limits = Limits {
+fn build_limits(raw: RawLimits, at: &AtFn<'_>, errs: &mut Errors) -> Limits {
+    if let Some(b) = &raw.triage_parse_bytes {
+        if b.get_ref().0 < 4096 {
+            errs.push(at(
+                b.span(),
+                "limits.triage_parse_bytes must be at least 4096".into(),
+            ));
+        }
+    }
+    Limits {
         max_stored_message_bytes: raw
             .max_stored_message_bytes
             .map(|b| b.0)
             .unwrap_or(25 * 1024 * 1024),
         triage_parse_bytes: raw
             .triage_parse_bytes
-            .map(|b| b.0)
+            .map(|b| b.into_inner().0)
             .unwrap_or(2 * 1024 * 1024),
         quarantine_after: raw.quarantine_after.unwrap_or(3).max(1),
         late_parent_window: raw
             .late_parent_window
             .unwrap_or(HumanDuration(Duration::from_secs(7 * 24 * 3600))),
-    };
-    if limits.triage_parse_bytes < 4096 {
-        errs.push(ConfigError::General {
-            file: file.into(),
-            message: "limits.triage_parse_bytes must be at least 4096".into(),
-        });
     }
-    limits
 }
 
 /// `[daemon]`, with its defaults (nothing here can be wrong).
@@ -729,6 +732,7 @@ fn build_triage(
     agencies: Option<&[Agency]>,
     base: &Path,
     file: &str,
+    at: &AtFn<'_>,
     errs: &mut Errors,
 ) -> Option<TriageSettings> {
     let general = |message: String| ConfigError::General {
@@ -739,9 +743,14 @@ fn build_triage(
         .map(std::sync::Arc::new)
         .map_err(|e| general(format!("[triage.rules]: {e}")));
     let compiled = errs.take(compiled);
-    let model_file = raw.model.as_deref().map(|m| base.join(m));
-    let model = crate::triage::model::load(model_file.as_deref())
-        .map_err(|e| general(format!("[triage] model: {e}")));
+    let model_file = raw.model.as_ref().map(|m| base.join(m.get_ref()));
+    let model = crate::triage::model::load(model_file.as_deref()).map_err(|e| {
+        let message = format!("[triage] model: {e}");
+        match &raw.model {
+            Some(m) => at(m.span(), message),
+            None => general(message),
+        }
+    });
     let model = errs.take(model);
     let agency_domains = agencies
         .unwrap_or_default()
@@ -1018,5 +1027,62 @@ mod tests {
         assert_eq!(c.schedule.len(), 4);
         assert_eq!(c.clocks.targets.seconds[4], 60 * 3600);
         assert!(c.people.on_call.is_some());
+    }
+}
+
+#[cfg(test)]
+mod every_error_tests {
+    use super::*;
+
+    /// `(line, key, fragment)` for every `# expect: A; B` of a fixture.
+    fn expected(text: &str) -> Vec<(usize, String, String)> {
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let Some((code, want)) = line.split_once("# expect: ") else {
+                continue;
+            };
+            let key = code.split_once('=').map_or("", |(k, _)| k.trim());
+            for fragment in want.split("; ") {
+                out.push((i + 1, key.to_string(), fragment.trim().to_string()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_error_of_a_file_is_reported_with_its_line_and_key() {
+        let text = include_str!("../../tests/fixtures/config_every_error.toml");
+        let want = expected(text);
+        assert!(want.len() >= 10, "{want:#?}");
+        let (config, errs) = Config::check(text, "t.toml", Path::new("/base"));
+        assert!(config.is_none());
+        let got: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        for (line, key, fragment) in &want {
+            let hit = got.iter().any(|e| {
+                e.starts_with(&format!("t.toml:{line}:"))
+                    && e.contains(&format!("key `{key}`"))
+                    && e.contains(fragment.as_str())
+            });
+            assert!(hit, "line {line} key {key}: {fragment:?} not in {got:#?}");
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        // The daemon's one Result: the first of them.
+        let first = match Config::from_toml(text, "t.toml", Path::new("/base")) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("the fixture is refused"),
+        };
+        assert_eq!(Some(&first), got.first());
+    }
+
+    #[test]
+    fn unknown_tables_and_keys_after_them_are_all_reported() {
+        let text = format!(
+            "{EMBEDDED_DEFAULT}\n[extra]\npassword = \"hunter2\"\nlist = [\n  1,\n  2,\n]\n\n[retention]\nkeep = 1\n"
+        );
+        let (_, errs) = Config::check(&text, "t.toml", Path::new("/base"));
+        let got: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].contains("extra"), "{got:#?}");
+        assert!(got[1].contains("key `keep`"), "{got:#?}");
     }
 }
