@@ -1075,6 +1075,35 @@ mod every_error_tests {
     }
 
     #[test]
+    fn bad_values_are_all_reported_and_then_nothing_else() {
+        let text = EMBEDDED_DEFAULT
+            .replace("role = \"support\"", "role = \"suport\"")
+            .replace("batch_size", "bacth_size")
+            .replace("[outbound]\n", "[outbound]\npool_size = \"four\"\n")
+            .replace("[limits]\n", "[limits]\nlate_parent_window = \"soon\"\n");
+        let text = format!("{text}\n[calendar]\nworking_days = []\n");
+        let keys = |text: &str| -> Vec<String> {
+            let (config, errs) = Config::check(text, "t.toml", Path::new("/base"));
+            assert!(config.is_none());
+            errs.iter()
+                .map(|e| match e {
+                    ConfigError::At { key, .. } => key.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        };
+        // `role` is required: once it is cut out, nothing after it can be
+        // read. The rest of the file is read with a good role; no
+        // validation error (the empty working days) after a bad value.
+        assert_eq!(keys(&text), ["late_parent_window", "role"]);
+        let text = text.replace("role = \"suport\"", "role = \"support\"");
+        assert_eq!(
+            keys(&text),
+            ["late_parent_window", "pool_size", "bacth_size"]
+        );
+    }
+
+    #[test]
     fn unknown_tables_and_keys_after_them_are_all_reported() {
         let text = format!(
             "{EMBEDDED_DEFAULT}\n[extra]\npassword = \"hunter2\"\nlist = [\n  1,\n  2,\n]\n\n[retention]\nkeep = 1\n"

@@ -1,8 +1,9 @@
 //! Reading the file into [`super::RawConfig`] without stopping at the first
-//! unknown key. serde's `deny_unknown_fields` refuses the whole file at the
-//! first one, so on such an error the key is reported, its lines are
-//! blanked out (spaces, so every byte offset and line number stays where it
-//! was) and the text is read again, until it reads or fails otherwise. The
+//! unknown key or bad value. serde (`deny_unknown_fields`, typed values)
+//! refuses the whole file at the first one, so on such an error the key is
+//! reported, its text blanked out (spaces, so every byte offset and line
+//! number stays where it was) and the text read again, until it reads or
+//! fails in a way no cut can help (a syntax error, a missing key). The
 //! extent of a key (its value, or a whole `[table]`) comes from one lenient
 //! parse by `toml_edit`, which keeps spans.
 
@@ -11,54 +12,75 @@ use super::{locate, ConfigError, RawConfig};
 use std::ops::Range;
 use toml_edit::{ImDocument, Item, Table};
 
-/// The raw config, every unknown key reported into `errs`. `None` when the
-/// text does not read (its errors pushed).
+/// The raw config, every unknown key reported into `errs`. A value of the
+/// wrong type is reported and cut out too, so that the rest of the file is
+/// still read; but then the config is not validated (`None`): a default in
+/// its place could raise errors that are not there. `None` also when the
+/// text does not read at all (its error pushed).
 pub(super) fn parse_raw(text: &str, file: &str, errs: &mut Errors) -> Option<RawConfig> {
     let doc = ImDocument::parse(text).ok();
     let mut current = text.to_string();
+    let mut cut_values: Vec<String> = Vec::new();
     // Each round blanks one key: never more rounds than the text has bytes.
     for _ in 0..=text.len() {
         let e = match toml::from_str::<RawConfig>(&current) {
-            Ok(raw) => return Some(raw),
+            Ok(raw) => return cut_values.is_empty().then_some(raw),
             Err(e) => e,
         };
+        let message = e.message().trim();
+        // A required key whose bad value we cut out: already reported.
+        if cut_values
+            .iter()
+            .any(|k| message.starts_with(&format!("missing field `{k}`")))
+        {
+            return None;
+        }
         let (line, column, key, text_line) = locate(text, e.span());
         errs.push(ConfigError::At {
             file: file.to_string(),
             line,
             column,
             key,
-            message: e.message().trim().to_string(),
+            message: message.to_string(),
             text: text_line,
         });
-        if !e.message().starts_with("unknown field") {
-            return None;
-        }
-        let ranges = doc
+        let unknown = message.starts_with("unknown field");
+        let (ranges, name) = doc
             .as_ref()
             .zip(e.span())
-            .and_then(|(d, span)| key_ranges(d.as_table(), span.start))?;
+            .and_then(|(d, span)| key_ranges(d.as_table(), span.start, unknown))?;
         let blanked = blank(&current, &ranges);
         // A key we cannot cut out cleanly (inside an inline table, a dotted
         // key): stop here rather than report errors of our own making.
         toml::from_str::<toml::Table>(&blanked).ok()?;
+        if !unknown {
+            cut_values.push(name);
+        }
         current = blanked;
     }
     None
 }
 
-/// The byte ranges of the key starting at `start` and everything under it.
-fn key_ranges(table: &Table, start: usize) -> Option<Vec<Range<usize>>> {
+/// The byte ranges, and the name, of the key starting at `at` (`unknown`)
+/// or whose value holds `at` (a bad value), with everything under it.
+fn key_ranges(table: &Table, at: usize, unknown: bool) -> Option<(Vec<Range<usize>>, String)> {
     for (name, item) in table.iter() {
         let (key, _) = table.get_key_value(name)?;
-        if key.span().is_some_and(|s| s.start == start) {
+        let hit = if unknown {
+            key.span().is_some_and(|s| s.start == at)
+        } else {
+            item.as_value()
+                .and_then(|v| v.span())
+                .is_some_and(|s| s.contains(&at))
+        };
+        if hit {
             let mut out = Vec::new();
             item_ranges(key.span(), item, &mut out);
-            return Some(out);
+            return Some((out, name.to_string()));
         }
         let found = match item {
-            Item::Table(t) => key_ranges(t, start),
-            Item::ArrayOfTables(a) => a.iter().find_map(|t| key_ranges(t, start)),
+            Item::Table(t) => key_ranges(t, at, unknown),
+            Item::ArrayOfTables(a) => a.iter().find_map(|t| key_ranges(t, at, unknown)),
             _ => None,
         };
         if found.is_some() {
