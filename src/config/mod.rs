@@ -3,7 +3,11 @@
 //! Two stages, as in ripgrep: serde reads the file into the raw structs below
 //! (unknown keys are refused, typed values are checked as they are read), then
 //! [`Config::from_toml`] checks what spans several keys and resolves paths.
-//! Every error names the file, the line and the key. Secrets never live in
+//! Every error names the file, the line and the key. Each section's builder
+//! pushes all of its errors into an [`Errors`] collector and the next one
+//! runs regardless (`unknown.rs` does the same for unknown keys and bad
+//! values while reading): [`Config::check`] gives them all, `from_toml` the
+//! first. Secrets never live in
 //! the file itself: they are named by `*_env` (an environment variable) or
 //! `*_file` (a file holding the secret) and resolved with [`resolve_secret`].
 //!
