@@ -126,3 +126,47 @@ fn blank(text: &str, ranges: &[Range<usize>]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Config, EMBEDDED_DEFAULT};
+    use std::path::Path;
+
+    fn keys(extra: &str) -> Vec<String> {
+        let text = format!("{EMBEDDED_DEFAULT}\n{extra}");
+        let (_, errs) = Config::check(&text, "t.toml", Path::new("/base"));
+        errs.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn keys_that_cannot_be_cut_cleanly_stop_the_reading_there() {
+        // Inside an inline table: reported, then reading stops (no error
+        // of our own making follows).
+        let text = format!(
+            "http = {{ listen = \"127.0.0.1:9\", tpyo = 1 }}\n{EMBEDDED_DEFAULT}\n[retention]\nkeep = 1\n"
+        );
+        let (_, errs) = Config::check(&text, "t.toml", Path::new("/base"));
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].to_string().contains("tpyo"), "{errs:#?}");
+        // A job of the wrong shape is cut whole (serde names the value).
+        let got = keys(
+            "[schedule]\ndigest = { cron = \"0 0 8 * * MON\", tpyo = 1 }\n[retention]\nkeep = 1\n",
+        );
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].contains("key `digest`"), "{got:#?}");
+    }
+
+    #[test]
+    fn unknown_arrays_of_tables_quoted_keys_and_crlf_are_cut() {
+        let got = keys(
+            "[[mailbox]]\nname = \"x\"\n\n[[mailbox]]\nname = \"y\"\n\n[retention]\n\"keep\" = 1\n",
+        );
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].contains("mailbox"), "{got:#?}");
+        assert!(got[1].contains("keep"), "{got:#?}");
+        let text =
+            format!("{EMBEDDED_DEFAULT}\n[retention]\nkeep = 1\nmore = 2\n").replace('\n', "\r\n");
+        let (_, errs) = Config::check(&text, "t.toml", Path::new("/base"));
+        assert_eq!(errs.len(), 2, "{errs:#?}");
+    }
+}
