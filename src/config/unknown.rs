@@ -12,6 +12,9 @@ use super::{locate, ConfigError, RawConfig};
 use std::ops::Range;
 use toml_edit::{ImDocument, Item, Table};
 
+/// At most this many unknown keys and bad values are reported.
+const MAX_CUTS: usize = 100;
+
 /// The raw config, every unknown key reported into `errs`. A value of the
 /// wrong type is reported and cut out too, so that the rest of the file is
 /// still read; but then the config is not validated (`None`): a default in
@@ -21,12 +24,20 @@ pub(super) fn parse_raw(text: &str, file: &str, errs: &mut Errors) -> Option<Raw
     let doc = ImDocument::parse(text).ok();
     let mut current = text.to_string();
     let mut cut_values: Vec<String> = Vec::new();
-    // Each round blanks one key: never more rounds than the text has bytes.
-    for _ in 0..=text.len() {
+    // Each round reads the whole text again: a file refused key by key is
+    // told about its first ones only.
+    for round in 0..=MAX_CUTS {
         let e = match toml::from_str::<RawConfig>(&current) {
             Ok(raw) => return cut_values.is_empty().then_some(raw),
             Err(e) => e,
         };
+        if round == MAX_CUTS {
+            errs.push(ConfigError::General {
+                file: file.to_string(),
+                message: format!("more than {MAX_CUTS} keys refused; fix these first"),
+            });
+            return None;
+        }
         let message = e.message().trim();
         // A required key whose bad value we cut out: already reported.
         if cut_values
@@ -154,6 +165,16 @@ mod tests {
         );
         assert_eq!(got.len(), 2, "{got:#?}");
         assert!(got[0].contains("key `digest`"), "{got:#?}");
+    }
+
+    #[test]
+    fn a_file_refused_key_by_key_is_told_its_first_ones() {
+        let extra: String = (0..150).map(|i| format!("k{i} = {i}\n")).collect();
+        let got = keys(&format!("[retention]\n{extra}"));
+        assert_eq!(got.len(), 101, "{got:#?}");
+        assert!(got[100].contains("more than 100 keys"), "{got:#?}");
+        let extra: String = (0..100).map(|i| format!("k{i} = {i}\n")).collect();
+        assert_eq!(keys(&format!("[retention]\n{extra}")).len(), 100);
     }
 
     #[test]
