@@ -189,6 +189,42 @@ fn check_config_reports_every_error_and_weekday_numbers() {
 }
 
 #[test]
+fn check_config_prints_every_error_of_the_fixture_with_its_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fixture = include_str!("fixtures/config_every_error.toml");
+    let cfg = dir.path().join("every.toml");
+    std::fs::write(&cfg, fixture).expect("write config");
+    let cfg_s = cfg.display().to_string();
+    let o = ticketd(dir.path(), &["--config", &cfg_s, "check-config"], &[]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}\n{err}");
+    let mut expected = 0;
+    for (i, line) in fixture.lines().enumerate() {
+        let Some((code, want)) = line.split_once("# expect: ") else {
+            continue;
+        };
+        let key = code.split_once('=').map_or("", |(k, _)| k.trim());
+        let at = format!("error: {cfg_s}:{}:", i + 1);
+        for fragment in want.split("; ") {
+            expected += 1;
+            let hit = err.lines().any(|l| {
+                l.starts_with(&at) && l.contains(&format!("key `{key}`")) && l.contains(fragment)
+            });
+            assert!(hit, "line {}: {fragment:?} not in {err}", i + 1);
+        }
+    }
+    // And the checks besides validation (the unset variable, the model
+    // file) in the same run.
+    assert!(err.contains("TICKETD_TEST_PW"), "{err}");
+    let errors = err.lines().filter(|l| l.starts_with("error: ")).count();
+    assert!(errors > expected, "{errors} errors for {expected}: {err}");
+    assert!(
+        err.contains(&format!("{errors} errors (each listed above)")),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_command_during_daemon_start_never_takes_the_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = config_with(dir.path(), "", "");

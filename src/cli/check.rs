@@ -3,8 +3,9 @@
 //! mailbox and the SMTP server, the next run of every job and the
 //! calendar's next opening.
 //!
-//! Validation ([`Config::from_toml`]) stops at its first error; the checks
-//! of [`crate::config::check`] (variables, files, cron weekdays) and the
+//! [`Config::check`] gives every validation error (every section, every
+//! mailbox and key, every unknown key); the checks of
+//! [`crate::config::check`] (variables, files, cron weekdays) and the
 //! templates run besides it, so one run lists everything they find.
 
 use super::{CliError, CliResult};
@@ -41,22 +42,11 @@ fn read(path: Option<&Path>) -> Result<(String, String, PathBuf), CliError> {
 /// Everything wrong with the configuration text, and the validated config
 /// when validation passed.
 pub fn findings(text: &str, file: &str, base: &Path) -> (Vec<Finding>, Option<Config>) {
-    let mut out = Vec::new();
-    let config = match Config::from_toml(text, file, base) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            let first = e.to_string();
-            out.push(Finding::error(first.clone()));
-            // The sections that validate on their own, each checked.
-            for e in check::section_errors(text, file, base) {
-                let e = e.to_string();
-                if e != first {
-                    out.push(Finding::error(e));
-                }
-            }
-            None
-        }
-    };
+    let (config, errors) = Config::check(text, file, base);
+    let mut out: Vec<Finding> = errors
+        .iter()
+        .map(|e| Finding::error(e.to_string()))
+        .collect();
     if let Ok(value) = toml::from_str::<toml::Value>(text) {
         out.extend(check::references(&value, base, &|name| {
             std::env::var_os(name).is_some()

@@ -5,7 +5,8 @@
 //!
 //! These checks read the raw TOML, not the validated [`super::Config`], so
 //! they run (and all of their findings are reported) even when validation
-//! stops at an error. They never print or keep a secret's value.
+//! fails; validation's own errors, all of them, come from
+//! [`super::Config::check`]. They never print or keep a secret's value.
 
 use std::path::Path;
 
@@ -126,57 +127,6 @@ fn check_key(
     }
 }
 
-/// The errors of every section that validates on its own (`[calendar]`,
-/// `[targets]`, `[privacy]`, `[schedule]`, `[people]`, `[notify]`,
-/// `[[agencies]]`, `[workflow]`, `[threading]`, `[retention]`), each
-/// section checked even when an earlier one failed. [`super::Config::from_toml`]
-/// stops at its first error; `check-config` adds these so one run lists
-/// them all. A text that does not parse gives its one parse error.
-pub fn section_errors(text: &str, file: &str, base: &Path) -> Vec<super::ConfigError> {
-    use super::ConfigError;
-    let raw: super::RawConfig = match toml::from_str(text) {
-        Ok(r) => r,
-        Err(e) => {
-            let (line, column, key, text_line) = super::locate(text, e.span());
-            return vec![ConfigError::At {
-                file: file.to_string(),
-                line,
-                column,
-                key,
-                message: e.message().trim().to_string(),
-                text: text_line,
-            }];
-        }
-    };
-    let at = |span: std::ops::Range<usize>, message: String| {
-        let (line, column, key, text_line) = super::locate(text, Some(span));
-        ConfigError::At {
-            file: file.to_string(),
-            line,
-            column,
-            key,
-            message,
-            text: text_line,
-        }
-    };
-    let mut errors = Vec::new();
-    let mut keep = |r: Result<(), ConfigError>| {
-        if let Err(e) = r {
-            errors.push(e);
-        }
-    };
-    keep(super::privacy::build_privacy(&raw.privacy).map(drop));
-    keep(super::clocks::build_clocks(raw.calendar, raw.targets, raw.privacy, &at).map(drop));
-    keep(super::clocks::build_schedule(raw.schedule, &at).map(drop));
-    keep(super::people::build_people(raw.people, &at).map(drop));
-    keep(super::people::build_notify(raw.notify, &at).map(drop));
-    keep(super::people::build_agencies(raw.agencies, &at).map(drop));
-    keep(super::workflow::build_workflow(raw.workflow, &at).map(drop));
-    keep(super::workflow::build_threading(raw.threading, base, file, &at).map(drop));
-    keep(super::retention::build_retention(raw.retention, &at).map(drop));
-    errors
-}
-
 /// Warnings for the `[schedule]` jobs' cron expressions.
 pub fn schedule_warnings(value: &toml::Value) -> Vec<Finding> {
     let Some(jobs) = value.get("schedule").and_then(|s| s.as_table()) else {
@@ -243,20 +193,18 @@ privacy_reminders = "0 0 8 * * 2-6"
     #[test]
     fn errors_in_several_sections_are_all_reported() {
         let text = format!(
-            "{}\n[schedule]\nescalate = \"not cron\"\n\n[retention]\nno_such_key = 1\n",
+            "{}\n[schedule]\nescalate = \"not cron\"\n\n[retention]\nno_such_key = 1\n\n[extra]\npassword = \"x\"\n",
             crate::config::EMBEDDED_DEFAULT
                 .replace("[people]\n", "[calendar]\nworking_days = []\n\n[people]\n")
         );
-        let errs = section_errors(&text, "t.toml", Path::new("/tmp"));
-        // One parse error (the unknown key) stops serde itself: the rest of
-        // the sections cannot be read, so fix that first.
-        assert_eq!(errs.len(), 1, "{errs:#?}");
-        let text = text.replace("no_such_key = 1\n", "");
-        let errs = section_errors(&text, "t.toml", Path::new("/tmp"));
+        let (config, errs) = super::super::Config::check(&text, "t.toml", Path::new("/tmp"));
+        assert!(config.is_none());
+        // The unknown keys no longer hide the rest.
         let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-        assert_eq!(errs.len(), 2, "{all:#?}");
-        assert!(all.iter().any(|e| e.contains("working day")), "{all:#?}");
-        assert!(all.iter().any(|e| e.contains("escalate")), "{all:#?}");
+        assert_eq!(errs.len(), 4, "{all:#?}");
+        for needle in ["no_such_key", "extra", "working day", "escalate"] {
+            assert!(all.iter().any(|e| e.contains(needle)), "{needle}: {all:#?}");
+        }
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! Two stages, as in ripgrep: serde reads the file into the raw structs below
 //! (unknown keys are refused, typed values are checked as they are read), then
 //! [`Config::from_toml`] checks what spans several keys and resolves paths.
-//! Every error names the file, the line and the key. Secrets never live in
+//! Every error names the file, the line and the key. Each section's builder
+//! pushes all of its errors into an [`Errors`] collector and the next one
+//! runs regardless (`unknown.rs` does the same for unknown keys and bad
+//! values while reading): [`Config::check`] gives them all, `from_toml` the
+//! first. Secrets never live in
 //! the file itself: they are named by `*_env` (an environment variable) or
 //! `*_file` (a file holding the secret) and resolved with [`resolve_secret`].
 //!
@@ -12,10 +16,13 @@
 
 pub mod check;
 pub mod clocks;
+mod errors;
+mod mail;
 pub mod monitoring;
 pub mod people;
 pub mod privacy;
 pub mod retention;
+mod unknown;
 pub mod workflow;
 
 pub use clocks::{Clocks, Job, JobName};
@@ -24,6 +31,8 @@ pub use people::{agency_for, Agency, Notify, OnCall, People};
 pub use privacy::{Disclosure, PrivacyWorkflow, Recipient};
 pub use retention::Retention;
 pub use workflow::{FollowUpNotice, Threading, Workflow};
+
+pub use errors::Errors;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -253,8 +262,8 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
-    mailboxes: Vec<RawMailbox>,
-    outbound: RawOutbound,
+    mailboxes: Vec<mail::RawMailbox>,
+    outbound: mail::RawOutbound,
     #[serde(default)]
     daemon: RawDaemon,
     #[serde(default)]
@@ -291,69 +300,9 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawLimits {
     max_stored_message_bytes: Option<ByteSize>,
-    triage_parse_bytes: Option<ByteSize>,
+    triage_parse_bytes: Option<toml::Spanned<ByteSize>>,
     quarantine_after: Option<u32>,
     late_parent_window: Option<HumanDuration>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawMailbox {
-    name: toml::Spanned<String>,
-    role: Role,
-    address: EmailAddress,
-    source: SourceKind,
-    path: Option<toml::Spanned<String>>,
-    #[serde(default)]
-    demo_seed: bool,
-    host: Option<toml::Spanned<String>>,
-    port: Option<u16>,
-    tls: Option<TlsMode>,
-    ca_file: Option<String>,
-    username: Option<String>,
-    auth: Option<AuthKind>,
-    password_env: Option<String>,
-    password_file: Option<String>,
-    token_command: Option<String>,
-    token_file: Option<String>,
-    folder: Option<String>,
-    #[serde(rename = "move")]
-    move_to: Option<String>,
-    quarantine: Option<String>,
-    #[serde(default)]
-    flag: bool,
-    keyword: Option<String>,
-    idle: Option<bool>,
-    poll_interval: Option<HumanDuration>,
-    reconcile_interval: Option<HumanDuration>,
-    max_message_bytes: Option<ByteSize>,
-    fetch_batch: Option<usize>,
-    timeout: Option<HumanDuration>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOutbound {
-    from_support: NamedAddress,
-    from_privacy: NamedAddress,
-    transport: TransportKind,
-    dir: Option<String>,
-    host: Option<toml::Spanned<String>>,
-    port: Option<u16>,
-    tls: Option<TlsMode>,
-    ca_file: Option<String>,
-    auth: Option<AuthKind>,
-    username: Option<String>,
-    password_env: Option<String>,
-    password_file: Option<String>,
-    token_command: Option<String>,
-    token_file: Option<String>,
-    pool_size: Option<u32>,
-    timeout: Option<HumanDuration>,
-    max_age: Option<HumanDuration>,
-    retry_initial: Option<HumanDuration>,
-    rate_limit_per_hour: Option<u32>,
-    brand: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -375,7 +324,7 @@ struct RawTriage {
     trusted_authserv_id: Option<String>,
     /// A triage model file written by `ticketd triage train` (default: the
     /// model compiled into the binary).
-    model: Option<String>,
+    model: Option<toml::Spanned<String>>,
     #[serde(default)]
     rules: crate::triage::rules::RuleFile,
 }
@@ -595,19 +544,26 @@ impl Config {
 
     /// Parse and validate TOML text. Relative paths are resolved against
     /// `base` (the config file's directory); a mailbox `path` and the outbound
-    /// `dir` are resolved against `data_dir`.
+    /// `dir` are resolved against `data_dir`. The first error is returned;
+    /// [`Config::check`] gives them all.
     pub fn from_toml(text: &str, file: &str, base: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, column, key, text_line) = locate(text, e.span());
-            ConfigError::At {
-                file: file.to_string(),
-                line,
-                column,
-                key,
-                message: e.message().trim().to_string(),
-                text: text_line,
-            }
-        })?;
+        let mut errs = Errors::default();
+        let config = Config::validate(text, file, base, &mut errs);
+        errs.finish(config, file)
+    }
+
+    /// Every error of the text (`check-config`), and the config when there
+    /// were none.
+    pub fn check(text: &str, file: &str, base: &Path) -> (Option<Config>, Vec<ConfigError>) {
+        let mut errs = Errors::default();
+        let config = Config::validate(text, file, base, &mut errs);
+        let errs = errs.into_vec();
+        (config.filter(|_| errs.is_empty()), errs)
+    }
+
+    /// Every section built, each pushing all of its errors into `errs`.
+    fn validate(text: &str, file: &str, base: &Path, errs: &mut Errors) -> Option<Config> {
+        let raw = unknown::parse_raw(text, file, errs)?;
         let at = |span: std::ops::Range<usize>, message: String| {
             let (line, column, key, text_line) = locate(text, Some(span));
             ConfigError::At {
@@ -619,301 +575,49 @@ impl Config {
                 text: text_line,
             }
         };
-
-        let data_dir_str = raw.data_dir.get_ref();
-        if data_dir_str.trim().is_empty() {
-            return Err(at(raw.data_dir.span(), "data_dir must not be empty".into()));
-        }
-        let data_dir = base.join(data_dir_str);
-
-        let from_support = raw.outbound.from_support.clone();
-        let domain = match raw.domain {
-            Some(d) if !d.trim().is_empty() => d.trim().to_ascii_lowercase(),
-            _ => from_support
-                .address()
-                .rsplit('@')
-                .next()
-                .unwrap_or("localhost")
-                .to_string(),
-        };
-
-        let mut mailboxes = Vec::new();
-        for m in raw.mailboxes {
-            let name = m.name.get_ref().trim().to_string();
-            let valid_name = !name.is_empty()
-                && name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-            if !valid_name {
-                return Err(at(
-                    m.name.span(),
-                    format!(
-                        "mailbox name {name:?} must be non-empty ASCII letters, digits, '-' or '_'"
-                    ),
-                ));
-            }
-            if mailboxes.iter().any(|b: &Mailbox| b.name == name) {
-                return Err(at(
-                    m.name.span(),
-                    format!("duplicate mailbox name {name:?}"),
-                ));
-            }
-            let name_span = m.name.span();
-            let (path, imap) = match m.source {
-                SourceKind::Maildir => match &m.path {
-                    Some(p) => (data_dir.join(p.get_ref()), None),
-                    None => {
-                        return Err(at(
-                            name_span,
-                            format!("mailbox {name:?} has source = \"maildir\" but no `path`"),
-                        ))
-                    }
-                },
-                SourceKind::Imap => {
-                    let host = m.host.as_ref().ok_or_else(|| {
-                        at(
-                            name_span.clone(),
-                            format!("mailbox {name:?} has source = \"imap\" but no `host`"),
-                        )
-                    })?;
-                    let tls = m.tls.unwrap_or(TlsMode::Implicit);
-                    check_tls(host, tls).map_err(|e| at(host.span(), e))?;
-                    let username = m
-                        .username
-                        .clone()
-                        .unwrap_or_else(|| m.address.as_str().to_string());
-                    let credentials = credentials(
-                        m.auth.unwrap_or(AuthKind::Password),
-                        username,
-                        &m.password_env,
-                        &m.password_file,
-                        &m.token_command,
-                        &m.token_file,
-                        base,
-                    )
-                    .map_err(|e| at(name_span.clone(), format!("mailbox {name:?}: {e}")))?;
-                    if credentials == Credentials::None {
-                        return Err(at(
-                            name_span,
-                            format!(
-                                "mailbox {name:?}: IMAP needs auth = \"password\" or \"xoauth2\""
-                            ),
-                        ));
-                    }
-                    if m.flag && m.move_to.is_some() {
-                        return Err(at(
-                            name_span,
-                            format!(
-                                "mailbox {name:?}: give either `move` or `flag = true`, not both"
-                            ),
-                        ));
-                    }
-                    let after = if m.flag {
-                        AfterTake::Flag(m.keyword.clone().unwrap_or_else(|| "$TicketdTaken".into()))
-                    } else {
-                        AfterTake::Move(m.move_to.clone().unwrap_or_else(|| "Processed".into()))
-                    };
-                    let endpoint = Endpoint {
-                        host: host.get_ref().trim().to_string(),
-                        port: m.port.unwrap_or(match tls {
-                            TlsMode::Implicit => 993,
-                            _ => 143,
-                        }),
-                        tls,
-                        ca_file: m.ca_file.as_ref().map(|f| base.join(f)),
-                        credentials,
-                        timeout: m.timeout.unwrap_or(HumanDuration(Duration::from_secs(30))),
-                    };
-                    let imap = ImapSettings {
-                        endpoint,
-                        folder: m.folder.clone().unwrap_or_else(|| "INBOX".into()),
-                        after,
-                        quarantine: m.quarantine.clone().unwrap_or_else(|| "Quarantine".into()),
-                        idle: m.idle.unwrap_or(true),
-                        poll_interval: m
-                            .poll_interval
-                            .unwrap_or(HumanDuration(Duration::from_secs(60))),
-                        reconcile_interval: m
-                            .reconcile_interval
-                            .unwrap_or(HumanDuration(Duration::from_secs(300))),
-                        max_message_bytes: m
-                            .max_message_bytes
-                            .map(|b| b.0)
-                            .unwrap_or(50 * 1024 * 1024),
-                        fetch_batch: m.fetch_batch.unwrap_or(200).clamp(1, 5000),
-                    };
-                    (PathBuf::new(), Some(imap))
-                }
-            };
-            mailboxes.push(Mailbox {
-                name,
-                role: m.role,
-                address: m.address,
-                source: m.source,
-                path,
-                demo_seed: m.demo_seed,
-                imap,
-            });
-        }
-
-        let limits = Limits {
-            max_stored_message_bytes: raw
-                .limits
-                .max_stored_message_bytes
-                .map(|b| b.0)
-                .unwrap_or(25 * 1024 * 1024),
-            triage_parse_bytes: raw
-                .limits
-                .triage_parse_bytes
-                .map(|b| b.0)
-                .unwrap_or(2 * 1024 * 1024),
-            quarantine_after: raw.limits.quarantine_after.unwrap_or(3).max(1),
-            late_parent_window: raw
-                .limits
-                .late_parent_window
-                .unwrap_or(HumanDuration(Duration::from_secs(7 * 24 * 3600))),
-        };
-        let compiled = crate::triage::Rules::with_overrides(&raw.triage.rules)
-            .map(std::sync::Arc::new)
-            .map_err(|e| ConfigError::General {
-                file: file.into(),
-                message: format!("[triage.rules]: {e}"),
-            })?;
-        let model_file = raw.triage.model.as_deref().map(|m| base.join(m));
-        let model = crate::triage::model::load(model_file.as_deref()).map_err(|e| {
-            ConfigError::General {
-                file: file.into(),
-                message: format!("[triage] model: {e}"),
-            }
-        })?;
-        if limits.triage_parse_bytes < 4096 {
-            return Err(ConfigError::General {
-                file: file.into(),
-                message: "limits.triage_parse_bytes must be at least 4096".into(),
-            });
-        }
-
-        let daemon = DaemonSettings {
-            poll_interval: raw
-                .daemon
-                .poll_interval
-                .unwrap_or(HumanDuration(Duration::from_secs(2))),
-            batch_size: raw.daemon.batch_size.unwrap_or(200).clamp(1, 10_000),
-        };
-
-        let o = &raw.outbound;
-        let smtp = match o.transport {
-            TransportKind::File => None,
-            TransportKind::Smtp => {
-                let host = o.host.as_ref().ok_or_else(|| ConfigError::General {
-                    file: file.into(),
-                    message: "[outbound] transport = \"smtp\" needs `host`".into(),
-                })?;
-                let tls = o.tls.unwrap_or(TlsMode::Starttls);
-                check_tls(host, tls).map_err(|e| at(host.span(), e))?;
-                let username = o.username.clone().unwrap_or_else(|| from_support.address());
-                let credentials = credentials(
-                    o.auth.unwrap_or(AuthKind::None),
-                    username,
-                    &o.password_env,
-                    &o.password_file,
-                    &o.token_command,
-                    &o.token_file,
-                    base,
-                )
-                .map_err(|e| at(host.span(), format!("[outbound]: {e}")))?;
-                Some(Endpoint {
-                    host: host.get_ref().trim().to_string(),
-                    port: o.port.unwrap_or(match tls {
-                        TlsMode::Implicit => 465,
-                        _ => 587,
-                    }),
-                    tls,
-                    ca_file: o.ca_file.as_ref().map(|f| base.join(f)),
-                    credentials,
-                    timeout: o.timeout.unwrap_or(HumanDuration(Duration::from_secs(30))),
-                })
-            }
-        };
-        let privacy = privacy::build_privacy(&raw.privacy)?;
-        let clocks = clocks::build_clocks(raw.calendar, raw.targets, raw.privacy, &at)?;
-        let schedule = clocks::build_schedule(raw.schedule, &at)?;
-        let people = people::build_people(raw.people, &at)?;
-        let notify = people::build_notify(raw.notify, &at)?;
-        let agencies = people::build_agencies(raw.agencies, &at)?;
-        let workflow = workflow::build_workflow(raw.workflow, &at)?;
-        let threading = workflow::build_threading(raw.threading, base, file, &at)?;
-        let retention = retention::build_retention(raw.retention, &at)?;
-        let http = monitoring::build_http(raw.http, &at)?;
-        let alerts = monitoring::build_alerts(raw.alerts, &at)?;
-        let pool_size = o.pool_size.unwrap_or(4).clamp(1, 64);
-        let max_age = o
-            .max_age
-            .unwrap_or(HumanDuration(Duration::from_secs(3 * 24 * 3600)));
-        let rate_limit_per_hour = o.rate_limit_per_hour.unwrap_or(5);
-        let retry_initial = o
-            .retry_initial
-            .unwrap_or(HumanDuration(Duration::from_secs(60)));
-
-        let brand = match raw.outbound.brand.as_deref().map(str::trim) {
-            None => DEFAULT_BRAND.to_string(),
-            Some(b) if b.is_empty() || b.chars().any(char::is_control) => {
-                return Err(ConfigError::General {
-                    file: file.into(),
-                    message: "[outbound] brand must be a non-empty name on one line".into(),
-                })
-            }
-            Some(b) => b.to_string(),
-        };
-        let agency_domains = agencies
-            .iter()
-            .flat_map(|a| a.domains.iter().cloned())
-            .collect();
-        Ok(Config {
+        let data_dir = build_data_dir(&raw.data_dir, base, &at, errs);
+        let domain = build_domain(raw.domain, &raw.outbound.from_support);
+        let mailboxes = mail::build_mailboxes(raw.mailboxes, &data_dir, base, &at, errs);
+        let limits = build_limits(raw.limits, &at, errs);
+        let outbound = mail::build_outbound(raw.outbound, &data_dir, base, &at, errs);
+        let daemon = build_daemon(raw.daemon);
+        let privacy = errs.take(privacy::build_privacy(&raw.privacy));
+        let clocks = errs.take(clocks::build_clocks(
+            raw.calendar,
+            raw.targets,
+            raw.privacy,
+            &at,
+        ));
+        let schedule = errs.take(clocks::build_schedule(raw.schedule, &at));
+        let people = errs.take(people::build_people(raw.people, &at));
+        let notify = errs.take(people::build_notify(raw.notify, &at));
+        let agencies = errs.take(people::build_agencies(raw.agencies, &at));
+        let workflow = errs.take(workflow::build_workflow(raw.workflow, &at));
+        let threading = errs.take(workflow::build_threading(raw.threading, base, file, &at));
+        let retention = errs.take(retention::build_retention(raw.retention, &at));
+        let http = errs.take(monitoring::build_http(raw.http, &at));
+        let alerts = errs.take(monitoring::build_alerts(raw.alerts, &at));
+        let triage = build_triage(raw.triage, agencies.as_deref(), base, file, &at, errs);
+        Some(Config {
             origin: file.to_string(),
             templates_dir: raw.templates_dir.map(|t| base.join(t)),
             limits,
             mailboxes,
-            outbound: Outbound {
-                from_support,
-                from_privacy: raw.outbound.from_privacy,
-                transport: raw.outbound.transport,
-                dir: data_dir.join(raw.outbound.dir.as_deref().unwrap_or("outbox-mail")),
-                smtp,
-                pool_size,
-                max_age,
-                retry_initial,
-                rate_limit_per_hour,
-                brand,
-            },
-            people,
-            clocks,
-            schedule,
-            notify,
-            agencies,
-            workflow,
-            threading,
-            privacy,
-            retention,
+            outbound: outbound?,
+            people: people?,
+            clocks: clocks?,
+            schedule: schedule?,
+            notify: notify?,
+            agencies: agencies?,
+            workflow: workflow?,
+            threading: threading?,
+            privacy: privacy?,
+            retention: retention?,
             log_format: raw.log_format,
-            http,
-            alerts,
+            http: http?,
+            alerts: alerts?,
             daemon,
-            triage: TriageSettings {
-                block_senders: lower(raw.triage.block_senders),
-                allow_automated: lower(raw.triage.allow_automated),
-                receive_lists: lower(raw.triage.receive_lists),
-                trusted_authserv_id: raw
-                    .triage
-                    .trusted_authserv_id
-                    .map(|s| s.trim().to_ascii_lowercase())
-                    .filter(|s| !s.is_empty()),
-                rules: raw.triage.rules,
-                compiled,
-                model_file,
-                model,
-                agency_domains,
-            },
+            triage: triage?,
             domain,
             data_dir,
         })
@@ -960,79 +664,117 @@ impl Config {
     }
 }
 
-/// `tls = "none"` only for loopback hosts.
-fn check_tls(host: &toml::Spanned<String>, tls: TlsMode) -> Result<(), String> {
-    if tls != TlsMode::None {
-        return Ok(());
+type AtFn<'a> = dyn Fn(std::ops::Range<usize>, String) -> ConfigError + 'a;
+
+/// `data_dir`, resolved against `base` (an empty one is an error).
+fn build_data_dir(
+    raw: &toml::Spanned<String>,
+    base: &Path,
+    at: &AtFn<'_>,
+    errs: &mut Errors,
+) -> PathBuf {
+    if raw.get_ref().trim().is_empty() {
+        errs.push(at(raw.span(), "data_dir must not be empty".into()));
     }
-    let h = host.get_ref().trim();
-    let loopback = h.eq_ignore_ascii_case("localhost")
-        || h.parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        Ok(())
-    } else {
-        Err(format!(
-            "tls = \"none\" is refused for {h:?}: plaintext is allowed only to a loopback address; use \"implicit\" or \"starttls\""
-        ))
+    base.join(raw.get_ref())
+}
+
+/// `domain`, or the domain of `[outbound] from_support`.
+fn build_domain(raw: Option<String>, from_support: &NamedAddress) -> String {
+    match raw {
+        Some(d) if !d.trim().is_empty() => d.trim().to_ascii_lowercase(),
+        _ => from_support
+            .address()
+            .rsplit('@')
+            .next()
+            .unwrap_or("localhost")
+            .to_string(),
     }
 }
 
-/// Credentials from the `auth`, `*_env`, `*_file` and `token_*` keys.
-fn credentials(
-    auth: AuthKind,
-    username: String,
-    password_env: &Option<String>,
-    password_file: &Option<String>,
-    token_command: &Option<String>,
-    token_file: &Option<String>,
-    base: &Path,
-) -> Result<Credentials, String> {
-    match auth {
-        AuthKind::None => {
-            if password_env.is_some()
-                || password_file.is_some()
-                || token_command.is_some()
-                || token_file.is_some()
-            {
-                return Err("secrets are given but auth = \"none\"".into());
-            }
-            Ok(Credentials::None)
-        }
-        AuthKind::Password => {
-            if token_command.is_some() || token_file.is_some() {
-                return Err("token_command/token_file need auth = \"xoauth2\"".into());
-            }
-            match (password_env, password_file) {
-                (Some(_), Some(_)) => {
-                    Err("give either password_env or password_file, not both".into())
-                }
-                (None, None) => {
-                    Err("auth = \"password\" needs password_env or password_file".into())
-                }
-                _ => Ok(Credentials::Password {
-                    username,
-                    secret: SecretRef {
-                        env: password_env.clone(),
-                        file: password_file.as_ref().map(|f| base.join(f)),
-                    },
-                }),
-            }
-        }
-        AuthKind::Xoauth2 => {
-            if password_env.is_some() || password_file.is_some() {
-                return Err("password_env/password_file need auth = \"password\"".into());
-            }
-            if token_command.is_none() && token_file.is_none() {
-                return Err("auth = \"xoauth2\" needs token_command or token_file".into());
-            }
-            Ok(Credentials::Xoauth2 {
-                username,
-                token_command: token_command.clone(),
-                token_file: token_file.as_ref().map(|f| base.join(f)),
-            })
+/// `[limits]`, with its defaults; every limit out of range is an error.
+fn build_limits(raw: RawLimits, at: &AtFn<'_>, errs: &mut Errors) -> Limits {
+    if let Some(b) = &raw.triage_parse_bytes {
+        if b.get_ref().0 < 4096 {
+            errs.push(at(
+                b.span(),
+                "limits.triage_parse_bytes must be at least 4096".into(),
+            ));
         }
     }
+    Limits {
+        max_stored_message_bytes: raw
+            .max_stored_message_bytes
+            .map(|b| b.0)
+            .unwrap_or(25 * 1024 * 1024),
+        triage_parse_bytes: raw
+            .triage_parse_bytes
+            .map(|b| b.into_inner().0)
+            .unwrap_or(2 * 1024 * 1024),
+        quarantine_after: raw.quarantine_after.unwrap_or(3).max(1),
+        late_parent_window: raw
+            .late_parent_window
+            .unwrap_or(HumanDuration(Duration::from_secs(7 * 24 * 3600))),
+    }
+}
+
+/// `[daemon]`, with its defaults (nothing here can be wrong).
+fn build_daemon(raw: RawDaemon) -> DaemonSettings {
+    DaemonSettings {
+        poll_interval: raw
+            .poll_interval
+            .unwrap_or(HumanDuration(Duration::from_secs(2))),
+        batch_size: raw.batch_size.unwrap_or(200).clamp(1, 10_000),
+    }
+}
+
+/// `[triage]`: the rule overrides compiled and the model loaded (both
+/// checked, each error kept). `agencies` is `None` when `[[agencies]]` was
+/// wrong (then no agency domain is known).
+fn build_triage(
+    raw: RawTriage,
+    agencies: Option<&[Agency]>,
+    base: &Path,
+    file: &str,
+    at: &AtFn<'_>,
+    errs: &mut Errors,
+) -> Option<TriageSettings> {
+    let general = |message: String| ConfigError::General {
+        file: file.into(),
+        message,
+    };
+    let compiled = crate::triage::Rules::with_overrides(&raw.rules)
+        .map(std::sync::Arc::new)
+        .map_err(|e| general(format!("[triage.rules]: {e}")));
+    let compiled = errs.take(compiled);
+    let model_file = raw.model.as_ref().map(|m| base.join(m.get_ref()));
+    let model = crate::triage::model::load(model_file.as_deref()).map_err(|e| {
+        let message = format!("[triage] model: {e}");
+        match &raw.model {
+            Some(m) => at(m.span(), message),
+            None => general(message),
+        }
+    });
+    let model = errs.take(model);
+    let agency_domains = agencies
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|a| a.domains.iter().cloned())
+        .collect();
+    Some(TriageSettings {
+        block_senders: lower(raw.block_senders),
+        allow_automated: lower(raw.allow_automated),
+        receive_lists: lower(raw.receive_lists),
+        trusted_authserv_id: raw
+            .trusted_authserv_id
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty()),
+        rules: raw.rules,
+        compiled: compiled?,
+        model_file,
+        model: model?,
+        agency_domains,
+    })
 }
 
 fn lower(v: Vec<String>) -> Vec<String> {
@@ -1289,5 +1031,91 @@ mod tests {
         assert_eq!(c.schedule.len(), 4);
         assert_eq!(c.clocks.targets.seconds[4], 60 * 3600);
         assert!(c.people.on_call.is_some());
+    }
+}
+
+#[cfg(test)]
+mod every_error_tests {
+    use super::*;
+
+    /// `(line, key, fragment)` for every `# expect: A; B` of a fixture.
+    fn expected(text: &str) -> Vec<(usize, String, String)> {
+        let mut out = Vec::new();
+        for (i, line) in text.lines().enumerate() {
+            let Some((code, want)) = line.split_once("# expect: ") else {
+                continue;
+            };
+            let key = code.split_once('=').map_or("", |(k, _)| k.trim());
+            for fragment in want.split("; ") {
+                out.push((i + 1, key.to_string(), fragment.trim().to_string()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_error_of_a_file_is_reported_with_its_line_and_key() {
+        let text = include_str!("../../tests/fixtures/config_every_error.toml");
+        let want = expected(text);
+        assert!(want.len() >= 10, "{want:#?}");
+        let (config, errs) = Config::check(text, "t.toml", Path::new("/base"));
+        assert!(config.is_none());
+        let got: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        for (line, key, fragment) in &want {
+            let hit = got.iter().any(|e| {
+                e.starts_with(&format!("t.toml:{line}:"))
+                    && e.contains(&format!("key `{key}`"))
+                    && e.contains(fragment.as_str())
+            });
+            assert!(hit, "line {line} key {key}: {fragment:?} not in {got:#?}");
+        }
+        assert_eq!(got.len(), want.len(), "{got:#?}");
+        // The daemon's one Result: the first of them.
+        let first = match Config::from_toml(text, "t.toml", Path::new("/base")) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("the fixture is refused"),
+        };
+        assert_eq!(Some(&first), got.first());
+    }
+
+    #[test]
+    fn bad_values_are_all_reported_and_then_nothing_else() {
+        let text = EMBEDDED_DEFAULT
+            .replace("role = \"support\"", "role = \"suport\"")
+            .replace("batch_size", "bacth_size")
+            .replace("[outbound]\n", "[outbound]\npool_size = \"four\"\n")
+            .replace("[limits]\n", "[limits]\nlate_parent_window = \"soon\"\n");
+        let text = format!("{text}\n[calendar]\nworking_days = []\n");
+        let keys = |text: &str| -> Vec<String> {
+            let (config, errs) = Config::check(text, "t.toml", Path::new("/base"));
+            assert!(config.is_none());
+            errs.iter()
+                .map(|e| match e {
+                    ConfigError::At { key, .. } => key.clone(),
+                    other => other.to_string(),
+                })
+                .collect()
+        };
+        // `role` is required: once it is cut out, nothing after it can be
+        // read. The rest of the file is read with a good role; no
+        // validation error (the empty working days) after a bad value.
+        assert_eq!(keys(&text), ["late_parent_window", "role"]);
+        let text = text.replace("role = \"suport\"", "role = \"support\"");
+        assert_eq!(
+            keys(&text),
+            ["late_parent_window", "pool_size", "bacth_size"]
+        );
+    }
+
+    #[test]
+    fn unknown_tables_and_keys_after_them_are_all_reported() {
+        let text = format!(
+            "{EMBEDDED_DEFAULT}\n[extra]\npassword = \"hunter2\"\nlist = [\n  1,\n  2,\n]\n\n[retention]\nkeep = 1\n"
+        );
+        let (_, errs) = Config::check(&text, "t.toml", Path::new("/base"));
+        let got: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(got[0].contains("extra"), "{got:#?}");
+        assert!(got[1].contains("key `keep`"), "{got:#?}");
     }
 }
