@@ -191,7 +191,7 @@ fn check_config_reports_every_error_and_weekday_numbers() {
 #[test]
 fn check_config_prints_every_error_of_the_fixture_with_its_line() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let fixture = include_str!("fixtures/config_every_error.toml");
+    let fixture = include_str!("../fixtures/config/every_error.toml");
     let cfg = dir.path().join("every.toml");
     std::fs::write(&cfg, fixture).expect("write config");
     let cfg_s = cfg.display().to_string();

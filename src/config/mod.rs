@@ -1055,7 +1055,7 @@ mod every_error_tests {
 
     #[test]
     fn every_error_of_a_file_is_reported_with_its_line_and_key() {
-        let text = include_str!("../../tests/fixtures/config_every_error.toml");
+        let text = include_str!("../../fixtures/config/every_error.toml");
         let want = expected(text);
         assert!(want.len() >= 10, "{want:#?}");
         let (config, errs) = Config::check(text, "t.toml", Path::new("/base"));
