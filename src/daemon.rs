@@ -120,7 +120,7 @@ impl Daemon {
     /// Open the store (taking its lock) and build the parts.
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Daemon, DaemonError> {
         let templates = Templates::for_config(&config)?;
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::open_with(&config.data_dir, config.store.cache_capacity)?;
         let recovered = store.recover_outbox()?;
         if recovered > 0 {
             tracing::info!(

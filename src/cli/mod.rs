@@ -312,7 +312,7 @@ async fn route(config: &Config, req: &Request) -> Result<Route, CliError> {
         if let Some(r) = control::call(&config.data_dir, req).await? {
             return Ok(Route::Daemon(r));
         }
-        match Store::open(&config.data_dir) {
+        match Store::open_with(&config.data_dir, config.store.cache_capacity) {
             Ok(store) => return Ok(Route::Direct(direct_pipeline(store, config)?)),
             Err(crate::store::StoreError::Locked(_)) if start.elapsed() < STARTING_DAEMON_WAIT => {
                 if !told {

@@ -251,6 +251,8 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
     mailboxes: Vec<RawMailbox>,
     outbound: RawOutbound,
     #[serde(default)]
@@ -286,6 +288,14 @@ struct RawLimits {
     triage_parse_bytes: Option<ByteSize>,
     quarantine_after: Option<u32>,
     late_parent_window: Option<HumanDuration>,
+    in_flight_messages: Option<usize>,
+    in_flight_bytes: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    cache_capacity: Option<toml::Spanned<ByteSize>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -384,6 +394,8 @@ pub struct Config {
     pub domain: String,
     pub templates_dir: Option<PathBuf>,
     pub limits: Limits,
+    /// The store's own settings (`[store]`).
+    pub store: StoreSettings,
     pub mailboxes: Vec<Mailbox>,
     pub outbound: Outbound,
     pub daemon: DaemonSettings,
@@ -418,6 +430,19 @@ pub struct Limits {
     /// parent arriving within it is linked to the thread (mail servers
     /// redeliver out of order after an outage).
     pub late_parent_window: HumanDuration,
+    /// Ingest holds at most this many messages taken from a source and not
+    /// yet committed (a drain's batches together).
+    pub in_flight_messages: usize,
+    /// ... and at most this many bytes of their raw mail (a batch is cut
+    /// short when the next message would pass it; one message always goes).
+    pub in_flight_bytes: u64,
+}
+
+/// `[store]`: the embedded database.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreSettings {
+    /// Bytes of sled's page cache (sled's own default is 1 GiB).
+    pub cache_capacity: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -758,6 +783,33 @@ impl Config {
                 .limits
                 .late_parent_window
                 .unwrap_or(HumanDuration(Duration::from_secs(7 * 24 * 3600))),
+            in_flight_messages: raw.limits.in_flight_messages.unwrap_or(1000),
+            in_flight_bytes: raw
+                .limits
+                .in_flight_bytes
+                .map(|b| b.0)
+                .unwrap_or(64 * 1024 * 1024),
+        };
+        if limits.in_flight_messages == 0 || limits.in_flight_bytes == 0 {
+            return Err(ConfigError::General {
+                file: file.into(),
+                message: "limits.in_flight_messages and limits.in_flight_bytes must be at least 1"
+                    .into(),
+            });
+        }
+        let store = match &raw.store.cache_capacity {
+            None => StoreSettings {
+                cache_capacity: crate::store::DEFAULT_CACHE_CAPACITY,
+            },
+            Some(c) if c.get_ref().0 < 1024 * 1024 => {
+                return Err(at(
+                    c.span(),
+                    "store.cache_capacity must be at least 1MiB".into(),
+                ))
+            }
+            Some(c) => StoreSettings {
+                cache_capacity: c.get_ref().0,
+            },
         };
         let compiled = crate::triage::Rules::with_overrides(&raw.triage.rules)
             .map(std::sync::Arc::new)
@@ -857,6 +909,7 @@ impl Config {
             origin: file.to_string(),
             templates_dir: raw.templates_dir.map(|t| base.join(t)),
             limits,
+            store,
             mailboxes,
             outbound: Outbound {
                 from_support,
@@ -1104,6 +1157,33 @@ mod tests {
             .map(|i| i + 1)
             .unwrap_or(0);
         assert!(err.contains(&format!("test.toml:{line}:")), "{err}");
+    }
+
+    #[test]
+    fn store_cache_and_in_flight_limits() {
+        let c = parse(EMBEDDED_DEFAULT).expect("default");
+        assert_eq!(c.store.cache_capacity, crate::store::DEFAULT_CACHE_CAPACITY);
+        assert_eq!(c.limits.in_flight_messages, 1000);
+        assert_eq!(c.limits.in_flight_bytes, 64 << 20);
+        let text = format!("{EMBEDDED_DEFAULT}\n[store]\ncache_capacity = \"8MiB\"\n").replace(
+            "[limits]\n",
+            "[limits]\nin_flight_messages = 300\nin_flight_bytes = \"10MB\"\n",
+        );
+        let c = parse(&text).expect("store section");
+        assert_eq!(c.store.cache_capacity, 8 << 20);
+        assert_eq!(c.limits.in_flight_messages, 300);
+        assert_eq!(c.limits.in_flight_bytes, 10_000_000);
+        let text = format!("{EMBEDDED_DEFAULT}\n[store]\ncache_capacity = \"10KB\"\n");
+        let err = parse(&text).expect_err("too small").to_string();
+        assert!(
+            err.contains("cache_capacity") && err.contains("1MiB"),
+            "{err}"
+        );
+        let line = text.lines().count();
+        assert!(err.contains(&format!("test.toml:{line}:")), "{err}");
+        let text = format!("{EMBEDDED_DEFAULT}\n[store]\ncache = \"10MB\"\n");
+        let err = parse(&text).expect_err("unknown key").to_string();
+        assert!(err.contains("cache"), "{err}");
     }
 
     #[test]

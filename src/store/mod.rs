@@ -242,6 +242,10 @@ pub(crate) fn event_key(case: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+/// sled's page cache when the configuration does not say (`[store]
+/// cache_capacity`); sled's own default is 1 GiB.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
+
 /// How long [`open_sled`] waits for sled's own file lock.
 const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -251,11 +255,12 @@ const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// still hold the file for a few milliseconds (sled's pagecache jobs keep
 /// a handle to it). Wait for them instead of failing a reopen, as a
 /// restart inside one process (tests, a reload) does.
-fn open_sled(path: &Path) -> Result<sled::Db> {
+fn open_sled(path: &Path, cache_capacity: u64) -> Result<sled::Db> {
     let started = std::time::Instant::now();
     loop {
         match sled::Config::new()
             .path(path)
+            .cache_capacity(cache_capacity)
             .mode(sled::Mode::HighThroughput)
             .open()
         {
@@ -272,8 +277,15 @@ fn open_sled(path: &Path) -> Result<sled::Db> {
 }
 
 impl Store {
-    /// Open (creating if needed) the store in `data_dir/store`.
+    /// Open (creating if needed) the store in `data_dir/store`, with the
+    /// default page cache ([`DEFAULT_CACHE_CAPACITY`]).
     pub fn open(data_dir: &Path) -> Result<Store> {
+        Store::open_with(data_dir, DEFAULT_CACHE_CAPACITY)
+    }
+
+    /// [`Store::open`] with sled's page cache bounded to `cache_capacity`
+    /// bytes (`[store] cache_capacity`).
+    pub fn open_with(data_dir: &Path, cache_capacity: u64) -> Result<Store> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Dir {
             path: data_dir.to_path_buf(),
             source: e,
@@ -299,7 +311,7 @@ impl Store {
             path: data_dir.to_path_buf(),
             source: e,
         })?;
-        let db = open_sled(&data_dir.join("store"))?;
+        let db = open_sled(&data_dir.join("store"), cache_capacity)?;
         let t = Trees {
             meta: db.open_tree("meta")?,
             cases: db.open_tree("cases")?,
