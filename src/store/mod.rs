@@ -186,6 +186,9 @@ pub struct CaseFilter {
     /// Only cases received at or after this instant.
     #[serde(default)]
     pub since: Option<DateTime<Utc>>,
+    /// Only cases not resolved or closed (`cases list` without `--all`).
+    #[serde(default)]
+    pub open: bool,
     #[serde(default)]
     pub now: Option<DateTime<Utc>>,
     /// The calendar's date at `now` (privacy due dates are dates).
@@ -206,6 +209,7 @@ impl CaseFilter {
             && eq(&self.assignee, &c.assignee)
             && eq(&self.agency, &c.agency)
             && self.since.is_none_or(|t| c.received_at >= t)
+            && (!self.open || !c.is_done())
             && (!self.breached
                 || self
                     .now
@@ -444,6 +448,97 @@ impl Store {
         }
         out.sort_by(|a, b| a.received_at.cmp(&b.received_at).then(a.id.cmp(&b.id)));
         Ok(out)
+    }
+
+    /// Hand every case passing `filter` to `f`, one at a time, in the order
+    /// the cases were opened (newest last; the two kinds interleaved by
+    /// `created_at`), starting after case `after` when given. `f` returns
+    /// `Ok(false)` to stop. Reads the store as it goes (sled iterators), so
+    /// memory does not grow with the number of cases.
+    pub fn for_each_case(
+        &self,
+        filter: &CaseFilter,
+        after: Option<&str>,
+        mut f: impl FnMut(Case) -> Result<bool>,
+    ) -> Result<()> {
+        use std::ops::Bound;
+        let cursor = match after {
+            Some(id) => {
+                let c = self
+                    .case(id)?
+                    .ok_or_else(|| StoreError::NoCase(id.to_string()))?;
+                Some((c.created_at, c.id))
+            }
+            None => None,
+        };
+        let kinds: &[CaseKind] = match &filter.kind {
+            Some(CaseKind::Support) => &[CaseKind::Support],
+            Some(CaseKind::Privacy) => &[CaseKind::Privacy],
+            None => &[CaseKind::Support, CaseKind::Privacy],
+        };
+        let mut iters: Vec<Box<dyn Iterator<Item = Result<Case>>>> = Vec::new();
+        for kind in kinds {
+            let prefix = format!("{}-", kind.prefix());
+            let start = match &cursor {
+                Some((_, id)) if id.starts_with(&prefix) => {
+                    Bound::Excluded(id.clone().into_bytes())
+                }
+                _ => Bound::Included(prefix.clone().into_bytes()),
+            };
+            let cursor = cursor.clone();
+            let it = self
+                .t
+                .cases
+                .range::<Vec<u8>, _>((start, Bound::Unbounded))
+                .take_while(move |item| match item {
+                    Ok((k, _)) => k.starts_with(prefix.as_bytes()),
+                    Err(_) => true,
+                })
+                .map(|item| {
+                    let (_, v) = item?;
+                    from_json::<Case>("cases", &v)
+                })
+                .filter(move |c| match (c, &cursor) {
+                    (Ok(c), Some((at, id))) => (c.created_at, &c.id) > (*at, id),
+                    _ => true,
+                });
+            iters.push(Box::new(it));
+        }
+        let mut heads: Vec<Option<Case>> = Vec::with_capacity(iters.len());
+        for it in iters.iter_mut() {
+            heads.push(next_match(it, filter)?);
+        }
+        loop {
+            let pick = heads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.as_ref().map(|c| (i, c)))
+                .min_by(|(_, a), (_, b)| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)))
+                .map(|(i, _)| i);
+            let Some(i) = pick else { return Ok(()) };
+            let next = match iters.get_mut(i) {
+                Some(it) => next_match(it, filter)?,
+                None => None,
+            };
+            let Some(c) = heads.get_mut(i).and_then(|h| std::mem::replace(h, next)) else {
+                return Ok(());
+            };
+            if !f(c)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hand every ignored record to `f` in id order (oldest first), one at
+    /// a time; `f` returns `Ok(false)` to stop.
+    pub fn for_each_ignored(&self, mut f: impl FnMut(IgnoredRecord) -> Result<bool>) -> Result<()> {
+        for item in self.t.ignored.iter() {
+            let (_, v) = item?;
+            if !f(from_json("ignored", &v)?)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Every staff correction of triage, as a labelled example: a case
@@ -727,6 +822,20 @@ impl Store {
         self.update_outbox_many(&stuck)?;
         Ok(stuck.len())
     }
+}
+
+/// The next case of `it` that passes `filter`.
+fn next_match(
+    it: &mut dyn Iterator<Item = Result<Case>>,
+    filter: &CaseFilter,
+) -> Result<Option<Case>> {
+    for c in it {
+        let c = c?;
+        if filter.matches(&c) {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
 }
 
 pub(crate) fn tx_err(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
