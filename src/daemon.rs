@@ -87,6 +87,12 @@ impl Source for AnySource {
             AnySource::Imap(s) => s.ack_and_fetch(taken, max).await,
         }
     }
+    fn set_fetch_bytes(&mut self, max_bytes: u64) {
+        match self {
+            AnySource::Maildir(s) => s.set_fetch_bytes(max_bytes),
+            AnySource::Imap(s) => s.set_fetch_bytes(max_bytes),
+        }
+    }
     async fn wait(&mut self, max: Duration) -> Result<(), SourceError> {
         match self {
             AnySource::Maildir(s) => s.wait(max).await,
