@@ -15,7 +15,7 @@
 //! | `cases` | case id (`SUP-000001`) | [`Case`] JSON |
 //! | `events` | case id, `/`, u64 BE seq | [`Event`] JSON |
 //! | `messages` | u64 BE message id | [`MessageRecord`] JSON |
-//! | `raw` | u64 BE message id | raw bytes |
+//! | `raw` | u64 BE message id | raw bytes: `0x00` + a zstd frame ([`encode_raw`]); a value written before compression is the bytes themselves, and reads as it is |
 //! | `outbox` | u64 BE outbox id | [`OutboxEntry`] JSON |
 //! | `outbox_pending` | u64 BE outbox id | empty (queued or sending) |
 //! | `dedupe` | `src:<source>\0<key>` (every message), `mid:<message-id>` (first with that id), `mh:<message-id>\0<blake3>` (id and content), `hash:<blake3>` (no id) | u64 BE message id |
@@ -236,6 +236,43 @@ pub(crate) fn from_json<T: DeserializeOwned>(tree: &'static str, b: &[u8]) -> Re
         tree,
         detail: e.to_string(),
     })
+}
+
+/// The header byte of a compressed raw value (then a zstd frame).
+const RAW_ZSTD: u8 = 0x00;
+/// The magic number every zstd frame starts with.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+/// zstd's level for raw mail: fast, and mail text shrinks ≈ 2–4×.
+const RAW_LEVEL: i32 = 3;
+
+/// A raw message as the `raw` tree keeps it: [`RAW_ZSTD`] and a zstd frame.
+/// Compressing a byte slice in memory cannot fail; if it ever did, the
+/// bytes are kept as they are (which [`decode_raw`] reads as well).
+pub(crate) fn encode_raw(raw: &[u8]) -> Vec<u8> {
+    match zstd::bulk::compress(raw, RAW_LEVEL) {
+        Ok(z) => {
+            let mut v = Vec::with_capacity(z.len() + 1);
+            v.push(RAW_ZSTD);
+            v.extend_from_slice(&z);
+            v
+        }
+        Err(_) => raw.to_vec(),
+    }
+}
+
+/// A value of the `raw` tree as the message's bytes: compressed values
+/// (header byte and zstd magic) are decompressed; a value written before
+/// compression existed (mail never starts with a NUL byte and a zstd
+/// magic) is returned as it is, so old stores read without a migration.
+pub(crate) fn decode_raw(v: &[u8]) -> Result<Vec<u8>> {
+    match v.split_first() {
+        Some((&RAW_ZSTD, rest)) if rest.starts_with(&ZSTD_MAGIC) => zstd::stream::decode_all(rest)
+            .map_err(|e| StoreError::Corrupt {
+                tree: "raw",
+                detail: format!("compressed value does not decompress: {e}"),
+            }),
+        _ => Ok(v.to_vec()),
+    }
 }
 
 pub(crate) fn event_key(case: &str, seq: u64) -> Vec<u8> {
@@ -609,7 +646,7 @@ impl Store {
     }
 
     pub fn raw(&self, id: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self.t.raw.get(be(id))?.map(|v| v.to_vec()))
+        self.t.raw.get(be(id))?.map(|v| decode_raw(&v)).transpose()
     }
 
     pub fn message_count(&self) -> usize {

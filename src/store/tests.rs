@@ -783,3 +783,38 @@ fn cases_stream_in_opening_order_with_open_after_and_stop() {
     .expect("ignored");
     assert_eq!(n, 0);
 }
+
+#[test]
+fn raw_values_are_compressed_and_old_ones_still_read() {
+    let (_d, s) = open();
+    let raw = b"Subject: printer\r\n\r\nThe printer on floor 3 is out of toner again. ".repeat(12);
+    ingest(&s, msg(Some("<z@x>"), &raw, ticket(3)));
+    let id =
+        s.t.raw
+            .iter()
+            .keys()
+            .next()
+            .and_then(|k| k.ok())
+            .and_then(|k| from_be(&k));
+    let id = id.expect("a raw value");
+    let stored = s.t.raw.get(be(id)).ok().flatten().expect("stored");
+    assert_eq!(stored.first(), Some(&RAW_ZSTD));
+    assert!(
+        stored.len() * 4 < raw.len(),
+        "{} of {}",
+        stored.len(),
+        raw.len()
+    );
+    assert_eq!(s.raw(id).ok().flatten(), Some(raw.clone()));
+    // A value from before compression: the bytes themselves.
+    s.t.raw.insert(be(99), raw.clone()).expect("old value");
+    assert_eq!(s.raw(99).ok().flatten(), Some(raw));
+    s.t.raw.insert(be(98), &b""[..]).expect("empty");
+    assert_eq!(s.raw(98).ok().flatten(), Some(Vec::new()));
+    // A damaged compressed value is an error, not mail.
+    let mut bad = vec![RAW_ZSTD];
+    bad.extend_from_slice(&ZSTD_MAGIC);
+    bad.extend_from_slice(b"garbage");
+    s.t.raw.insert(be(97), bad).expect("bad");
+    assert!(matches!(s.raw(97), Err(StoreError::Corrupt { .. })));
+}
