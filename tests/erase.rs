@@ -153,7 +153,7 @@ fn frames(b: &[u8]) -> Vec<Vec<u8>> {
             continue;
         }
         let mut text = Vec::new();
-        if let Ok(mut d) = zstd::stream::read::Decoder::new(&b[i..]) {
+        if let Ok(d) = zstd::stream::read::Decoder::new(&b[i..]) {
             let mut d = d.single_frame();
             if std::io::Read::read_to_end(&mut d, &mut text).is_ok() || !text.is_empty() {
                 out.push(text);
