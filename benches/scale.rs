@@ -138,13 +138,14 @@ fn message(i: usize, rng: &mut Rng) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Run `bin args` under `/usr/bin/time`: (seconds, peak RSS in bytes, stdout lines).
+/// Run `bin args` under `/usr/bin/time`: (seconds, peak RSS in bytes,
+/// stdout lines); the child's CPU seconds (user + system) are printed.
 fn timed(bin: &Path, cfg: &Path, args: &[&str]) -> (f64, u64, u64) {
     let out = std::env::temp_dir().join(format!("ticketd-scale-time-{}", std::process::id()));
     let start = Instant::now();
     let mut child = Command::new("/usr/bin/time")
         .arg("-f")
-        .arg("%M")
+        .arg("%U %S %M")
         .arg("-o")
         .arg(&out)
         .arg(bin)
@@ -172,10 +173,23 @@ fn timed(bin: &Path, cfg: &Path, args: &[&str]) -> (f64, u64, u64) {
     let st = child.wait().expect("wait");
     let secs = start.elapsed().as_secs_f64();
     assert!(st.success(), "{args:?} failed: {st}");
-    let kb: u64 = std::fs::read_to_string(&out)
+    let last = std::fs::read_to_string(&out)
         .ok()
-        .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()))
-        .unwrap_or(0);
+        .and_then(|s| s.lines().last().map(str::to_string))
+        .unwrap_or_default();
+    let f: Vec<f64> = last
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let (cpu, kb) = match f.as_slice() {
+        [u, s, m] => (u + s, *m as u64),
+        _ => (0.0, 0),
+    };
+    println!(
+        "  ({} {}: {cpu:.1} s CPU)",
+        args[0],
+        args.get(1).unwrap_or(&"")
+    );
     let _ = std::fs::remove_file(&out);
     (secs, kb * 1024, lines)
 }
