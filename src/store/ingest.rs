@@ -792,7 +792,10 @@ fn ingest_tx(
                     Some(first)
                         if case.kind == CaseKind::Privacy && mentions_forward(input.raw) =>
                     {
-                        tx.raw.get(be(*first))?.map(|v| v.to_vec())
+                        match tx.raw.get(be(*first))? {
+                            Some(v) => Some(super::decode_raw(&v).map_err(Cte::Abort)?),
+                            None => None,
+                        }
                     }
                     _ => None,
                 };
