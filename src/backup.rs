@@ -473,7 +473,10 @@ pub fn restore(path: &Path, data_dir: &Path) -> Result<Manifest> {
 }
 
 fn build(path: &Path, staging: &Path, data_dir: &Path) -> Result<()> {
-    let db = sled::Config::new().path(staging).open()?;
+    let db = sled::Config::new()
+        .path(staging)
+        .cache_capacity(crate::store::DEFAULT_CACHE_CAPACITY)
+        .open()?;
     let mut tree: Option<sled::Tree> = None;
     let mut batch = sled::Batch::default();
     let mut pending = 0usize;

@@ -11,8 +11,22 @@
 //! ← {"ok":true,"result":{"failing":{}}}
 //! ```
 //!
-//! [`handle`] answers a request against a store, so the CLI uses the very
-//! same code when no daemon runs and it opens the store itself.
+//! Lists (`cases_list`, `ignored_list`) are answered as a stream: one JSON
+//! record per line, written as the store is read (on a blocking thread, in
+//! chunks, so a long list neither holds the whole answer in memory nor
+//! stalls the daemon's other tasks), then one terminator line:
+//!
+//! ```text
+//! → {"cmd":"cases_list","open":true,"limit":2}
+//! ← {"id":"SUP-000001",...}
+//! ← {"id":"SUP-000002",...}
+//! ← {"end":true,"count":2}
+//! ← {"end":true,"count":0,"error":"no such case SUP-000099"}   (instead, on an error)
+//! ```
+//!
+//! [`handle`] and [`stream_records`] answer a request against a store, so
+//! the CLI uses the very same code when no daemon runs and it opens the
+//! store itself.
 
 use crate::observe::watch::Probe;
 use crate::pipeline::{IngestOptions, Pipeline, Report};
@@ -29,13 +43,21 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 #[serde(tag = "cmd", rename_all = "snake_case")]
 pub enum Request {
     Ping,
+    /// Streamed (see the module comment).
     CasesList {
         #[serde(flatten)]
         filter: CaseFilter,
+        /// Start after this case (the last one of the previous page).
+        #[serde(default)]
+        after: Option<String>,
+        /// At most this many cases.
+        #[serde(default)]
+        limit: Option<usize>,
     },
     CaseShow {
         id: String,
     },
+    /// Streamed (see the module comment).
     IgnoredList,
     /// Staff corrections of triage with their raw mail (for training).
     Corrections,
@@ -106,20 +128,147 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join("control.sock")
 }
 
+/// The last line of a streamed answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StreamEnd {
+    pub end: bool,
+    /// Records sent.
+    pub count: u64,
+    /// Why the stream stopped early, if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Request {
+    /// Whether the answer is a stream of records ([`stream_records`]).
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Request::CasesList { .. } | Request::IgnoredList)
+    }
+}
+
+/// One record as its JSON line.
+fn record_line<T: Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("cannot encode record: {e}")))
+}
+
+/// Answer a streamed request: each record as one JSON line (no line break)
+/// to `emit`, which returns `false` when the reader has gone (the stream
+/// stops). Blocking (reads the store): the daemon calls it on a blocking
+/// thread. Returns how many records went out.
+pub fn stream_records(
+    p: &Pipeline,
+    req: Request,
+    emit: &mut dyn FnMut(&str) -> bool,
+) -> Result<u64, StoreError> {
+    let mut count = 0u64;
+    match req {
+        Request::CasesList {
+            mut filter,
+            after,
+            limit,
+        } => {
+            let now = p.clock.now();
+            filter.now = Some(now);
+            filter.today = Some(p.notifier.calendar().local_date(now));
+            let limit = limit.unwrap_or(usize::MAX);
+            if limit == 0 {
+                return Ok(0);
+            }
+            let after = after.map(|a| a.to_ascii_uppercase());
+            p.store.for_each_case(&filter, after.as_deref(), |c| {
+                count += 1;
+                Ok(emit(&record_line(&c)?) && (count as usize) < limit)
+            })?;
+        }
+        Request::IgnoredList => p.store.for_each_ignored(|r| {
+            count += 1;
+            Ok(emit(&record_line(&r)?))
+        })?,
+        other => {
+            return Err(StoreError::Invalid(format!(
+                "not a streamed request: {other:?}"
+            )))
+        }
+    }
+    Ok(count)
+}
+
+/// Bytes of records the blocking reader hands to the socket writer at once.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+/// Write the streamed answer to `req` on `w`: the store is read on a
+/// blocking thread, in chunks of [`STREAM_CHUNK`] bytes of lines passed
+/// over a channel of two, so at most a few chunks are in memory and the
+/// runtime's worker threads never wait on the store. Returns `false` when
+/// the connection is gone.
+async fn stream_to(
+    p: &Pipeline,
+    req: Request,
+    w: &mut (impl tokio::io::AsyncWrite + Unpin),
+) -> bool {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
+    let p = p.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut buf: Vec<u8> = Vec::with_capacity(STREAM_CHUNK + 4096);
+        let r = stream_records(&p, req, &mut |line| {
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
+            if buf.len() >= STREAM_CHUNK {
+                let full = std::mem::replace(&mut buf, Vec::with_capacity(STREAM_CHUNK + 4096));
+                return tx.blocking_send(full).is_ok();
+            }
+            true
+        });
+        let end = match r {
+            Ok(count) => StreamEnd {
+                end: true,
+                count,
+                error: None,
+            },
+            Err(e) => StreamEnd {
+                end: true,
+                count: 0,
+                error: Some(e.to_string()),
+            },
+        };
+        buf.extend_from_slice(
+            &serde_json::to_vec(&end).unwrap_or_else(|_| b"{\"end\":true,\"count\":0}".to_vec()),
+        );
+        buf.push(b'\n');
+        let _ = tx.blocking_send(buf);
+    });
+    let mut alive = true;
+    while let Some(chunk) = rx.recv().await {
+        if w.write_all(&chunk).await.is_err() {
+            alive = false;
+            break;
+        }
+    }
+    drop(rx);
+    if let Err(e) = reader.await {
+        tracing::warn!(error = %e, "control: list reader failed");
+    }
+    alive
+}
+
 /// Answer one request. Import reads files from paths on this machine.
 pub async fn handle(p: &Pipeline, req: Request) -> Response {
     let store = &p.store;
     match req {
         Request::Ping => Response::ok(&"pong"),
-        Request::CasesList { mut filter } => match store.list_cases(&{
-            let now = p.clock.now();
-            filter.now = Some(now);
-            filter.today = Some(p.notifier.calendar().local_date(now));
-            filter
-        }) {
-            Ok(v) => Response::ok(&v),
-            Err(e) => Response::err(e),
-        },
+        // Streamed (`stream_records`); answered here as one document only
+        // for callers inside the process.
+        req @ (Request::CasesList { .. } | Request::IgnoredList) => {
+            let mut records = Vec::new();
+            let r = stream_records(p, req, &mut |line| {
+                records.push(serde_json::from_str::<serde_json::Value>(line).unwrap_or_default());
+                true
+            });
+            match r {
+                Ok(_) => Response::ok(&records),
+                Err(e) => Response::err(e),
+            }
+        }
         Request::CaseShow { id } => match store.case_view(&id.to_ascii_uppercase()) {
             Ok(v) => Response::ok(&v),
             Err(e) => Response::err(e),
@@ -134,10 +283,6 @@ pub async fn handle(p: &Pipeline, req: Request) -> Response {
                 Err(e) => Response::err(e),
             }
         }
-        Request::IgnoredList => match store.list_ignored() {
-            Ok(v) => Response::ok(&v),
-            Err(e) => Response::err(e),
-        },
         Request::Corrections => match corrections(store) {
             Ok(v) => Response::ok(&v),
             Err(e) => Response::err(e),
@@ -435,6 +580,10 @@ pub async fn serve_on(
                     while let Ok(Some(line)) = lines.next_line().await {
                         let resp = match serde_json::from_str::<Request>(&line) {
                             Ok(Request::Health) => health(probe.clone()).await,
+                            Ok(req) if req.is_stream() => {
+                                if stream_to(&p, req, &mut w).await { continue; }
+                                break;
+                            }
                             Ok(req) => handle(&p, req).await,
                             Err(e) => Response::err(format!("bad request: {e}")),
                         };
@@ -450,30 +599,72 @@ pub async fn serve_on(
     Ok(())
 }
 
-/// Send one request to a running daemon. `Ok(None)` when no daemon listens.
-pub async fn call(data_dir: &Path, req: &Request) -> std::io::Result<Option<Response>> {
+/// Connect to a running daemon. `Ok(None)` when no daemon listens.
+pub async fn connect(data_dir: &Path) -> std::io::Result<Option<tokio::net::UnixStream>> {
     let path = socket_path(data_dir);
-    let stream = match tokio::net::UnixStream::connect(&path).await {
-        Ok(s) => s,
+    match tokio::net::UnixStream::connect(&path).await {
+        Ok(s) => Ok(Some(s)),
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
             ) =>
         {
-            return Ok(None)
+            Ok(None)
         }
-        Err(e) => return Err(e),
+        Err(e) => Err(e),
+    }
+}
+
+/// Send a streamed request on `stream` and hand each record line to
+/// `on_line` (`false`: stop reading) until the terminator, which is
+/// returned.
+pub async fn call_stream(
+    stream: tokio::net::UnixStream,
+    req: &Request,
+    on_line: &mut dyn FnMut(&str) -> bool,
+) -> std::io::Result<StreamEnd> {
+    let (r, mut w) = stream.into_split();
+    let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    let mut lines = BufReader::new(r).lines();
+    let mut count = 0u64;
+    while let Some(l) = lines.next_line().await? {
+        if l.starts_with("{\"end\":") {
+            return serde_json::from_str(&l).map_err(std::io::Error::other);
+        }
+        count += 1;
+        if !on_line(&l) {
+            return Ok(StreamEnd {
+                end: true,
+                count,
+                error: None,
+            });
+        }
+    }
+    Err(std::io::Error::other(
+        "daemon closed the control socket before the end of the list",
+    ))
+}
+
+/// Send one request to a running daemon. `Ok(None)` when no daemon listens.
+pub async fn call(data_dir: &Path, req: &Request) -> std::io::Result<Option<Response>> {
+    let Some(stream) = connect(data_dir).await? else {
+        return Ok(None);
     };
+    call_on(stream, req).await.map(Some)
+}
+
+/// Send one request on a connected `stream` and read its one answer.
+pub async fn call_on(stream: tokio::net::UnixStream, req: &Request) -> std::io::Result<Response> {
     let (r, mut w) = stream.into_split();
     let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
     line.push(b'\n');
     w.write_all(&line).await?;
     let mut lines = BufReader::new(r).lines();
     match lines.next_line().await? {
-        Some(l) => serde_json::from_str(&l)
-            .map(Some)
-            .map_err(std::io::Error::other),
+        Some(l) => serde_json::from_str(&l).map_err(std::io::Error::other),
         None => Err(std::io::Error::other(
             "daemon closed the control socket without answering",
         )),

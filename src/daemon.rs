@@ -90,6 +90,12 @@ impl Source for AnySource {
             AnySource::Imap(s) => s.ack_and_fetch(taken, max).await,
         }
     }
+    fn set_fetch_bytes(&mut self, max_bytes: u64) {
+        match self {
+            AnySource::Maildir(s) => s.set_fetch_bytes(max_bytes),
+            AnySource::Imap(s) => s.set_fetch_bytes(max_bytes),
+        }
+    }
     async fn wait(&mut self, max: Duration) -> Result<(), SourceError> {
         match self {
             AnySource::Maildir(s) => s.wait(max).await,
@@ -123,7 +129,7 @@ impl Daemon {
     /// Open the store (taking its lock) and build the parts.
     pub fn open(config: Config, clock: Arc<dyn Clock>) -> Result<Daemon, DaemonError> {
         let templates = Templates::for_config(&config)?;
-        let store = Store::open(&config.data_dir)?;
+        let store = Store::open_with(&config.data_dir, config.store.cache_capacity)?;
         let recovered = store.recover_outbox()?;
         if recovered > 0 {
             tracing::info!(

@@ -1158,6 +1158,12 @@ impl Pipeline {
     /// batch k+1 is parsed, triaged and planned (all cores), the source takes
     /// batch k-1 (already flushed) and fetches batch k+2 — at once, where it
     /// can ([`Source::ack_and_fetch`]: IMAP moves on a second session).
+    ///
+    /// Memory is bounded by `[limits]`: up to four batches are in flight
+    /// (taken, committing, preparing, being fetched), so a batch is at most
+    /// a quarter of `in_flight_messages`; the three that hold raw mail (a
+    /// committed batch keeps only its keys until it is taken) are fetched
+    /// with at most a third of `in_flight_bytes` each.
     pub async fn drain<S: Source>(
         &self,
         src: &mut S,
@@ -1171,6 +1177,9 @@ impl Pipeline {
         };
         let mut report = Report::default();
         let role = self.role_of(src.name());
+        let limits = &self.config.limits;
+        let batch = batch.min((limits.in_flight_messages / 4).max(1)).max(1);
+        src.set_fetch_bytes((limits.in_flight_bytes / 3).max(1));
         let mut fetched: Option<Vec<Envelope>> = None;
         type Planned = (Vec<Prepared>, Forecast, Forecast);
         let mut preparing: Option<tokio::task::JoinHandle<Planned>> = None;
@@ -1280,6 +1289,10 @@ impl Pipeline {
                             mailbox: src.name(),
                             decision: o.decision(),
                         });
+                        // Durable once flushed: only its key is needed
+                        // until the source takes it.
+                        let mut env = env;
+                        env.raw = Vec::new();
                         taken.push(env);
                     }
                     Err(e) => {

@@ -164,7 +164,7 @@ fn a_stopped_store_round_trips_with_cases_events_and_queued_mail() {
         &["backup", "--json", file.to_str().unwrap_or("")],
     ));
     let manifest: serde_json::Value = serde_json::from_str(&out).expect("manifest");
-    assert_eq!(manifest["schema_version"], 1);
+    assert_eq!(manifest["schema_version"], ticketd::store::SCHEMA_VERSION);
     assert_eq!(manifest["trees"]["outbox"], mail_before.len());
     assert!(manifest["checksum"]
         .as_str()
@@ -302,7 +302,10 @@ fn a_store_of_a_newer_schema_is_refused_by_the_cli_and_the_daemon() {
     let env = Env::new();
     {
         let store = ticketd::store::Store::open(&env.path("data")).expect("open");
-        assert_eq!(store.schema_version().ok(), Some(1));
+        assert_eq!(
+            store.schema_version().ok(),
+            Some(ticketd::store::SCHEMA_VERSION)
+        );
     }
     // Rewrite the version as a future ticketd would have left it, with sled
     // directly (the store refuses to open it afterwards).

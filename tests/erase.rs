@@ -132,15 +132,35 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The files under `dir` whose bytes contain `needle` (ASCII case folded).
+/// Files under `dir` holding `needle`, as text or inside a zstd frame (the
+/// store keeps raw mail compressed: every frame in a file is decoded).
 fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let needle = needle.to_ascii_lowercase().into_bytes();
     files(dir)
         .into_iter()
         .filter(|f| {
-            let b = std::fs::read(f).unwrap_or_default().to_ascii_lowercase();
-            b.windows(needle.len()).any(|w| w == needle.as_slice())
+            let b = std::fs::read(f).unwrap_or_default();
+            contains(&b, needle) || frames(&b).iter().any(|t| contains(t, needle))
         })
         .collect()
+}
+
+/// The contents of every zstd frame that starts somewhere in `b`.
+fn frames(b: &[u8]) -> Vec<Vec<u8>> {
+    const MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+    let mut out = Vec::new();
+    for (i, w) in b.windows(4).enumerate() {
+        if w != MAGIC {
+            continue;
+        }
+        let mut text = Vec::new();
+        if let Ok(d) = zstd::stream::read::Decoder::new(&b[i..]) {
+            let mut d = d.single_frame();
+            if std::io::Read::read_to_end(&mut d, &mut text).is_ok() || !text.is_empty() {
+                out.push(text);
+            }
+        }
+    }
+    out
 }
 
 fn contains(raw: &[u8], needle: &str) -> bool {
@@ -150,7 +170,7 @@ fn contains(raw: &[u8], needle: &str) -> bool {
 }
 
 fn cases_json(cfg: &Path) -> Vec<serde_json::Value> {
-    ok(cfg, &["cases", "list", "--json"])
+    ok(cfg, &["cases", "list", "--all", "--json"])
         .lines()
         .map(|l| serde_json::from_str(l).expect("case json"))
         .collect()

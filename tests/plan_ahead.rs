@@ -182,6 +182,91 @@ fn a_drain_plans_every_new_case_ahead() {
     assert_eq!(acks, 19);
 }
 
+#[test]
+fn a_drain_holds_at_most_the_in_flight_limits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = EMBEDDED_DEFAULT.replace(
+        "[limits]\n",
+        "[limits]\nin_flight_messages = 8\nin_flight_bytes = \"9KB\"\n",
+    );
+    let config = Config::from_toml(&text, "embedded", dir.path()).expect("config");
+    let d = Daemon::open(config, Arc::new(SystemClock)).expect("daemon");
+    let mut src = Counting {
+        inner: Memory {
+            left: [batch("a"), batch("b"), batch("c")].concat(),
+            acked: Vec::new(),
+        },
+        fetch_bytes: u64::MAX,
+        out: 0,
+        most_out: 0,
+        most_bytes: 0,
+    };
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let report = rt
+        .block_on(
+            d.pipeline
+                .drain(&mut src, 1000, IngestOptions::default(), &|| false),
+        )
+        .expect("drain");
+    assert_eq!(report.new_cases, 7 + 6 + 6);
+    assert_eq!(src.inner.acked.len(), 33);
+    assert_eq!(
+        src.fetch_bytes, 3000,
+        "a third of in_flight_bytes per fetch"
+    );
+    assert!(
+        src.most_out <= 8,
+        "at most 8 in flight, saw {}",
+        src.most_out
+    );
+    assert!(
+        src.most_bytes <= 3000 || src.most_out <= 1,
+        "{}",
+        src.most_bytes
+    );
+}
+
+/// [`Memory`] that honours a byte budget and counts what is out (handed
+/// out and not yet taken).
+struct Counting {
+    inner: Memory,
+    fetch_bytes: u64,
+    out: usize,
+    most_out: usize,
+    most_bytes: u64,
+}
+
+impl Source for Counting {
+    fn name(&self) -> &str {
+        "support"
+    }
+    fn set_fetch_bytes(&mut self, max_bytes: u64) {
+        self.fetch_bytes = max_bytes;
+    }
+    async fn fetch(&mut self, max: usize) -> Result<Fetched, SourceError> {
+        let mut n = 0;
+        let mut bytes = 0u64;
+        for e in self.inner.left.iter().take(max) {
+            if n > 0 && bytes + e.raw.len() as u64 > self.fetch_bytes {
+                break;
+            }
+            bytes += e.raw.len() as u64;
+            n += 1;
+        }
+        let f = self.inner.fetch(n).await?;
+        self.out += f.envelopes.len();
+        self.most_out = self.most_out.max(self.out);
+        if f.envelopes.len() > 1 {
+            self.most_bytes = self.most_bytes.max(bytes);
+        }
+        Ok(f)
+    }
+    async fn ack(&mut self, taken: &[Envelope]) -> Result<(), SourceError> {
+        self.out -= taken.len();
+        self.inner.ack(taken).await
+    }
+}
+
 /// A source in memory: hands out its messages in batches, records acks.
 struct Memory {
     left: Vec<Envelope>,

@@ -122,7 +122,7 @@ batch_size = 4
     }
 
     fn cases(&self) -> Vec<serde_json::Value> {
-        self.json_lines(&["cases", "list", "--json"])
+        self.json_lines(&["cases", "list", "--all", "--json"])
     }
 
     fn ack_files(&self) -> Vec<PathBuf> {

@@ -71,7 +71,7 @@ pub async fn backup_cmd(config: &Config, args: BackupArgs) -> CliResult {
             code: e.code,
         })?,
         None => {
-            let store = Store::open(&config.data_dir)?;
+            let store = Store::open_with(&config.data_dir, config.store.cache_capacity)?;
             backup::write(&store, &file, args.force)?
         }
     };

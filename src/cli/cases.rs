@@ -5,7 +5,7 @@
 //! is `workflow.operator`, else the Unix user; never empty.
 
 use super::table::Table;
-use super::{ask, CliError, CliResult};
+use super::{ask, ask_stream, CliError, CliResult};
 use crate::config::Config;
 use crate::control::{CaseAction, Request};
 use crate::store::{Case, CaseFilter, CaseKind, CaseStatus, CaseView, Disposition};
@@ -59,6 +59,7 @@ impl Filters {
             agency: self.agency.clone(),
             breached: self.breached,
             since: self.since,
+            open: false,
             now: None,
             today: None,
         }
@@ -73,10 +74,20 @@ pub enum ExportFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum CasesCommand {
-    /// List cases in order of arrival.
+    /// List cases in the order they were opened, newest last: open cases
+    /// (not resolved or closed) unless `--all` or `--status` says otherwise.
     List {
         #[command(flatten)]
         filters: Filters,
+        /// Resolved and closed cases too.
+        #[arg(long)]
+        all: bool,
+        /// At most N cases.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        /// Start after this case (the last one of the previous page).
+        #[arg(long, value_name = "ID")]
+        after: Option<String>,
         /// JSON lines, one case per line.
         #[arg(long)]
         json: bool,
@@ -139,34 +150,48 @@ pub enum CasesCommand {
 
 pub(super) async fn run(config: &Config, command: CasesCommand) -> CliResult {
     match command {
-        CasesCommand::List { filters, json } => {
-            let v: Vec<Case> = ask(
-                config,
-                Request::CasesList {
-                    filter: filters.filter(),
-                },
-            )
-            .await?;
+        CasesCommand::List {
+            filters,
+            all,
+            limit,
+            after,
+            json,
+        } => {
+            let mut filter = filters.filter();
+            filter.open = !all && filter.status.is_none();
+            let req = Request::CasesList {
+                filter,
+                after,
+                limit,
+            };
             if json {
-                for c in &v {
-                    if super::print_line(&serde_json::to_string(c)?).is_err() {
-                        return Ok(());
-                    }
+                ask_stream(config, req, &mut |line| Ok(super::print_line(line).is_ok())).await?;
+                return Ok(());
+            }
+            // A table is aligned per block of TABLE_BLOCK rows, so a long
+            // list is printed as it comes too.
+            let mut block: Vec<Case> = Vec::new();
+            ask_stream(config, req, &mut |line| {
+                block.push(serde_json::from_str(line)?);
+                if block.len() >= TABLE_BLOCK {
+                    print_cases(&block, config);
+                    block.clear();
                 }
-            } else {
-                print_cases(&v, config);
+                Ok(true)
+            })
+            .await?;
+            if !block.is_empty() {
+                print_cases(&block, config);
             }
             Ok(())
         }
         CasesCommand::Export { filters, format } => {
-            let v: Vec<Case> = ask(
-                config,
-                Request::CasesList {
-                    filter: filters.filter(),
-                },
-            )
-            .await?;
-            export(config, &v, format)
+            let req = Request::CasesList {
+                filter: filters.filter(),
+                after: None,
+                limit: None,
+            };
+            export(config, req, format).await
         }
         CasesCommand::Show { id, json } => {
             let v: CaseView = ask(config, Request::CaseShow { id }).await?;
@@ -270,16 +295,17 @@ pub(super) async fn act(config: &Config, id: String, action: CaseAction) -> CliR
     Ok(())
 }
 
-fn export(config: &Config, cases: &[Case], format: ExportFormat) -> CliResult {
+/// Rows per aligned block of the `cases list` table.
+const TABLE_BLOCK: usize = 1000;
+
+/// `cases export`: every case as it is read (JSON lines as the store
+/// holds them, or CSV rows).
+async fn export(config: &Config, req: Request, format: ExportFormat) -> CliResult {
     let now = Utc::now();
     let today = crate::clock::BusinessCalendar::new(config.clocks.calendar.clone()).local_date(now);
     match format {
         ExportFormat::Json => {
-            for c in cases {
-                if super::print_line(&serde_json::to_string(c)?).is_err() {
-                    break;
-                }
-            }
+            ask_stream(config, req, &mut |line| Ok(super::print_line(line).is_ok())).await?;
         }
         ExportFormat::Csv => {
             let t = |x: Option<DateTime<Utc>>| x.map(|t| t.to_rfc3339()).unwrap_or_default();
@@ -287,7 +313,8 @@ fn export(config: &Config, cases: &[Case], format: ExportFormat) -> CliResult {
             if super::print_line(header).is_err() {
                 return Ok(());
             }
-            for c in cases {
+            ask_stream(config, req, &mut |line| {
+                let c: Case = serde_json::from_str(line)?;
                 let row = [
                     c.id.clone(),
                     c.kind.as_str().into(),
@@ -325,10 +352,9 @@ fn export(config: &Config, cases: &[Case], format: ExportFormat) -> CliResult {
                     .map(|f| csv_field(f))
                     .collect::<Vec<_>>()
                     .join(",");
-                if super::print_line(&line).is_err() {
-                    break;
-                }
-            }
+                Ok(super::print_line(&line).is_ok())
+            })
+            .await?;
         }
     }
     Ok(())

@@ -68,7 +68,7 @@ struct EraseReport {
 
 /// Open the store for an erasure or a report: the daemon must be stopped.
 fn open_store(config: &Config, what: &str) -> Result<Store, CliError> {
-    match Store::open(&config.data_dir) {
+    match Store::open_with(&config.data_dir, config.store.cache_capacity) {
         Ok(s) => Ok(s),
         Err(StoreError::Locked(dir)) => Err(CliError {
             message: format!(

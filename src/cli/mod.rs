@@ -226,12 +226,18 @@ pub async fn run(cli: Cli) -> CliResult {
         Command::Restore(args) => backup::restore_cmd(&config, args).await,
         Command::Ignored { command } => match command {
             IgnoredCommand::List { json } => {
-                let v: Vec<IgnoredRecord> = ask(&config, Request::IgnoredList).await?;
                 if json {
-                    for r in &v {
-                        println!("{}", serde_json::to_string(r)?);
-                    }
+                    ask_stream(&config, Request::IgnoredList, &mut |line| {
+                        Ok(print_line(line).is_ok())
+                    })
+                    .await?;
                 } else {
+                    let mut v: Vec<IgnoredRecord> = Vec::new();
+                    ask_stream(&config, Request::IgnoredList, &mut |line| {
+                        v.push(serde_json::from_str(line)?);
+                        Ok(true)
+                    })
+                    .await?;
                     let mut t = Table::new(&[
                         "ID", "RECEIVED", "CATEGORY", "FROM", "SUBJECT", "NAMES", "PROMOTED",
                     ]);
@@ -316,14 +322,28 @@ enum Route {
 /// [`STARTING_DAEMON_WAIT`]) and asks the daemon. (The daemon, for its part,
 /// waits for a command that holds the store to finish: `open_when_free`.)
 async fn route(config: &Config, req: &Request) -> Result<Route, CliError> {
+    Ok(match connect(config).await? {
+        Conn::Daemon(s) => Route::Daemon(control::call_on(s, req).await?),
+        Conn::Direct(p) => Route::Direct(*p),
+    })
+}
+
+/// A connection to the running daemon, or the store opened here.
+enum Conn {
+    Daemon(tokio::net::UnixStream),
+    Direct(Box<Pipeline>),
+}
+
+/// Connect to the running daemon, else open the store (see [`route`]).
+async fn connect(config: &Config) -> Result<Conn, CliError> {
     let start = std::time::Instant::now();
     let mut told = false;
     loop {
-        if let Some(r) = control::call(&config.data_dir, req).await? {
-            return Ok(Route::Daemon(r));
+        if let Some(s) = control::connect(&config.data_dir).await? {
+            return Ok(Conn::Daemon(s));
         }
-        match Store::open(&config.data_dir) {
-            Ok(store) => return Ok(Route::Direct(direct_pipeline(store, config)?)),
+        match Store::open_with(&config.data_dir, config.store.cache_capacity) {
+            Ok(store) => return Ok(Conn::Direct(Box::new(direct_pipeline(store, config)?))),
             Err(crate::store::StoreError::Locked(_)) if start.elapsed() < STARTING_DAEMON_WAIT => {
                 if !told {
                     eprintln!("ticketd: the store is locked (a daemon is starting?); waiting for its control socket");
@@ -343,6 +363,39 @@ async fn ask<T: serde::de::DeserializeOwned>(config: &Config, req: Request) -> R
         Route::Direct(p) => control::handle(&p, req).await,
     };
     unwrap_response(resp)
+}
+
+/// A streamed request (a list): each record, one JSON line, to `on_line`
+/// as the daemon sends it or as the store is read (`Ok(false)`: stop).
+/// Returns how many records came.
+async fn ask_stream(
+    config: &Config,
+    req: Request,
+    on_line: &mut dyn FnMut(&str) -> Result<bool, CliError>,
+) -> Result<u64, CliError> {
+    let mut failed = None;
+    let mut emit = |line: &str| match on_line(line) {
+        Ok(go) => go,
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    };
+    let end = match connect(config).await? {
+        Conn::Daemon(s) => control::call_stream(s, &req, &mut emit).await?,
+        Conn::Direct(p) => control::StreamEnd {
+            end: true,
+            count: control::stream_records(&p, req, &mut emit)?,
+            error: None,
+        },
+    };
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    match end.error {
+        Some(message) => Err(CliError { message, code: 1 }),
+        None => Ok(end.count),
+    }
 }
 
 fn unwrap_response<T: serde::de::DeserializeOwned>(resp: Response) -> Result<T, CliError> {

@@ -199,13 +199,25 @@ fn view(config: &Config, c: &Case, now: DateTime<Utc>) -> DueView {
 }
 
 async fn list(config: &Config, all: bool, json: bool) -> CliResult {
-    let cases: Vec<Case> = ask(
+    // Sorted by urgency, so collected: privacy cases only (few), and only
+    // the open ones unless `--all`.
+    let mut cases: Vec<Case> = Vec::new();
+    super::ask_stream(
         config,
         Request::CasesList {
             filter: CaseFilter {
                 kind: Some(CaseKind::Privacy),
                 ..CaseFilter::default()
             },
+            after: None,
+            limit: None,
+        },
+        &mut |line| {
+            let c: Case = serde_json::from_str(line)?;
+            if all || !(c.is_done() || c.privacy.as_ref().is_some_and(|p| p.status.is_final())) {
+                cases.push(c);
+            }
+            Ok(true)
         },
     )
     .await?;

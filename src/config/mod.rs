@@ -262,6 +262,8 @@ struct RawConfig {
     #[serde(default)]
     limits: RawLimits,
     #[serde(default)]
+    store: RawStore,
+    #[serde(default)]
     mailboxes: Vec<mail::RawMailbox>,
     outbound: mail::RawOutbound,
     #[serde(default)]
@@ -303,6 +305,14 @@ struct RawLimits {
     triage_parse_bytes: Option<toml::Spanned<ByteSize>>,
     quarantine_after: Option<u32>,
     late_parent_window: Option<HumanDuration>,
+    in_flight_messages: Option<toml::Spanned<usize>>,
+    in_flight_bytes: Option<toml::Spanned<ByteSize>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    cache_capacity: Option<toml::Spanned<ByteSize>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -341,6 +351,8 @@ pub struct Config {
     pub domain: String,
     pub templates_dir: Option<PathBuf>,
     pub limits: Limits,
+    /// The store's own settings (`[store]`).
+    pub store: StoreSettings,
     pub mailboxes: Vec<Mailbox>,
     pub outbound: Outbound,
     pub daemon: DaemonSettings,
@@ -381,6 +393,19 @@ pub struct Limits {
     /// parent arriving within it is linked to the thread (mail servers
     /// redeliver out of order after an outage).
     pub late_parent_window: HumanDuration,
+    /// Ingest holds at most this many messages taken from a source and not
+    /// yet committed (a drain's batches together).
+    pub in_flight_messages: usize,
+    /// ... and at most this many bytes of their raw mail (a batch is cut
+    /// short when the next message would pass it; one message always goes).
+    pub in_flight_bytes: u64,
+}
+
+/// `[store]`: the embedded database.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreSettings {
+    /// Bytes of sled's page cache (sled's own default is 1 GiB).
+    pub cache_capacity: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -579,6 +604,7 @@ impl Config {
         let domain = build_domain(raw.domain, &raw.outbound.from_support);
         let mailboxes = mail::build_mailboxes(raw.mailboxes, &data_dir, base, &at, errs);
         let limits = build_limits(raw.limits, &at, errs);
+        let store = build_store(raw.store, &at, errs);
         let outbound = mail::build_outbound(raw.outbound, &data_dir, base, &at, errs);
         let daemon = build_daemon(raw.daemon);
         let privacy = errs.take(privacy::build_privacy(&raw.privacy));
@@ -602,6 +628,7 @@ impl Config {
             origin: file.to_string(),
             templates_dir: raw.templates_dir.map(|t| base.join(t)),
             limits,
+            store,
             mailboxes,
             outbound: outbound?,
             people: people?,
@@ -715,7 +742,53 @@ fn build_limits(raw: RawLimits, at: &AtFn<'_>, errs: &mut Errors) -> Limits {
         late_parent_window: raw
             .late_parent_window
             .unwrap_or(HumanDuration(Duration::from_secs(7 * 24 * 3600))),
+        in_flight_messages: at_least_one(
+            raw.in_flight_messages,
+            "limits.in_flight_messages",
+            at,
+            errs,
+        )
+        .unwrap_or(1000),
+        in_flight_bytes: at_least_one(
+            raw.in_flight_bytes
+                .map(|b| toml::Spanned::new(b.span(), b.into_inner().0)),
+            "limits.in_flight_bytes",
+            at,
+            errs,
+        )
+        .unwrap_or(64 * 1024 * 1024),
     }
+}
+
+/// A count that must be at least 1 (an error otherwise, then the default).
+fn at_least_one<T: PartialOrd + From<u8> + Copy>(
+    v: Option<toml::Spanned<T>>,
+    key: &str,
+    at: &AtFn<'_>,
+    errs: &mut Errors,
+) -> Option<T> {
+    let v = v?;
+    if *v.get_ref() < T::from(1) {
+        errs.push(at(v.span(), format!("{key} must be at least 1")));
+        return None;
+    }
+    Some(*v.get_ref())
+}
+
+/// `[store]`: sled's page cache, at least 1 MiB.
+fn build_store(raw: RawStore, at: &AtFn<'_>, errs: &mut Errors) -> StoreSettings {
+    let cache_capacity = match &raw.cache_capacity {
+        Some(c) if c.get_ref().0 < 1024 * 1024 => {
+            errs.push(at(
+                c.span(),
+                "store.cache_capacity must be at least 1MiB".into(),
+            ));
+            crate::store::DEFAULT_CACHE_CAPACITY
+        }
+        Some(c) => c.get_ref().0,
+        None => crate::store::DEFAULT_CACHE_CAPACITY,
+    };
+    StoreSettings { cache_capacity }
 }
 
 /// `[daemon]`, with its defaults (nothing here can be wrong).

@@ -59,7 +59,10 @@ pub fn compact(store: Store) -> Result<Compacted, CompactError> {
         .flush_blocking()
         .map_err(|e| io::Error::other(e.to_string()))?;
     let (trees, entries) = {
-        let new = sled::Config::new().path(&new_path).open()?;
+        let new = sled::Config::new()
+            .path(&new_path)
+            .cache_capacity(crate::store::DEFAULT_CACHE_CAPACITY)
+            .open()?;
         // Tree by tree, in batches (sled's own export/import panics on
         // an I/O error; this returns it).
         for name in store.db().tree_names() {

@@ -142,6 +142,9 @@ pub struct ImapSource {
     known_uidvalidity: Option<u32>,
     folder_checked: bool,
     in_flight: HashSet<u32>,
+    /// Bytes of raw mail one fetch hands out at most
+    /// ([`Source::set_fetch_bytes`]).
+    fetch_bytes: u64,
     health: Arc<Mutex<Health>>,
 }
 
@@ -179,6 +182,7 @@ impl ImapSource {
             known_uidvalidity,
             folder_checked: false,
             in_flight: HashSet::new(),
+            fetch_bytes: u64::MAX,
             health: Arc::new(Mutex::new(Health::default())),
         }
     }
@@ -606,6 +610,7 @@ impl ImapSource {
             has_uidplus: self.has_uidplus,
             limit: self.s.max_message_bytes,
             fetch_batch: self.s.fetch_batch,
+            fetch_bytes: self.fetch_bytes,
             uidvalidity: self.uidvalidity.unwrap_or(0),
         }
     }
@@ -806,6 +811,8 @@ struct Ctx {
     has_uidplus: bool,
     limit: u64,
     fetch_batch: usize,
+    /// Bytes of whole messages one fetch takes at most (one always goes).
+    fetch_bytes: u64,
     uidvalidity: u32,
 }
 
@@ -861,8 +868,20 @@ async fn fetch_on(
             .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
             .collect()
     };
-    let (small, big): (Vec<u32>, Vec<u32>) =
+    let (mut small, big): (Vec<u32>, Vec<u32>) =
         sizes.keys().partition(|u| u64::from(sizes[u]) <= limit);
+    // At most `fetch_bytes` of whole messages (oldest first; one always
+    // goes); the rest stay for the next fetch.
+    let mut bytes = 0u64;
+    let keep = small
+        .iter()
+        .take_while(|u| {
+            bytes = bytes.saturating_add(u64::from(sizes.get(*u).copied().unwrap_or(0)));
+            bytes <= ctx.fetch_bytes
+        })
+        .count()
+        .max(1);
+    small.truncate(keep);
     for (uids, query, oversize) in [
         (small, "(UID INTERNALDATE BODY.PEEK[])", false),
         (big, "(UID INTERNALDATE BODY.PEEK[HEADER])", true),
@@ -1004,6 +1023,10 @@ pub fn uid_set(uids: &[u32]) -> String {
 impl Source for ImapSource {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn set_fetch_bytes(&mut self, max_bytes: u64) {
+        self.fetch_bytes = max_bytes.max(1);
     }
 
     async fn fetch(&mut self, max: usize) -> Result<Fetched, SourceError> {

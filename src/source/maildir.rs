@@ -16,6 +16,9 @@ pub struct MaildirSource {
     /// Keys handed out and not yet acked, so one pass never returns the
     /// same file twice.
     in_flight: HashSet<String>,
+    /// Bytes of raw mail one fetch hands out at most (see
+    /// [`Source::set_fetch_bytes`]).
+    fetch_bytes: u64,
 }
 
 impl MaildirSource {
@@ -32,6 +35,7 @@ impl MaildirSource {
             name: name.to_string(),
             root: root.to_path_buf(),
             in_flight: HashSet::new(),
+            fetch_bytes: u64::MAX,
         })
     }
 
@@ -59,7 +63,7 @@ impl Source for MaildirSource {
         let new = self.root.join("new");
         let rd =
             std::fs::read_dir(&new).map_err(|e| self.io(format!("read {}", new.display()), e))?;
-        let mut names: Vec<(DateTime<Utc>, String)> = Vec::new();
+        let mut names: Vec<(DateTime<Utc>, String, u64)> = Vec::new();
         for entry in rd {
             let entry = entry.map_err(|e| self.io(format!("read {}", new.display()), e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -70,11 +74,16 @@ impl Source for MaildirSource {
                 Ok(m) if m.is_file() => m,
                 _ => continue,
             };
-            names.push((mtime(&meta), name));
+            names.push((mtime(&meta), name, meta.len()));
         }
         names.sort();
         let mut out = Fetched::default();
-        for (received_at, name) in names.into_iter().take(max) {
+        let mut bytes = 0u64;
+        for (received_at, name, len) in names.into_iter().take(max) {
+            bytes = bytes.saturating_add(len);
+            if bytes > self.fetch_bytes && !out.envelopes.is_empty() {
+                break;
+            }
             match std::fs::read(new.join(&name)) {
                 Ok(raw) => {
                     self.in_flight.insert(name.clone());
@@ -94,6 +103,10 @@ impl Source for MaildirSource {
 
     fn reset(&mut self) {
         self.in_flight.clear();
+    }
+
+    fn set_fetch_bytes(&mut self, max_bytes: u64) {
+        self.fetch_bytes = max_bytes.max(1);
     }
 
     /// Move to `DIR/quarantine/` (created when missing).
@@ -133,5 +146,32 @@ impl Source for MaildirSource {
             let _ = d.sync_all();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_hands_out_at_most_its_bytes_and_one_always() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let mut m = MaildirSource::open("support", d.path()).expect("open");
+        for i in 0..5 {
+            std::fs::write(d.path().join("new").join(format!("m{i}")), [b'x'; 1000])
+                .expect("write");
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        m.set_fetch_bytes(2500);
+        let f = rt.block_on(m.fetch(10)).expect("fetch");
+        assert_eq!(f.envelopes.len(), 2);
+        m.set_fetch_bytes(10);
+        let f = rt.block_on(m.fetch(10)).expect("fetch");
+        assert_eq!(f.envelopes.len(), 1, "one message always goes");
+        m.set_fetch_bytes(u64::MAX);
+        let f = rt.block_on(m.fetch(10)).expect("fetch");
+        assert_eq!(f.envelopes.len(), 2, "the rest, none twice");
     }
 }

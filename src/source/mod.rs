@@ -66,6 +66,11 @@ pub trait Source: Send {
             (acked, self.fetch(max).await)
         }
     }
+    /// From now on a fetch hands out at most `max_bytes` of raw mail (one
+    /// message always goes, however large); the rest waits in the source
+    /// for the next fetch. Sources that know sizes before reading (Maildir,
+    /// IMAP) honour it; the default ignores it.
+    fn set_fetch_bytes(&mut self, _max_bytes: u64) {}
     /// Wait until new mail may be there (IMAP IDLE), at most `max`.
     fn wait(
         &mut self,

@@ -424,12 +424,13 @@ impl Store {
     /// `error`, in the ignored list, promotable), with its raw bytes and an
     /// operator alert — one transaction. Returns the ignored id.
     pub fn record_failed(&self, i: &FailedInput<'_>) -> Result<u64> {
+        let size = i.raw.len() as u64;
+        let stored = (size <= i.max_stored_bytes).then(|| super::encode_raw(i.raw));
         self.transact(|tx| {
             let msg_id = tx.next_seq("message")?;
-            let size = i.raw.len() as u64;
-            let raw_stored = size <= i.max_stored_bytes;
-            if raw_stored {
-                tx.raw.insert(&be(msg_id), i.raw)?;
+            let raw_stored = stored.is_some();
+            if let Some(stored) = &stored {
+                tx.raw.insert(&be(msg_id), stored.as_slice())?;
             }
             let id = tx.next_seq("ignored")?;
             let reasons = vec![
@@ -533,13 +534,22 @@ impl Store {
     /// Take many messages in one transaction (group commit). Either all are
     /// stored or none; a duplicate within the group is recognised.
     pub fn ingest_many(&self, inputs: &[IngestInput<'_>]) -> Result<Vec<IngestOutcome>> {
-        self.transact(|tx| inputs.iter().map(|i| ingest_tx(tx, i)).collect())
+        // Compressed before the transaction: outside sled's lock.
+        let stored: Vec<Option<Vec<u8>>> = inputs.iter().map(stored_raw).collect();
+        self.transact(|tx| {
+            inputs
+                .iter()
+                .zip(&stored)
+                .map(|(i, s)| ingest_tx(tx, i, s.as_deref()))
+                .collect()
+        })
     }
 
     /// Take one message in (see the module docs). Not durable until
     /// [`Store::flush`] returns.
     pub fn ingest(&self, input: &IngestInput<'_>) -> Result<IngestOutcome> {
-        self.transact(|tx| ingest_tx(tx, input))
+        let stored = stored_raw(input);
+        self.transact(|tx| ingest_tx(tx, input, stored.as_deref()))
     }
 
     /// Write outbox entries back after state changes, keeping the pending
@@ -667,7 +677,19 @@ impl Store {
     }
 }
 
-fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
+/// The value of the `raw` tree for `input` (compressed,
+/// [`super::encode_raw`]) when its raw bytes are kept: fetched whole and
+/// within `max_stored_bytes`.
+fn stored_raw(input: &IngestInput<'_>) -> Option<Vec<u8>> {
+    let keep = input.original_size.is_none() && input.raw.len() as u64 <= input.max_stored_bytes;
+    keep.then(|| super::encode_raw(input.raw))
+}
+
+fn ingest_tx(
+    tx: &Tx<'_>,
+    input: &IngestInput<'_>,
+    stored: Option<&[u8]>,
+) -> TxResult<IngestOutcome> {
     // 1. Dedupe: this source item, else Message-ID and content, else content.
     let seen = dedupe_verdict::<Cte<StoreError>>(
         &DedupeQuery {
@@ -691,10 +713,10 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
 
     let msg_id = tx.next_seq("message")?;
     let size = input.original_size.unwrap_or(input.raw.len() as u64);
-    let raw_stored = input.original_size.is_none() && size <= input.max_stored_bytes;
+    let raw_stored = stored.is_some();
     let mut notes = Vec::new();
-    if raw_stored {
-        tx.raw.insert(&be(msg_id), input.raw)?;
+    if let Some(stored) = stored {
+        tx.raw.insert(&be(msg_id), stored)?;
     } else if input.original_size.is_some() {
         notes.push(format!(
             "message is {size} bytes, over the per-message fetch limit: only its header was fetched and triaged; the original stays in its source ({} {})",
@@ -782,7 +804,10 @@ fn ingest_tx(tx: &Tx<'_>, input: &IngestInput<'_>) -> TxResult<IngestOutcome> {
                     Some(first)
                         if case.kind == CaseKind::Privacy && mentions_forward(input.raw) =>
                     {
-                        tx.raw.get(be(*first))?.map(|v| v.to_vec())
+                        match tx.raw.get(be(*first))? {
+                            Some(v) => Some(super::decode_raw(&v).map_err(Cte::Abort)?),
+                            None => None,
+                        }
                     }
                     _ => None,
                 };

@@ -15,7 +15,7 @@
 //! | `cases` | case id (`SUP-000001`) | [`Case`] JSON |
 //! | `events` | case id, `/`, u64 BE seq | [`Event`] JSON |
 //! | `messages` | u64 BE message id | [`MessageRecord`] JSON |
-//! | `raw` | u64 BE message id | raw bytes |
+//! | `raw` | u64 BE message id | raw bytes: `0x00` + a zstd frame ([`encode_raw`]); a value written before compression is the bytes themselves, and reads as it is |
 //! | `outbox` | u64 BE outbox id | [`OutboxEntry`] JSON |
 //! | `outbox_pending` | u64 BE outbox id | empty (queued or sending) |
 //! | `dedupe` | `src:<source>\0<key>` (every message), `mid:<message-id>` (first with that id), `mh:<message-id>\0<blake3>` (id and content), `hash:<blake3>` (no id) | u64 BE message id |
@@ -53,8 +53,10 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// The schema this build writes. Bumped when a key or value layout changes
-/// in a way old code cannot read.
-pub const SCHEMA_VERSION: u64 = 1;
+/// in a way old code cannot read. 2: raw mail compressed ([`encode_raw`];
+/// a version-1 store needs no rewrite, but a version-1 ticketd would hand
+/// out compressed bytes as mail, so it must refuse a version-2 store).
+pub const SCHEMA_VERSION: u64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -186,6 +188,9 @@ pub struct CaseFilter {
     /// Only cases received at or after this instant.
     #[serde(default)]
     pub since: Option<DateTime<Utc>>,
+    /// Only cases not resolved or closed (`cases list` without `--all`).
+    #[serde(default)]
+    pub open: bool,
     #[serde(default)]
     pub now: Option<DateTime<Utc>>,
     /// The calendar's date at `now` (privacy due dates are dates).
@@ -206,6 +211,7 @@ impl CaseFilter {
             && eq(&self.assignee, &c.assignee)
             && eq(&self.agency, &c.agency)
             && self.since.is_none_or(|t| c.received_at >= t)
+            && (!self.open || !c.is_done())
             && (!self.breached
                 || self
                     .now
@@ -234,6 +240,43 @@ pub(crate) fn from_json<T: DeserializeOwned>(tree: &'static str, b: &[u8]) -> Re
     })
 }
 
+/// The header byte of a compressed raw value (then a zstd frame).
+const RAW_ZSTD: u8 = 0x00;
+/// The magic number every zstd frame starts with.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xB5, 0x2F, 0xFD];
+/// zstd's level for raw mail: fast, and mail text shrinks ≈ 2–4×.
+const RAW_LEVEL: i32 = 3;
+
+/// A raw message as the `raw` tree keeps it: [`RAW_ZSTD`] and a zstd frame.
+/// Compressing a byte slice in memory cannot fail; if it ever did, the
+/// bytes are kept as they are (which [`decode_raw`] reads as well).
+pub(crate) fn encode_raw(raw: &[u8]) -> Vec<u8> {
+    match zstd::bulk::compress(raw, RAW_LEVEL) {
+        Ok(z) => {
+            let mut v = Vec::with_capacity(z.len() + 1);
+            v.push(RAW_ZSTD);
+            v.extend_from_slice(&z);
+            v
+        }
+        Err(_) => raw.to_vec(),
+    }
+}
+
+/// A value of the `raw` tree as the message's bytes: compressed values
+/// (header byte and zstd magic) are decompressed; a value written before
+/// compression existed (mail never starts with a NUL byte and a zstd
+/// magic) is returned as it is, so old stores read without a migration.
+pub(crate) fn decode_raw(v: &[u8]) -> Result<Vec<u8>> {
+    match v.split_first() {
+        Some((&RAW_ZSTD, rest)) if rest.starts_with(&ZSTD_MAGIC) => zstd::stream::decode_all(rest)
+            .map_err(|e| StoreError::Corrupt {
+                tree: "raw",
+                detail: format!("compressed value does not decompress: {e}"),
+            }),
+        _ => Ok(v.to_vec()),
+    }
+}
+
 pub(crate) fn event_key(case: &str, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(case.len() + 9);
     k.extend_from_slice(case.as_bytes());
@@ -241,6 +284,10 @@ pub(crate) fn event_key(case: &str, seq: u64) -> Vec<u8> {
     k.extend_from_slice(&be(seq));
     k
 }
+
+/// sled's page cache when the configuration does not say (`[store]
+/// cache_capacity`); sled's own default is 1 GiB.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
 
 /// How long [`open_sled`] waits for sled's own file lock.
 const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -251,11 +298,12 @@ const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// still hold the file for a few milliseconds (sled's pagecache jobs keep
 /// a handle to it). Wait for them instead of failing a reopen, as a
 /// restart inside one process (tests, a reload) does.
-fn open_sled(path: &Path) -> Result<sled::Db> {
+fn open_sled(path: &Path, cache_capacity: u64) -> Result<sled::Db> {
     let started = std::time::Instant::now();
     loop {
         match sled::Config::new()
             .path(path)
+            .cache_capacity(cache_capacity)
             .mode(sled::Mode::HighThroughput)
             .open()
         {
@@ -272,8 +320,15 @@ fn open_sled(path: &Path) -> Result<sled::Db> {
 }
 
 impl Store {
-    /// Open (creating if needed) the store in `data_dir/store`.
+    /// Open (creating if needed) the store in `data_dir/store`, with the
+    /// default page cache ([`DEFAULT_CACHE_CAPACITY`]).
     pub fn open(data_dir: &Path) -> Result<Store> {
+        Store::open_with(data_dir, DEFAULT_CACHE_CAPACITY)
+    }
+
+    /// [`Store::open`] with sled's page cache bounded to `cache_capacity`
+    /// bytes (`[store] cache_capacity`).
+    pub fn open_with(data_dir: &Path, cache_capacity: u64) -> Result<Store> {
         std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Dir {
             path: data_dir.to_path_buf(),
             source: e,
@@ -299,7 +354,7 @@ impl Store {
             path: data_dir.to_path_buf(),
             source: e,
         })?;
-        let db = open_sled(&data_dir.join("store"))?;
+        let db = open_sled(&data_dir.join("store"), cache_capacity)?;
         let t = Trees {
             meta: db.open_tree("meta")?,
             cases: db.open_tree("cases")?,
@@ -434,6 +489,97 @@ impl Store {
         Ok(out)
     }
 
+    /// Hand every case passing `filter` to `f`, one at a time, in the order
+    /// the cases were opened (newest last; the two kinds interleaved by
+    /// `created_at`), starting after case `after` when given. `f` returns
+    /// `Ok(false)` to stop. Reads the store as it goes (sled iterators), so
+    /// memory does not grow with the number of cases.
+    pub fn for_each_case(
+        &self,
+        filter: &CaseFilter,
+        after: Option<&str>,
+        mut f: impl FnMut(Case) -> Result<bool>,
+    ) -> Result<()> {
+        use std::ops::Bound;
+        let cursor = match after {
+            Some(id) => {
+                let c = self
+                    .case(id)?
+                    .ok_or_else(|| StoreError::NoCase(id.to_string()))?;
+                Some((c.created_at, c.id))
+            }
+            None => None,
+        };
+        let kinds: &[CaseKind] = match &filter.kind {
+            Some(CaseKind::Support) => &[CaseKind::Support],
+            Some(CaseKind::Privacy) => &[CaseKind::Privacy],
+            None => &[CaseKind::Support, CaseKind::Privacy],
+        };
+        let mut iters: Vec<Box<dyn Iterator<Item = Result<Case>>>> = Vec::new();
+        for kind in kinds {
+            let prefix = format!("{}-", kind.prefix());
+            let start = match &cursor {
+                Some((_, id)) if id.starts_with(&prefix) => {
+                    Bound::Excluded(id.clone().into_bytes())
+                }
+                _ => Bound::Included(prefix.clone().into_bytes()),
+            };
+            let cursor = cursor.clone();
+            let it = self
+                .t
+                .cases
+                .range::<Vec<u8>, _>((start, Bound::Unbounded))
+                .take_while(move |item| match item {
+                    Ok((k, _)) => k.starts_with(prefix.as_bytes()),
+                    Err(_) => true,
+                })
+                .map(|item| {
+                    let (_, v) = item?;
+                    from_json::<Case>("cases", &v)
+                })
+                .filter(move |c| match (c, &cursor) {
+                    (Ok(c), Some((at, id))) => (c.created_at, &c.id) > (*at, id),
+                    _ => true,
+                });
+            iters.push(Box::new(it));
+        }
+        let mut heads: Vec<Option<Case>> = Vec::with_capacity(iters.len());
+        for it in iters.iter_mut() {
+            heads.push(next_match(it, filter)?);
+        }
+        loop {
+            let pick = heads
+                .iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.as_ref().map(|c| (i, c)))
+                .min_by(|(_, a), (_, b)| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)))
+                .map(|(i, _)| i);
+            let Some(i) = pick else { return Ok(()) };
+            let next = match iters.get_mut(i) {
+                Some(it) => next_match(it, filter)?,
+                None => None,
+            };
+            let Some(c) = heads.get_mut(i).and_then(|h| std::mem::replace(h, next)) else {
+                return Ok(());
+            };
+            if !f(c)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Hand every ignored record to `f` in id order (oldest first), one at
+    /// a time; `f` returns `Ok(false)` to stop.
+    pub fn for_each_ignored(&self, mut f: impl FnMut(IgnoredRecord) -> Result<bool>) -> Result<()> {
+        for item in self.t.ignored.iter() {
+            let (_, v) = item?;
+            if !f(from_json("ignored", &v)?)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Every staff correction of triage, as a labelled example: a case
     /// staff releveled, or opened by promoting a set-aside message (a spam
     /// or machine-mail rescue), labelled with what the case is now. The
@@ -502,7 +648,7 @@ impl Store {
     }
 
     pub fn raw(&self, id: u64) -> Result<Option<Vec<u8>>> {
-        Ok(self.t.raw.get(be(id))?.map(|v| v.to_vec()))
+        self.t.raw.get(be(id))?.map(|v| decode_raw(&v)).transpose()
     }
 
     pub fn message_count(&self) -> usize {
@@ -715,6 +861,20 @@ impl Store {
         self.update_outbox_many(&stuck)?;
         Ok(stuck.len())
     }
+}
+
+/// The next case of `it` that passes `filter`.
+fn next_match(
+    it: &mut dyn Iterator<Item = Result<Case>>,
+    filter: &CaseFilter,
+) -> Result<Option<Case>> {
+    for c in it {
+        let c = c?;
+        if filter.matches(&c) {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
 }
 
 pub(crate) fn tx_err(e: sled::transaction::TransactionError<StoreError>) -> StoreError {

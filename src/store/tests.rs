@@ -720,3 +720,101 @@ fn a_late_parent_of_another_kind_keeps_its_own_case_and_both_are_noted() {
         );
     }
 }
+
+#[test]
+fn cases_stream_in_opening_order_with_open_after_and_stop() {
+    let (_d, s) = open();
+    for (i, d) in [ticket(3), privacy(), ticket(4), ticket(2)]
+        .into_iter()
+        .enumerate()
+    {
+        let mid = format!("<m{i}@x>");
+        let raw = format!("body {i}");
+        ingest(&s, msg(Some(&mid), raw.as_bytes(), d));
+    }
+    // Opening times: the order of the loop above, whatever the kind.
+    let mut all = s.list_cases(&CaseFilter::default()).expect("list");
+    assert_eq!(all.len(), 4);
+    all.sort_by_key(|c| c.created_at);
+    for (i, c) in all.iter_mut().enumerate() {
+        c.created_at = t0() + chrono::Duration::seconds(i as i64);
+        if i == 2 {
+            c.status = CaseStatus::Closed;
+        }
+        s.t.cases
+            .insert(c.id.as_bytes(), to_json(c))
+            .expect("write");
+    }
+    let ids = |filter: &CaseFilter, after: Option<&str>, limit: usize| {
+        let mut v = Vec::new();
+        s.for_each_case(filter, after, |c| {
+            v.push(c.id);
+            Ok(v.len() < limit)
+        })
+        .expect("stream");
+        v
+    };
+    let want: Vec<String> = all.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(ids(&CaseFilter::default(), None, 99), want);
+    let open = CaseFilter {
+        open: true,
+        ..CaseFilter::default()
+    };
+    assert_eq!(
+        ids(&open, None, 99),
+        vec![want[0].clone(), want[1].clone(), want[3].clone()]
+    );
+    assert_eq!(ids(&open, None, 1), vec![want[0].clone()]);
+    // A page after the privacy case (the other kind) goes on in order.
+    assert_eq!(ids(&CaseFilter::default(), Some(&want[1]), 99), want[2..]);
+    assert_eq!(
+        ids(&CaseFilter::default(), Some(&want[3]), 99),
+        Vec::<String>::new()
+    );
+    assert!(matches!(
+        s.for_each_case(&open, Some("SUP-999999"), |_| Ok(true)),
+        Err(StoreError::NoCase(_))
+    ));
+    let mut n = 0;
+    s.for_each_ignored(|_| {
+        n += 1;
+        Ok(true)
+    })
+    .expect("ignored");
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn raw_values_are_compressed_and_old_ones_still_read() {
+    let (_d, s) = open();
+    let raw = b"Subject: printer\r\n\r\nThe printer on floor 3 is out of toner again. ".repeat(12);
+    ingest(&s, msg(Some("<z@x>"), &raw, ticket(3)));
+    let id =
+        s.t.raw
+            .iter()
+            .keys()
+            .next()
+            .and_then(|k| k.ok())
+            .and_then(|k| from_be(&k));
+    let id = id.expect("a raw value");
+    let stored = s.t.raw.get(be(id)).ok().flatten().expect("stored");
+    assert_eq!(stored.first(), Some(&RAW_ZSTD));
+    assert!(
+        stored.len() * 4 < raw.len(),
+        "{} of {}",
+        stored.len(),
+        raw.len()
+    );
+    assert_eq!(s.raw(id).ok().flatten(), Some(raw.clone()));
+    // A value from before compression: the bytes themselves.
+    s.t.raw.insert(be(99), raw.clone()).expect("old value");
+    assert_eq!(s.raw(99).ok().flatten(), Some(raw));
+    s.t.raw.insert(be(98), &b""[..]).expect("empty");
+    assert_eq!(s.raw(98).ok().flatten(), Some(Vec::new()));
+    // A damaged compressed value is an error, not mail.
+    let mut bad = vec![RAW_ZSTD];
+    bad.extend_from_slice(&ZSTD_MAGIC);
+    bad.extend_from_slice(b"garbage");
+    s.t.raw.insert(be(97), bad).expect("bad");
+    assert!(matches!(s.raw(97), Err(StoreError::Corrupt { .. })));
+}
