@@ -530,15 +530,6 @@ pub async fn import(
     Ok(report)
 }
 
-/// Serve the control socket until `shutdown` fires.
-pub async fn serve(
-    p: Pipeline,
-    shutdown: crate::shutdown::CancellationToken,
-) -> std::io::Result<()> {
-    let listener = bind(p.store.data_dir())?;
-    serve_on(listener, p, None, shutdown).await
-}
-
 /// Bind the control socket (owner-only); the caller must hold the store
 /// lock. Once this returns, CLI commands reach the daemon.
 pub fn bind(data_dir: &Path) -> std::io::Result<tokio::net::UnixListener> {

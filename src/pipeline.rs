@@ -469,8 +469,13 @@ impl Pipeline {
     pub fn request_text(&self, case: &Case) -> Option<String> {
         let first = case.messages.first()?;
         let raw = self.store.raw(*first).ok()??;
+        self.text_of(&raw)
+    }
+
+    /// The text of raw mail, parsed within the triage limit.
+    fn text_of(&self, raw: &[u8]) -> Option<String> {
         let limit = usize::try_from(self.config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
-        mail::parse(&raw, limit).ok().map(|m| m.text)
+        mail::parse(raw, limit).ok().map(|m| m.text)
     }
 
     /// The plan for a new case from prepared message `p` (pure but for the
@@ -652,11 +657,7 @@ impl Pipeline {
     ) -> crate::workflow::ArrivalPlan {
         let m = p.parsed.as_ref();
         // A privacy officer's `#forward` sends the agency the request.
-        let request_text = f.first_raw.as_deref().and_then(|raw| {
-            let limit =
-                usize::try_from(self.config.limits.triage_parse_bytes).unwrap_or(usize::MAX);
-            mail::parse(raw, limit).ok().map(|m| m.text)
-        });
+        let request_text = f.first_raw.as_deref().and_then(|raw| self.text_of(raw));
         let ctx = crate::workflow::Ctx {
             notifier: &self.notifier,
             now: p.now,

@@ -24,45 +24,10 @@ const PHRASE: &str = "zebra-quartz-7731";
 const BOB_PHRASE: &str = "walrus-ember-4410";
 
 fn config_text(stack: &MailStack, data: &Path, extra: &str) -> String {
-    std::fs::write(
-        stack.path().join("password"),
-        format!("{}\n", stack.get("PASSWORD")),
-    )
-    .expect("password file");
-    let mailbox = |name: &str| {
-        format!(
-            r#"
-[[mailboxes]]
-name = "{name}"
-role = "{name}"
-address = "{name}@example.test"
-source = "imap"
-username = "{name}@example.test"
-host = "127.0.0.1"
-port = {imap}
-tls = "none"
-auth = "password"
-password_file = "{pw}"
-timeout = "5s"
-"#,
-            imap = stack.port("IMAP_PORT"),
-            pw = stack.path().join("password").display(),
-        )
-    };
     format!(
         r#"data_dir = "{data}"
 domain = "casehost.example.test"
-{support}{privacy}
-[outbound]
-from_support = "CaseHost Support <support@example.test>"
-from_privacy = "CaseHost Privacy <privacy@example.test>"
-transport = "smtp"
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-retry_initial = "1s"
-timeout = "5s"
-
+{support}{privacy}{outbound}
 [people]
 alerts_to = ["admin@example.test"]
 staff = ["sam@example.test"]
@@ -74,22 +39,14 @@ operator = "dpo-tester"
 {extra}
 "#,
         data = data.display(),
-        support = mailbox("support"),
-        privacy = mailbox("privacy"),
-        smtp = stack.port("SMTP_PORT"),
+        support = common::imap_mailbox(stack, "support"),
+        privacy = common::imap_mailbox(stack, "privacy"),
+        outbound = common::smtp_outbound(stack),
     )
 }
 
 fn mail(headers: &str, body: &str) -> Vec<u8> {
-    let mut h = headers.replace('\n', "\r\n");
-    if !h.ends_with("\r\n") {
-        h.push_str("\r\n");
-    }
-    format!(
-        "{h}Date: Thu, 03 Dec 2026 10:00:00 -0500\r\n\r\n{}\r\n",
-        body.replace('\n', "\r\n")
-    )
-    .into_bytes()
+    common::mail(headers, body).into_bytes()
 }
 
 fn cli(cfg: &Path, args: &[&str]) -> std::process::Output {

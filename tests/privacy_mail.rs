@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::MailStack;
+use common::{header, mail, msgid, MailStack};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,38 +24,10 @@ const STAFF: &str = "sam@example.test";
 const AGENCY_DPO: &str = "dpo-legalaid@example.test";
 
 fn config_text(stack: &MailStack, data: &Path, extra: &str) -> String {
-    std::fs::write(
-        stack.path().join("password"),
-        format!("{}\n", stack.get("PASSWORD")),
-    )
-    .expect("password file");
     format!(
         r#"data_dir = "{data}"
 domain = "casehost.example.test"
-
-[[mailboxes]]
-name = "privacy"
-role = "privacy"
-address = "privacy@example.test"
-source = "imap"
-username = "privacy@example.test"
-host = "127.0.0.1"
-port = {imap}
-tls = "none"
-auth = "password"
-password_file = "{pw}"
-timeout = "5s"
-
-[outbound]
-from_support = "CaseHost Support <support@example.test>"
-from_privacy = "CaseHost Privacy <privacy@example.test>"
-transport = "smtp"
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-retry_initial = "1s"
-timeout = "5s"
-
+{mailbox}{outbound}
 [people]
 alerts_to = ["admin@example.test"]
 staff = ["{STAFF}"]
@@ -73,9 +45,8 @@ privacy_contact = "{AGENCY_DPO}"
 {extra}
 "#,
         data = data.display(),
-        imap = stack.port("IMAP_PORT"),
-        smtp = stack.port("SMTP_PORT"),
-        pw = stack.path().join("password").display(),
+        mailbox = common::imap_mailbox(stack, "privacy"),
+        outbound = common::smtp_outbound(stack),
     )
 }
 
@@ -221,29 +192,6 @@ fn readable(raw: &[u8]) -> String {
         .map(|m| m.text)
         .unwrap_or_default();
     format!("{head}\n\n{text}")
-}
-
-fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
-    mail.lines()
-        .take_while(|l| !l.is_empty())
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-}
-
-fn msgid(mail: &str) -> String {
-    header(mail, "Message-ID")
-        .map(|v| v.trim().trim_matches(['<', '>']).to_string())
-        .unwrap_or_default()
-}
-
-fn mail(headers: &str, body: &str) -> String {
-    let mut h = headers.replace('\n', "\r\n");
-    if !h.ends_with("\r\n") {
-        h.push_str("\r\n");
-    }
-    format!(
-        "{h}Date: Thu, 03 Dec 2026 10:00:00 -0500\r\n\r\n{}\r\n",
-        body.replace('\n', "\r\n")
-    )
 }
 
 /// The one-time code in an acknowledgement (the indented `XXXX-XXXX`).

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::MailStack;
+use common::{header, mail, msgid, MailStack};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,38 +24,10 @@ fn config(stack: &MailStack, data: &Path, extra: &str) -> Config {
 }
 
 fn config_text(stack: &MailStack, data: &Path, extra: &str) -> String {
-    std::fs::write(
-        stack.path().join("password"),
-        format!("{}\n", stack.get("PASSWORD")),
-    )
-    .expect("password file");
-    let t = format!(
+    format!(
         r#"data_dir = "{data}"
 domain = "casehost.example.test"
-
-[[mailboxes]]
-name = "support"
-role = "support"
-address = "support@example.test"
-source = "imap"
-username = "support@example.test"
-host = "127.0.0.1"
-port = {imap}
-tls = "none"
-auth = "password"
-password_file = "{pw}"
-timeout = "5s"
-
-[outbound]
-from_support = "CaseHost Support <support@example.test>"
-from_privacy = "CaseHost Privacy <privacy@example.test>"
-transport = "smtp"
-host = "127.0.0.1"
-port = {smtp}
-tls = "none"
-retry_initial = "1s"
-timeout = "5s"
-
+{mailbox}{outbound}
 [people]
 alerts_to = ["admin@example.test"]
 staff = ["{STAFF}"]
@@ -67,11 +39,9 @@ trusted_authserv_id = "mx.example.test"
 {extra}
 "#,
         data = data.display(),
-        imap = stack.port("IMAP_PORT"),
-        smtp = stack.port("SMTP_PORT"),
-        pw = stack.path().join("password").display(),
-    );
-    t
+        mailbox = common::imap_mailbox(stack, "support"),
+        outbound = common::smtp_outbound(stack),
+    )
 }
 
 struct Env {
@@ -187,30 +157,6 @@ impl Env {
             .await
             .map_err(|e| e.to_string())
     }
-}
-
-fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
-    mail.lines()
-        .take_while(|l| !l.is_empty())
-        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
-}
-
-fn msgid(mail: &str) -> String {
-    header(mail, "Message-ID")
-        .map(|v| v.trim().trim_matches(['<', '>']).to_string())
-        .unwrap_or_default()
-}
-
-/// A mail with the given headers (one per line, no CRs) and body.
-fn mail(headers: &str, body: &str) -> String {
-    let mut h = headers.replace('\n', "\r\n");
-    if !h.ends_with("\r\n") {
-        h.push_str("\r\n");
-    }
-    format!(
-        "{h}Date: Thu, 03 Dec 2026 10:00:00 -0500\r\n\r\n{}\r\n",
-        body.replace('\n', "\r\n")
-    )
 }
 
 fn kinds(events: &[ticketd::store::Event]) -> Vec<&'static str> {

@@ -327,3 +327,73 @@ pub fn stop_naive_responder(child: std::process::Child) -> usize {
         .status();
     naive_responder_replies(child)
 }
+
+/// The `[[mailboxes]]` section for `NAME@example.test` on this stack's
+/// Dovecot (role = name: `support` or `privacy`), its password written to
+/// the stack's `password` file.
+pub fn imap_mailbox(stack: &MailStack, name: &str) -> String {
+    let pw = stack.path().join("password");
+    std::fs::write(&pw, format!("{}\n", stack.get("PASSWORD"))).expect("password file");
+    format!(
+        r#"
+[[mailboxes]]
+name = "{name}"
+role = "{name}"
+address = "{name}@example.test"
+source = "imap"
+username = "{name}@example.test"
+host = "127.0.0.1"
+port = {imap}
+tls = "none"
+auth = "password"
+password_file = "{pw}"
+timeout = "5s"
+"#,
+        imap = stack.port("IMAP_PORT"),
+        pw = pw.display(),
+    )
+}
+
+/// The `[outbound]` section: this stack's Postfix, retried after 1 s.
+pub fn smtp_outbound(stack: &MailStack) -> String {
+    format!(
+        r#"
+[outbound]
+from_support = "CaseHost Support <support@example.test>"
+from_privacy = "CaseHost Privacy <privacy@example.test>"
+transport = "smtp"
+host = "127.0.0.1"
+port = {smtp}
+tls = "none"
+retry_initial = "1s"
+timeout = "5s"
+"#,
+        smtp = stack.port("SMTP_PORT"),
+    )
+}
+
+/// A mail with the given headers (one per line, no CRs) and body, dated.
+pub fn mail(headers: &str, body: &str) -> String {
+    let mut h = headers.replace('\n', "\r\n");
+    if !h.ends_with("\r\n") {
+        h.push_str("\r\n");
+    }
+    format!(
+        "{h}Date: Thu, 03 Dec 2026 10:00:00 -0500\r\n\r\n{}\r\n",
+        body.replace('\n', "\r\n")
+    )
+}
+
+/// A header's value in a delivered mail (the first of that name).
+pub fn header<'a>(mail: &'a str, name: &str) -> Option<&'a str> {
+    mail.lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+}
+
+/// A delivered mail's Message-ID, without brackets.
+pub fn msgid(mail: &str) -> String {
+    header(mail, "Message-ID")
+        .map(|v| v.trim().trim_matches(['<', '>']).to_string())
+        .unwrap_or_default()
+}
