@@ -8,7 +8,17 @@
 //! closure that calls `render::build_ack`, as `Pipeline::plan_for` and
 //! `Pipeline::build_ack` do (src/pipeline.rs) → every rendered mail (the
 //! acknowledgement and each staff, agency, page or on-call notice) is
-//! checked. Also `render::ack_address` and `render::ack_subject`.
+//! checked. Also `render::ack_address` and `render::ack_subject`; and the
+//! threading decision (`workflow::thread::decide`, as `Pipeline::thread_facts`
+//! feeds it: our ids checked against the key, the subject tag, the
+//! sender's standing) against a small fixed store whose stored ids are a
+//! pure function of the id, then `shape_new_case` on the planned case.
+//!
+//! Threading invariants: `decide` is deterministic; a join names a case
+//! the store has, and joins a closed one only for staff; a join by a weak
+//! reference (an unverified id of ours, a case number in an id, a subject
+//! tag) is from a party or staff; a new case's link names a stored case
+//! and a new case that named one loses every case tag from its subject.
 //!
 //! Invariants: nothing panics; every rendered mail parses back with
 //! mail-parser, has exactly one From (the sender of its case kind), one
@@ -47,6 +57,7 @@ use ticketd::notify::Notifier;
 use ticketd::render::{self, AckParts, Templates};
 use ticketd::store::{self, Case, NewMail, Purpose};
 use ticketd::triage::{self, Decision, Kind, TriageContext};
+use ticketd::workflow::{self, HeaderRef, OurId, Thread, ThreadLookup, ThreadQuery};
 
 /// Longest subject (in characters) a mail of ours may carry: notices are
 /// cut to 400 characters by `render::build_notice` (the original subject
@@ -232,7 +243,168 @@ fuzz_target!(|data: &[u8]| {
         };
         plan_and_check(w, &m, d, mailbox, &ack_to, &reply_address);
     }
+    check_thread(w, &m);
 });
+
+/// The store as the threading rule sees it, in the fuzz run: two cases,
+/// SUP-000001 (open, its requester the message's sender when `own` is
+/// set, else a stranger) and PRV-000001 (closed a day ago); a foreign
+/// Message-ID is stored (in SUP-000001) when its bytes sum to a multiple
+/// of three, so both branches are reached from the input alone.
+struct FuzzStore<'a> {
+    own: bool,
+    sender: Option<String>,
+    /// The decision the stored cases were opened with.
+    d: &'a Decision,
+}
+
+impl FuzzStore<'_> {
+    fn case_for(&self, id: &str) -> Option<Case> {
+        let requester = if self.own {
+            self.sender.clone().unwrap_or_default()
+        } else {
+            "stranger@example.net".to_string()
+        };
+        let from = mail::Addr {
+            name: None,
+            address: requester.clone(),
+        };
+        let mut c = store::planned_case(
+            id,
+            self.d,
+            1,
+            "earlier",
+            Some(&from),
+            &Ok(requester),
+            "support",
+            now(),
+            now(),
+            Vec::new(),
+        );
+        match id {
+            "SUP-000001" => Some(c),
+            "PRV-000001" => {
+                c.status = store::CaseStatus::Closed;
+                c.clocks.closed_at = Some(now() - chrono::Duration::days(1));
+                Some(c)
+            }
+            _ => None,
+        }
+    }
+}
+
+impl ThreadLookup for FuzzStore<'_> {
+    type Error = std::convert::Infallible;
+    fn case_of_message_id(&self, id: &str) -> Result<Option<String>, Self::Error> {
+        let sum: u32 = id.bytes().map(u32::from).sum();
+        Ok((sum % 3 == 0).then(|| "SUP-000001".to_string()))
+    }
+    fn case(&self, id: &str) -> Result<Option<Case>, Self::Error> {
+        Ok(self.case_for(id))
+    }
+    fn site_admin(&self, _: &Case, _: &str) -> bool {
+        false
+    }
+}
+
+/// The threading decision for `m` (module docs: threading invariants).
+fn check_thread(w: &World, m: &ParsedMail) {
+    let keys = w.notifier.keys();
+    let mut ids = m.in_reply_to.clone();
+    ids.extend(m.references.iter().rev().cloned());
+    let refs: Vec<HeaderRef> = ids
+        .iter()
+        .map(|id| match keys.verify(id, &w.config.domain, now()) {
+            OurId::Verified { case, .. } => HeaderRef::Ours {
+                case,
+                verified: true,
+            },
+            OurId::Unverified { case } => HeaderRef::Ours {
+                case,
+                verified: false,
+            },
+            OurId::NotOurs => HeaderRef::Other {
+                id: id.clone(),
+                case: triage::find_case_number(id),
+            },
+        })
+        .collect();
+    let sender = m.from.as_ref().map(|a| a.address.to_ascii_lowercase());
+    let tag = triage::subject_tag(&m.subject);
+    let first = m.subject.bytes().next().unwrap_or(0);
+    let d = triage::triage(m, &triage_context(w, Role::Support));
+    for (own, staff) in [(first % 2 == 0, false), (false, true)] {
+        let lookup = FuzzStore {
+            own,
+            sender: sender.clone(),
+            d: &d,
+        };
+        let q = ThreadQuery {
+            refs: &refs,
+            subject_tag: tag.as_deref(),
+            sender: sender.as_deref(),
+            staff,
+            now: now(),
+            link_closed_within: chrono::Duration::days(30),
+        };
+        let Ok(t) = workflow::thread::decide(&q, &lookup);
+        let Ok(again) = workflow::thread::decide(&q, &lookup);
+        assert_eq!(t, again, "decide is not deterministic");
+        match &t {
+            Thread::Join {
+                case, matched_by, ..
+            } => {
+                let c = lookup
+                    .case_for(case)
+                    .unwrap_or_else(|| panic!("joined {case}, which the store does not have"));
+                assert!(
+                    staff || c.status != store::CaseStatus::Closed,
+                    "a non-staff message joined closed {case}"
+                );
+                let strong =
+                    matched_by.contains("valid token") || matched_by.contains("stored message");
+                assert!(
+                    strong
+                        || staff
+                        || sender
+                            .as_deref()
+                            .is_some_and(|s| { workflow::thread::is_party(&c, s, staff, false) }),
+                    "a weak reference ({matched_by}) let a non-party join {case}"
+                );
+            }
+            Thread::New {
+                link,
+                clean_subject,
+                ..
+            } => {
+                if let Some(l) = link {
+                    assert!(lookup.case_for(l).is_some(), "linked to unknown {l}");
+                }
+                let mut case = store::planned_case(
+                    "SUP-000002",
+                    &d,
+                    1,
+                    &m.subject,
+                    m.from.as_ref(),
+                    &Ok(sender.clone().unwrap_or_default()),
+                    "support",
+                    now(),
+                    now(),
+                    Vec::new(),
+                );
+                workflow::thread::shape_new_case(&mut case, &t, &[]);
+                if *clean_subject {
+                    assert_eq!(
+                        triage::subject_tag(&case.subject),
+                        None,
+                        "a case tag survived strip_case_tags: {:?}",
+                        case.subject
+                    );
+                }
+            }
+        }
+    }
+}
 
 fn plan_and_check(
     w: &World,

@@ -219,8 +219,20 @@ fn closed_or_join(q: &ThreadQuery<'_>, c: Case, why: String, new_participant: bo
     }
 }
 
-/// `subject` without any `[SUP-000123]` / `[PRV-000123]` tag.
+/// `subject` without any `[SUP-000123]` / `[PRV-000123]` tag, including
+/// one that taking out another would leave (`[SUP-[SUP-000001]000002]`).
 pub fn strip_case_tags(subject: &str) -> String {
+    let mut s = strip_tags_once(subject);
+    loop {
+        let again = strip_tags_once(&s);
+        if again == s {
+            return s;
+        }
+        s = again;
+    }
+}
+
+fn strip_tags_once(subject: &str) -> String {
     let mut out = String::with_capacity(subject.len());
     let mut rest = subject;
     while let Some(open) = rest.find('[') {
@@ -468,5 +480,9 @@ mod tests {
             strip_case_tags("[note] keep [SUP-1]"),
             "[note] keep [SUP-1]"
         );
+        // Taking out the inner tag would leave an outer one.
+        let nested = strip_case_tags("[SUP-[SUP-000001]000002] hi");
+        assert_eq!(nested, "hi");
+        assert_eq!(crate::triage::subject_tag(&nested), None);
     }
 }
