@@ -27,50 +27,199 @@ pub struct Facts<'a> {
     pub rule_signals: Vec<String>,
 }
 
-/// Feature extraction with optional names (for explanations).
-pub struct Extract<'w> {
-    bits: u32,
-    pub buckets: Vec<u32>,
-    names: Option<Vec<(u32, String)>>,
-    /// Name only these buckets (sorted); `None`: all of them.
-    wanted: Option<&'w [u32]>,
+/// Where a feature came from, packed in a u32 so naming it later needs no
+/// second pass over the text: namespace in the top 3 bits, the token index
+/// in the next 23, a position inside the token in the low 6.
+const NS_SUBJECT: u32 = 0;
+const NS_WORD: u32 = 1;
+const NS_BIGRAM: u32 = 2;
+const NS_NEG: u32 = 3;
+const NS_CHAR: u32 = 4;
+const NS_FACT: u32 = 5;
+
+fn origin(ns: u32, idx: usize, k: usize) -> u32 {
+    (ns << 29) | ((idx.min((1 << 23) - 1) as u32) << 6) | (k.min(63) as u32)
 }
 
-impl<'w> Extract<'w> {
-    pub fn new(bits: u32, keep_names: bool, wanted: Option<&'w [u32]>) -> Self {
-        Extract {
-            bits,
-            buckets: Vec::with_capacity(2048),
-            names: keep_names.then(Vec::new),
-            wanted,
+const fn fnv_const(mut h: u32, bytes: &[u8]) -> u32 {
+    let mut i = 0;
+    while i < bytes.len() {
+        h ^= bytes[i] as u32;
+        h = h.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    h
+}
+
+const FNV_OFFSET: u32 = 0x811c_9dc5;
+const SEED_S: u32 = fnv_const(FNV_OFFSET, b"s");
+const SEED_W: u32 = fnv_const(FNV_OFFSET, b"w");
+const SEED_B: u32 = fnv_const(FNV_OFFSET, b"b");
+const SEED_N: u32 = fnv_const(FNV_OFFSET, b"n");
+const SEED_C: u32 = fnv_const(FNV_OFFSET, b"c");
+
+/// Words of a text in one buffer (no allocation per word): token `i` is
+/// `buf[spans[i].0..spans[i].1]`. Punctuation that ends a negation scope
+/// is a token of its own.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    buf: String,
+    spans: Vec<(u32, u32)>,
+}
+
+impl Tokens {
+    /// Runs of letters and digits, lower-cased and folded; each CJK
+    /// character is a word (no spaces between them).
+    pub fn of(text: &str) -> Tokens {
+        let mut t = Tokens {
+            buf: String::with_capacity(text.len()),
+            spans: Vec::with_capacity(text.len() / 5 + 1),
+        };
+        let mut start = 0usize;
+        for ch in text.chars() {
+            if ch.is_ascii() {
+                let c = ch.to_ascii_lowercase();
+                if c.is_ascii_alphanumeric() {
+                    t.buf.push(c);
+                } else {
+                    t.end(&mut start);
+                    if matches!(c, '.' | '!' | '?' | ';' | ':' | ',') {
+                        t.buf.push(c);
+                        t.end(&mut start);
+                    }
+                }
+                continue;
+            }
+            for c in ch.to_lowercase() {
+                if is_cjk(c) {
+                    t.end(&mut start);
+                    t.buf.push(c);
+                    t.end(&mut start);
+                } else if c.is_alphanumeric() {
+                    t.buf.push(fold(c));
+                } else {
+                    t.end(&mut start);
+                }
+            }
         }
+        t.end(&mut start);
+        t
     }
 
-    fn add(&mut self, ns: &str, parts: &[&str]) {
-        let mut h = fnv(0x811c_9dc5, ns.as_bytes());
+    fn end(&mut self, start: &mut usize) {
+        if self.buf.len() > *start {
+            self.spans.push((*start as u32, self.buf.len() as u32));
+        }
+        *start = self.buf.len();
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> &str {
+        self.spans
+            .get(i)
+            .and_then(|&(a, b)| self.buf.get(a as usize..b as usize))
+            .unwrap_or("")
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+}
+
+/// A message's features: sorted unique buckets, and for each the place it
+/// came from, so the few that weighed most can be named on demand.
+#[derive(Debug, Clone, Default)]
+pub struct Features {
+    pub buckets: Vec<u32>,
+    origins: Vec<u32>,
+    subject: Tokens,
+    body: Tokens,
+}
+
+impl Features {
+    /// The printable name of a bucket (`w:delete`, `b:not delete`,
+    /// `c:<del`, `rule:level1`), or `None` when the message has no such
+    /// feature. `facts` must be the ones the features were extracted with.
+    pub fn name(&self, bucket: u32, facts: &Facts<'_>) -> Option<String> {
+        let at = self.buckets.binary_search(&bucket).ok()?;
+        let o = *self.origins.get(at)?;
+        let idx = ((o >> 6) & ((1 << 23) - 1)) as usize;
+        let k = (o & 63) as usize;
+        Some(match o >> 29 {
+            NS_SUBJECT => format!("s:{}", self.subject.get(idx)),
+            NS_WORD => format!("w:{}", self.body.get(idx)),
+            NS_BIGRAM => format!(
+                "b:{} {}",
+                self.body.get(idx.saturating_sub(1)),
+                self.body.get(idx)
+            ),
+            NS_NEG => format!("n:{}", self.body.get(idx)),
+            NS_CHAR => {
+                let padded = format!("<{}>", self.body.get(idx));
+                let gram: String = padded.chars().skip(k).take(4).collect();
+                format!("c:{gram}")
+            }
+            _ => {
+                let mut name = None;
+                let mut i = 0usize;
+                facts_features(facts, self.body.len(), &mut |ns, parts| {
+                    if i == idx {
+                        name = Some(format!("{ns}:{}", parts.join(" ")));
+                    }
+                    i += 1;
+                });
+                name?
+            }
+        })
+    }
+}
+
+/// Hashes features into buckets, each with its origin.
+struct Extract {
+    mask: u32,
+    items: Vec<u64>,
+}
+
+impl Extract {
+    fn add(&mut self, origin: u32, seed: u32, parts: &[&str]) {
+        let mut h = seed;
         for p in parts {
             h = fnv(h ^ 0x1f, p.as_bytes());
         }
-        let b = h & ((1u32 << self.bits) - 1);
-        self.buckets.push(b);
-        if let Some(n) = &mut self.names {
-            if self.wanted.is_none_or(|w| w.binary_search(&b).is_ok()) {
-                n.push((b, format!("{ns}:{}", parts.join(" "))));
-            }
-        }
+        self.items
+            .push((u64::from(h & self.mask) << 32) | u64::from(origin));
     }
 
-    /// Sort and de-duplicate the buckets (each feature counts once).
-    pub fn finish(mut self) -> (Vec<u32>, Vec<(u32, String)>) {
-        self.buckets.sort_unstable();
-        self.buckets.dedup();
-        let mut names = self.names.take().unwrap_or_default();
-        names.sort();
-        names.dedup_by(|a, b| a.0 == b.0);
-        (self.buckets, names)
+    /// Sort and de-duplicate (each feature counts once; a bucket keeps the
+    /// first origin that reached it).
+    fn finish(mut self, subject: Tokens, body: Tokens) -> Features {
+        self.items.sort_unstable();
+        let mut buckets = Vec::with_capacity(self.items.len());
+        let mut origins = Vec::with_capacity(self.items.len());
+        for it in self.items {
+            let b = (it >> 32) as u32;
+            if buckets.last() != Some(&b) {
+                buckets.push(b);
+                origins.push(it as u32);
+            }
+        }
+        Features {
+            buckets,
+            origins,
+            subject,
+            body,
+        }
     }
 }
 
+#[inline]
 fn fnv(mut h: u32, bytes: &[u8]) -> u32 {
     for &b in bytes {
         h ^= u32::from(b);
@@ -100,36 +249,6 @@ pub fn fold(c: char) -> char {
         'ß' => 's',
         other => other,
     }
-}
-
-/// Words of a text: runs of letters and digits, lower-cased and folded.
-/// CJK characters each count as a word (no spaces between them).
-pub fn words(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for ch in text.chars() {
-        for c in ch.to_lowercase() {
-            if is_cjk(c) {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-                out.push(c.to_string());
-            } else if c.is_alphanumeric() {
-                cur.push(fold(c));
-            } else {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-                if matches!(c, '.' | '!' | '?' | ';' | ':' | ',') {
-                    out.push(c.to_string());
-                }
-            }
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
 }
 
 fn is_cjk(c: char) -> bool {
@@ -184,49 +303,47 @@ fn punctuation(w: &str) -> bool {
     matches!(w, "." | "!" | "?" | ";" | ":" | ",")
 }
 
-/// All features of one message; with `names`, the printable names of the
-/// buckets in `names` (sorted), or of all when it is empty.
-pub fn extract<'w>(
-    bits: u32,
-    subject: &str,
-    body: &str,
-    facts: &Facts<'_>,
-    names: Option<&'w [u32]>,
-) -> Extract<'w> {
-    let keep = names.is_some();
-    let wanted = names.filter(|w| !w.is_empty());
-    let mut x = Extract::new(bits, keep, wanted);
-    let body = clip(body, MAX_TEXT);
-    for w in words(subject) {
-        if !punctuation(&w) {
-            x.add("s", &[&w]);
+/// All features of one message.
+pub fn extract(bits: u32, subject: &str, body: &str, facts: &Facts<'_>) -> Features {
+    let mut x = Extract {
+        mask: (1u32 << bits) - 1,
+        items: Vec::with_capacity(2048),
+    };
+    let st = Tokens::of(subject);
+    for (i, w) in st.iter().enumerate() {
+        if !punctuation(w) {
+            x.add(origin(NS_SUBJECT, i, 0), SEED_S, &[w]);
         }
     }
-    let ws = words(body);
+    let ws = Tokens::of(clip(body, MAX_TEXT));
     let mut neg_left = 0usize;
     let mut prev: Option<&str> = None;
-    for w in &ws {
+    for (i, w) in ws.iter().enumerate() {
         if punctuation(w) {
             neg_left = 0;
             prev = None;
             continue;
         }
-        x.add("w", &[w]);
+        x.add(origin(NS_WORD, i, 0), SEED_W, &[w]);
         if let Some(p) = prev {
-            x.add("b", &[p, w]);
+            x.add(origin(NS_BIGRAM, i, 0), SEED_B, &[p, w]);
         }
         if neg_left > 0 {
-            x.add("n", &[w]);
+            x.add(origin(NS_NEG, i, 0), SEED_N, &[w]);
             neg_left -= 1;
         }
-        if NEGATIONS.contains(&w.as_str()) {
+        if NEGATIONS.contains(&w) {
             neg_left = NEG_WINDOW;
         }
-        char_ngrams(&mut x, w);
+        char_ngrams(&mut x, i, w);
         prev = Some(w);
     }
-    facts_features(&mut x, facts, ws.len());
-    x
+    let mut k = 0usize;
+    facts_features(facts, ws.len(), &mut |ns, parts| {
+        x.add(origin(NS_FACT, k, 0), fnv(FNV_OFFSET, ns.as_bytes()), parts);
+        k += 1;
+    });
+    x.finish(st, ws)
 }
 
 fn clip(s: &str, max: usize) -> &str {
@@ -241,44 +358,51 @@ fn clip(s: &str, max: usize) -> &str {
 }
 
 /// Character 4-grams of a word padded with `<` `>` (whole short words too).
-fn char_ngrams(x: &mut Extract<'_>, w: &str) {
+fn char_ngrams(x: &mut Extract, idx: usize, w: &str) {
     let n = w.chars().count() + 2;
     if n <= 4 || n > 40 {
         return;
     }
     // The padded word once, then every window as a slice of it (the hash
     // sees the same bytes as the characters joined).
-    let mut padded = String::with_capacity(w.len() + 2);
-    padded.push('<');
-    padded.push_str(w);
-    padded.push('>');
+    let mut padded = [0u8; 40 * 4 + 2];
+    let bytes = w.as_bytes();
+    padded[0] = b'<';
+    padded[1..=bytes.len()].copy_from_slice(bytes);
+    padded[bytes.len() + 1] = b'>';
+    let padded = std::str::from_utf8(&padded[..bytes.len() + 2]).unwrap_or("");
     let mut starts = [0usize; 41];
     for (k, (at, _)) in padded.char_indices().enumerate() {
         starts[k] = at;
     }
     starts[n] = padded.len();
     for k in 0..=n - 4 {
-        x.add("c", &[&padded[starts[k]..starts[k + 4]]]);
+        x.add(
+            origin(NS_CHAR, idx, k),
+            SEED_C,
+            &[&padded[starts[k]..starts[k + 4]]],
+        );
     }
 }
 
-fn facts_features(x: &mut Extract<'_>, f: &Facts<'_>, nwords: usize) {
-    x.add("role", &[f.role]);
+/// The structural features, in a fixed order (their index names them).
+fn facts_features(f: &Facts<'_>, nwords: usize, emit: &mut dyn FnMut(&str, &[&str])) {
+    emit("role", &[f.role]);
     // The authentication verdict is not a feature: a deployment without a
     // trusted `Authentication-Results` server sees `none` on every message,
     // and the deterministic rules already act on it (a failure outside
     // every agency is spam; an agency that passes is never set aside).
     if f.agency_sender {
-        x.add("sender", &["agency"]);
+        emit("sender", &["agency"]);
     }
     if f.fake_reply {
-        x.add("meta", &["re-without-thread"]);
+        emit("meta", &["re-without-thread"]);
     }
     if f.html_only {
-        x.add("meta", &["html-only"]);
+        emit("meta", &["html-only"]);
     }
     if f.attachments > 0 {
-        x.add("meta", &["attachment"]);
+        emit("meta", &["attachment"]);
     }
     let links = match f.links {
         0 => "0",
@@ -286,17 +410,17 @@ fn facts_features(x: &mut Extract<'_>, f: &Facts<'_>, nwords: usize) {
         2..=4 => "2-4",
         _ => "5+",
     };
-    x.add("links", &[links]);
+    emit("links", &[links]);
     let len = match nwords {
         0..=15 => "tiny",
         16..=60 => "short",
         61..=250 => "medium",
         _ => "long",
     };
-    x.add("len", &[len]);
+    emit("len", &[len]);
     for s in &f.rule_signals {
-        x.add("rule", &[s]);
-        x.add("rule", &[s, f.role]);
+        emit("rule", &[s]);
+        emit("rule", &[s, f.role]);
     }
 }
 
@@ -312,6 +436,7 @@ mod tests {
 
     #[test]
     fn words_fold_accents_and_split_cjk() {
+        let words = |s: &str| Tokens::of(s).iter().map(String::from).collect::<Vec<_>>();
         assert_eq!(words("Está CAÍDO, ¿no?"), ["esta", "caido", ",", "no", "?"]);
         assert_eq!(words("サイト表示"), ["サ", "イ", "ト", "表", "示"]);
         assert_eq!(words("Łódź żółć"), ["lodz", "zolc"]);
@@ -320,15 +445,14 @@ mod tests {
     #[test]
     fn negation_scopes_the_next_words_up_to_punctuation() {
         let f = Facts::default();
-        let (_, names) = extract(
+        let x = extract(
             18,
             "",
             "please do not delete my account. delete the note",
             &f,
-            Some(&[]),
-        )
-        .finish();
-        let names: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
+        );
+        let names: Vec<String> = x.buckets.iter().filter_map(|&b| x.name(b, &f)).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
         assert!(names.contains(&"n:delete"), "{names:?}");
         assert!(names.contains(&"n:account"));
         assert!(!names.contains(&"n:note"), "the full stop ends the scope");
@@ -337,7 +461,7 @@ mod tests {
     #[test]
     fn buckets_are_sorted_unique_and_bounded() {
         let f = Facts::default();
-        let (b, _) = extract(10, "x", "a a a b b", &f, None).finish();
+        let b = extract(10, "x", "a a a b b", &f).buckets;
         assert!(b.windows(2).all(|w| w[0] < w[1]));
         assert!(b.iter().all(|&v| v < 1024));
     }

@@ -105,8 +105,10 @@ pub struct Scores {
     /// Probabilities per output: softmax within kind, level and
     /// jurisdiction; a sigmoid per right.
     pub p: [f32; NOUT],
-    /// Buckets of the message, for explanations.
-    pub buckets: Vec<u32>,
+    /// The message's features, for explanations.
+    pub features: features::Features,
+    /// (bucket, row) of every feature the model has weights for.
+    pub hits: Vec<(u32, u32)>,
 }
 
 impl Scores {
@@ -289,20 +291,26 @@ impl Model {
 
     /// Raw logits for a sorted, unique bucket list.
     pub fn logits(&self, buckets: &[u32]) -> [f32; NOUT] {
+        self.logits_and_hits(buckets, &mut Vec::new())
+    }
+
+    /// Raw logits, and the (bucket, row) pairs that contributed.
+    fn logits_and_hits(&self, buckets: &[u32], hits: &mut Vec<(u32, u32)>) -> [f32; NOUT] {
         let mut acc = [0i32; NOUT];
-        let mut n = 0usize;
         for &b in buckets {
-            n += 1;
-            if let Some(&r) = self.index.get(b as usize) {
-                if r > 0 {
-                    let row = &self.weights[(r as usize - 1) * NOUT..r as usize * NOUT];
-                    for (a, w) in acc.iter_mut().zip(row) {
-                        *a += i32::from(*w);
-                    }
+            let r = self.index.get(b as usize).copied().unwrap_or(0);
+            if r == 0 {
+                continue;
+            }
+            let at = (r as usize - 1) * NOUT;
+            if let Some(row) = self.weights.get(at..at + NOUT) {
+                for (a, w) in acc.iter_mut().zip(row) {
+                    *a += i32::from(*w);
                 }
+                hits.push((b, r - 1));
             }
         }
-        let norm = 1.0 / (n.max(1) as f32).sqrt();
+        let norm = 1.0 / (buckets.len().max(1) as f32).sqrt();
         let mut out = [0f32; NOUT];
         for o in 0..NOUT {
             out[o] = acc[o] as f32 * self.meta.scales[o] * norm + self.meta.bias[o];
@@ -312,40 +320,46 @@ impl Model {
 
     /// Probabilities for a message's features.
     pub fn score(&self, subject: &str, body: &str, facts: &Facts<'_>) -> Scores {
-        let (buckets, _) = features::extract(self.meta.bits, subject, body, facts, None).finish();
-        let p = probabilities(&self.logits(&buckets));
-        Scores { p, buckets }
+        let features = features::extract(self.meta.bits, subject, body, facts);
+        let mut hits = Vec::with_capacity(features.buckets.len() / 2);
+        let p = probabilities(&self.logits_and_hits(&features.buckets, &mut hits));
+        Scores { p, features, hits }
     }
 
     /// The features that pushed output `o` above output `against` the most
     /// (bucket, contribution), strongest first.
     pub fn top_features(
         &self,
-        buckets: &[u32],
+        s: &Scores,
         o: usize,
         against: Option<usize>,
         n: usize,
     ) -> Vec<(u32, f32)> {
-        let norm = 1.0 / (buckets.len().max(1) as f32).sqrt();
-        let mut v: Vec<(u32, f32)> = buckets
-            .iter()
-            .filter_map(|&b| {
-                let r = *self.index.get(b as usize)?;
-                if r == 0 {
-                    return None;
-                }
-                let row = &self.weights[(r as usize - 1) * NOUT..r as usize * NOUT];
-                let mut c = f32::from(row[o]) * self.meta.scales[o];
-                if let Some(a) = against {
-                    c -= f32::from(row[a]) * self.meta.scales[a];
-                }
-                Some((b, c * norm))
-            })
-            .filter(|(_, c)| *c > 0.0)
-            .collect();
-        v.sort_by(|a, b| b.1.total_cmp(&a.1));
-        v.truncate(n);
-        v
+        let norm = 1.0 / (s.features.buckets.len().max(1) as f32).sqrt();
+        let (so, sa) = (
+            self.meta.scales[o],
+            against.map(|a| self.meta.scales[a]).unwrap_or(0.0),
+        );
+        // The n best, kept sorted in a small vector: no sort of every hit.
+        let mut best: Vec<(u32, f32)> = Vec::with_capacity(n + 1);
+        for &(b, r) in &s.hits {
+            let at = r as usize * NOUT;
+            let Some(row) = self.weights.get(at..at + NOUT) else {
+                continue;
+            };
+            let mut c = f32::from(row[o]) * so;
+            if let Some(a) = against {
+                c -= f32::from(row[a]) * sa;
+            }
+            let c = c * norm;
+            if c <= 0.0 || (best.len() == n && best.last().is_some_and(|l| l.1 >= c)) {
+                continue;
+            }
+            let pos = best.partition_point(|x| x.1 >= c);
+            best.insert(pos, (b, c));
+            best.truncate(n);
+        }
+        best
     }
 }
 

@@ -107,9 +107,7 @@ impl<'a> Verdict<'a> {
     /// The hashed features, as training sees them.
     pub fn buckets(&self, bits: u32) -> Vec<u32> {
         let f = self.facts();
-        features::extract(bits, &self.subject, &self.body, &f, None)
-            .finish()
-            .0
+        features::extract(bits, &self.subject, &self.body, &f).buckets
     }
 
     /// Fill in kind, level, rights, jurisdiction, confidence and reasons.
@@ -215,25 +213,15 @@ impl<'a> Verdict<'a> {
         let (k, pk) = kind_p[0];
         let (k2, _) = kind_p[1];
         let kind_conf = grade(pk, &m.meta.kind);
-        // One naming pass for every explanation (kind, and level when it
-        // is a ticket): re-extracting features is the scorer's main cost.
+        // Explanations name the features from their recorded origins: no
+        // second pass over the text.
         let ((l, _), (l2, _)) = s.top2(Head::Level);
-        let kind_top = m.top_features(&s.buckets, model::KIND_AT + k, Some(model::KIND_AT + k2), 4);
-        let level_top = m.top_features(
-            &s.buckets,
-            model::LEVEL_AT + l,
-            Some(model::LEVEL_AT + l2),
-            4,
-        );
-        let mut wanted: Vec<u32> = kind_top.iter().chain(&level_top).map(|(b, _)| *b).collect();
-        wanted.sort_unstable();
-        wanted.dedup();
+        let kind_top = m.top_features(s, model::KIND_AT + k, Some(model::KIND_AT + k2), 4);
+        let level_top = m.top_features(s, model::LEVEL_AT + l, Some(model::LEVEL_AT + l2), 4);
         let f = self.facts();
-        let (_, names) =
-            features::extract(m.meta.bits, &self.subject, &self.body, &f, Some(&wanted)).finish();
         let explain = |top: &[(u32, f32)]| -> String {
             top.iter()
-                .filter_map(|(b, _)| names.iter().find(|(nb, _)| nb == b).map(|(_, n)| n.clone()))
+                .filter_map(|(b, _)| s.features.name(*b, &f))
                 .collect::<Vec<_>>()
                 .join(", ")
         };

@@ -318,7 +318,8 @@ pub fn cross_validated(examples: &[Example], o: &Options, folds: usize) -> (Pair
             let p = model::probabilities(&m.logits(&e.buckets));
             let s = model::Scores {
                 p,
-                buckets: Vec::new(),
+                features: Default::default(),
+                hits: Vec::new(),
             };
             if let Some(k) = e.target.kind {
                 let ((best, pb), _) = s.top2(Head::Kind);
