@@ -307,7 +307,7 @@ fn scored(rel: &str) -> ticketd::triage::eval::Metrics {
     m
 }
 
-/// The training sets (w1–w10): the shipped model was fitted on them, so
+/// The training sets (w1–w11, w13; the shipped model was fitted on w1–w10), so
 /// these are floors against regressions, per class as well as overall:
 /// every class of the issue keeps at least 70 % of its messages fully right
 /// (the weakest on the training sets are the privacy letters that negate a
@@ -315,7 +315,19 @@ fn scored(rel: &str) -> ticketd::triage::eval::Metrics {
 /// scorer's rights, which cross-validation showed is better overall).
 #[test]
 fn training_sets_every_class_is_learned() {
-    let m = scored("fixtures/train");
+    // Only the sets the shipped model was fitted on (w11 and w13 came later
+    // and are not in it yet): a directory of links to them.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let fitted = tempfile::tempdir().expect("tempdir");
+    for w in 1..=10 {
+        let name = format!("w{w}");
+        std::os::unix::fs::symlink(
+            root.join("fixtures/train").join(&name),
+            fitted.path().join(&name),
+        )
+        .expect("link");
+    }
+    let m = scored(fitted.path().to_str().expect("utf-8 temp path"));
     assert!(
         m.total >= 1500,
         "at least 1,500 labelled messages: {}",
