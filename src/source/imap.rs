@@ -150,6 +150,25 @@ pub struct ImapSource {
 
 /// An error as a sentence (a refused command reads as what the server
 /// said, not as Rust Debug text), with addresses masked.
+/// What a failed LOGIN/AUTHENTICATE means: `(context for the log, whether
+/// the server refused the credentials)`. A connection that drops during
+/// login is not a refusal: Dovecot does that when its `imap` service is at
+/// `process_limit` (default 100 with `default_process_limit`) or the user
+/// is at `mail_max_userip_connections`, and the log has to say so instead
+/// of sending the operator to check a password that is right.
+fn login_failure(e: &async_imap::error::Error) -> (&'static str, bool) {
+    use async_imap::error::Error as E;
+    match e {
+        E::ConnectionLost | E::Io(_) => (
+            "login failed: the server closed the connection during login, \
+             not a credentials refusal (is the server at its process or connection limit? \
+             Dovecot: default_process_limit, mail_max_userip_connections)",
+            false,
+        ),
+        _ => ("login rejected", true),
+    }
+}
+
 fn err(name: &str, context: &str, e: impl std::fmt::Display) -> SourceError {
     let e = crate::logmask::readable_error(&e.to_string());
     SourceError::Other(format!("{name}: {context}: {e}"))
@@ -312,8 +331,11 @@ impl ImapSource {
         let mut session = match auth {
             Ok(Ok(s)) => s,
             Ok(Err((e, _))) => {
-                self.secrets.rejected();
-                return Err(err(&self.name, "login rejected", e));
+                let (context, refused) = login_failure(&e);
+                if refused {
+                    self.secrets.rejected();
+                }
+                return Err(err(&self.name, context, e));
             }
             Err(_) => return Err(err(&self.name, "login", "timed out")),
         };
@@ -1131,6 +1153,19 @@ impl Source for ImapSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_dropped_login_is_not_a_refusal() {
+        use async_imap::error::Error as E;
+        let (why, refused) = login_failure(&E::ConnectionLost);
+        assert!(!refused);
+        assert!(why.contains("process or connection limit"), "{why}");
+        let io = E::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(!login_failure(&io).1);
+        let (why, refused) = login_failure(&E::No("[AUTHENTICATIONFAILED] no".into()));
+        assert!(refused);
+        assert_eq!(why, "login rejected");
+    }
 
     #[test]
     fn uid_sets_compress_ranges() {
