@@ -610,7 +610,13 @@ async fn two_mailboxes_run_concurrently_and_a_broken_one_stalls_nothing() {
                 "C <c@example.test>",
                 "support@example.test",
                 "Time entry broken",
-                "We cannot enter time at all.",
+                // A whole letter: this test is about concurrency, and a
+                // one-line body sits at the edge of the scorer's doubtful
+                // machine-mail band (opened, acknowledgement held for
+                // review), which the triage tests measure instead.
+                "Hello, since this morning none of our caseworkers can enter time: \
+                 the time entry screen shows an error when they save. \
+                 Could you look at it? Thanks, C.",
                 "two1@example.test",
             ),
         )

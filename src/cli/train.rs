@@ -115,8 +115,10 @@ pub async fn run(config: &Config, cmd: TriageCommand) -> CliResult {
                     }
                     let ctx = classifier.context(role_of(label));
                     labelled.push((examples.len(), label.clone(), raw.clone()));
+                    let (buckets, mentions) = train::features_of(&mail, &ctx, bits);
                     examples.push(Example {
-                        buckets: train::features_of(&mail, &ctx, bits),
+                        buckets,
+                        mentions,
                         weight: train::corpus_weight(&target),
                         target,
                     });
@@ -146,8 +148,10 @@ pub async fn run(config: &Config, cmd: TriageCommand) -> CliResult {
                         },
                     };
                     let ctx = classifier.context(role);
+                    let (buckets, mentions) = train::features_of(&mail, &ctx, bits);
                     examples.push(Example {
-                        buckets: train::features_of(&mail, &ctx, bits),
+                        buckets,
+                        mentions,
                         target,
                         weight: correction_weight,
                     });

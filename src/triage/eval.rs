@@ -23,6 +23,9 @@ pub struct Metrics {
     pub jurisdiction_ok: usize,
     /// Files of ignore-class mail that would have been acknowledged.
     pub ignore_acks: Vec<String>,
+    /// Files of customer mail (a ticket or a request) whose acknowledgement
+    /// was held for review: the price of caution about spam and machines.
+    pub held_acks: Vec<String>,
     pub low: usize,
     pub high: usize,
     pub high_ok: usize,
@@ -133,6 +136,9 @@ impl Metrics {
         if label.kind == "ignore" && got.ack {
             self.ignore_acks.push(label.file.clone());
         }
+        if matches!(label.kind.as_str(), "ticket" | "privacy") && !got.ack {
+            self.held_acks.push(label.file.clone());
+        }
         let right = wrong.is_empty();
         match got.confidence {
             Confidence::Low => self.low += 1,
@@ -173,6 +179,13 @@ impl fmt::Display for Metrics {
             self.high_ok,
             self.high
         )?;
+        if !self.held_acks.is_empty() {
+            writeln!(
+                f,
+                "  customer mail opened with its acknowledgement held for review: {}",
+                self.held_acks.len()
+            )?;
+        }
         if self.inquiries > 0 {
             writeln!(
                 f,
@@ -238,5 +251,9 @@ mod tests {
         assert_eq!((m.high, m.high_ok, m.low), (2, 1, 1));
         assert_eq!(m.per_class["critical_broken"], (2, 1));
         assert_eq!(m.misses.len(), 2);
+        assert!(m.held_acks.is_empty());
+        m.add(&t, &got(Kind::Ticket, Some(2), false, Confidence::Low));
+        assert_eq!(m.held_acks, vec!["a".to_string()]);
+        assert!(m.to_string().contains("acknowledgement held for review: 1"));
     }
 }

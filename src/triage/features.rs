@@ -424,6 +424,111 @@ fn facts_features(f: &Facts<'_>, nwords: usize, emit: &mut dyn FnMut(&str, &[&st
     }
 }
 
+/// One place where the phrase rules found a right named.
+pub struct Mention<'a> {
+    /// `subject` or `body`.
+    pub part: &'a str,
+    /// The part's lower-cased text, as the rules scanned it.
+    pub lower: &'a str,
+    pub start: usize,
+    pub end: usize,
+    /// The rules saw a negation earlier in its clause.
+    pub negated: bool,
+}
+
+const MENTION_BEFORE: usize = 80;
+const MENTION_AFTER: usize = 48;
+
+/// The features of every place a letter names one right, for the model's
+/// mention head: the words just before and after each mention in its
+/// sentence (by themselves, and with the right's name), whether the rules saw a
+/// negation, whether the sentence is a question, where it was, how often
+/// the right is named and how many rights the letter names. Grammar and
+/// position, no triage knowledge: the head learns which contexts ask
+/// ("please delete"), which only name ("not asking you to delete", "may
+/// ask for deletion later", "profiling, which I object to").
+pub fn mentions(bits: u32, right: &str, at: &[Mention<'_>], rights_named: usize) -> Vec<u32> {
+    let mask = (1u32 << bits) - 1;
+    let seed = fnv(FNV_OFFSET, b"mention");
+    let mut out: Vec<u32> = Vec::with_capacity(at.len() * 40 + 4);
+    let mut add = |parts: &[&str]| {
+        let mut h = seed;
+        for p in parts {
+            h = fnv(h ^ 0x1f, p.as_bytes());
+        }
+        out.push(h & mask);
+    };
+    add(&["right", right]);
+    let times = match at.len() {
+        0 | 1 => "1",
+        2 => "2",
+        _ => "3+",
+    };
+    add(&["times", times]);
+    add(&["right-times", right, times]);
+    let named = match rights_named {
+        0 | 1 => "1",
+        2 => "2",
+        3 => "3",
+        _ => "4+",
+    };
+    add(&["rights-named", named]);
+    for m in at {
+        let start = floor(m.lower, m.start.min(m.lower.len()));
+        let end = floor(m.lower, m.end.clamp(start, m.lower.len()));
+        let from = floor(m.lower, start.saturating_sub(MENTION_BEFORE));
+        let to = floor(m.lower, (end + MENTION_AFTER).min(m.lower.len()));
+        let mut before = &m.lower[from..start];
+        if let Some(i) = before.rfind(['.', '!', '?', ';']) {
+            before = &before[i + 1..];
+        }
+        let mut after = &m.lower[end..to];
+        let question = match after.find(['.', '!', '?', ';']) {
+            Some(i) => {
+                let q = after[i..].starts_with('?');
+                after = &after[..i];
+                q
+            }
+            None => false,
+        };
+        add(&["part", m.part]);
+        if m.negated {
+            add(&["negated"]);
+            add(&["right-negated", right]);
+        }
+        if question {
+            add(&["question"]);
+        }
+        let bt = Tokens::of(before);
+        let words: Vec<&str> = bt.iter().filter(|w| !punctuation(w)).collect();
+        for (d, w) in words.iter().rev().take(8).enumerate() {
+            add(&["b", w]);
+            add(&["rb", right, w]);
+            if d < 2 {
+                add(&["b-near", w]);
+            }
+        }
+        let at_ = Tokens::of(after);
+        for (d, w) in at_.iter().filter(|w| !punctuation(w)).take(5).enumerate() {
+            add(&["a", w]);
+            add(&["ra", right, w]);
+            if d < 2 {
+                add(&["a-near", w]);
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+fn floor(s: &str, mut i: usize) -> usize {
+    while i > 0 && !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
 /// Links in a text.
 pub fn count_links(text: &str) -> usize {
     let l = text.to_ascii_lowercase();
@@ -456,6 +561,40 @@ mod tests {
         assert!(names.contains(&"n:delete"), "{names:?}");
         assert!(names.contains(&"n:account"));
         assert!(!names.contains(&"n:note"), "the full stop ends the scope");
+    }
+
+    #[test]
+    fn mentions_see_the_words_around_and_the_negation() {
+        let text = "please delete my account. i do not want you to delete the notes";
+        let at = |start: usize, negated: bool| Mention {
+            part: "body",
+            lower: text,
+            start,
+            end: start + 6,
+            negated,
+        };
+        let asked = mentions(12, "erasure", &[at(7, false)], 1);
+        let named = mentions(
+            12,
+            "erasure",
+            &[at(text.rfind("delete").unwrap_or(0), true)],
+            1,
+        );
+        assert!(asked.windows(2).all(|w| w[0] < w[1]));
+        assert!(asked.iter().chain(&named).all(|&b| b < 4096));
+        assert_ne!(asked, named);
+        // The sentence ends at the full stop: the second mention does not
+        // see "please".
+        let please = mentions(12, "erasure", &[at(7, false)], 1);
+        let both = mentions(
+            12,
+            "erasure",
+            &[at(7, false), at(text.rfind("delete").unwrap_or(0), true)],
+            1,
+        );
+        assert!(please.len() < both.len());
+        // Out-of-range offsets from a damaged hit do not panic.
+        let _ = mentions(12, "erasure", &[at(text.len() + 10, false)], 1);
     }
 
     #[test]

@@ -383,6 +383,35 @@ mod tests {
         assert_eq!(d.case_ref.as_deref(), Some("SUP-000002"));
     }
 
+    /// The mention head tells a right asked for from one only named: not
+    /// asked for ("not asking you to delete"), asked later ("later I may
+    /// also ask you to delete it"), refused ("eine Löschung möchte ich
+    /// nicht"). Letters written for this test, not from the corpus.
+    #[test]
+    fn rights_only_named_are_not_asked_for() {
+        let c = TriageContext {
+            role: Role::Privacy,
+            ..ctx()
+        };
+        for (body, want) in [
+            ("I object to your marketing emails and want them to stop. I am not asking you to delete my account, I still use it.", Right::Objection),
+            ("Please give me a copy of all personal data you hold about me. Later I may also ask you to delete it, but not now.", Right::Access),
+            ("Ich widerspreche der Verarbeitung meiner Daten für Werbung. Eine Löschung möchte ich ausdrücklich nicht.", Right::Objection),
+        ] {
+            let m = mail(&format!(
+                "From: a@x.example\r\nSubject: my data\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+            ));
+            let d = triage(&m, &c);
+            assert_eq!(d.kind, Kind::Privacy, "{body}");
+            assert_eq!(d.rights, Some(vec![want]), "{body}: {:?}", d.reasons);
+            assert!(
+                d.reasons.iter().any(|r| r.contains("read as asked for")),
+                "{:?}",
+                d.reasons
+            );
+        }
+    }
+
     #[test]
     fn privacy_beats_ticket_and_keeps_support_reason() {
         let m = mail("From: a@x.example\r\nSubject: data\r\n\r\nUnder GDPR I request access to my personal data. Also the site is down.\r\n");

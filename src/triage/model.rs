@@ -5,6 +5,11 @@
 //! binary (`model.bin`, written by `ticketd triage train`) and a config may
 //! point at another file. Pure: bytes in, scores out.
 //!
+//! A fifth head, `mention`, reads one right's mentions in a letter (the
+//! words around each phrase the rules matched for it, [`features::mentions`])
+//! and says whether that right is asked for or only named (negated, in
+//! passing, asked later).
+//!
 //! File format (little endian): the magic line `TICKETD-TRIAGE-MODEL 1\n`,
 //! a u32 length and that many bytes of JSON [`Meta`], a u32 row count, then
 //! per row a u32 bucket and one i8 weight per output (scaled per output by
@@ -35,7 +40,8 @@ pub const KIND_AT: usize = 0;
 pub const LEVEL_AT: usize = KIND_AT + KINDS.len();
 pub const RIGHTS_AT: usize = LEVEL_AT + LEVELS.len();
 pub const JUR_AT: usize = RIGHTS_AT + RIGHTS.len();
-pub const NOUT: usize = JUR_AT + JURISDICTIONS.len();
+pub const MENTION_AT: usize = JUR_AT + JURISDICTIONS.len();
+pub const NOUT: usize = MENTION_AT + 1;
 
 /// Which head an output belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +50,7 @@ pub enum Head {
     Level,
     Rights,
     Jurisdiction,
+    Mention,
 }
 
 impl Head {
@@ -52,7 +59,8 @@ impl Head {
             Head::Kind => KIND_AT..LEVEL_AT,
             Head::Level => LEVEL_AT..RIGHTS_AT,
             Head::Rights => RIGHTS_AT..JUR_AT,
-            Head::Jurisdiction => JUR_AT..NOUT,
+            Head::Jurisdiction => JUR_AT..MENTION_AT,
+            Head::Mention => MENTION_AT..NOUT,
         }
     }
 }
@@ -97,6 +105,8 @@ pub struct Model {
     /// Bucket → row + 1 (0: no row).
     index: Vec<u32>,
     weights: Vec<i8>,
+    /// The mention head has weights.
+    mentions: bool,
 }
 
 /// Scores for one message.
@@ -128,6 +138,7 @@ pub fn output_names() -> Vec<String> {
         .chain(LEVELS.iter().map(|l| format!("level:{l}")))
         .chain(RIGHTS.iter().map(|r| format!("right:{r}")))
         .chain(JURISDICTIONS.iter().map(|j| format!("jurisdiction:{j}")))
+        .chain(std::iter::once("mention".to_string()))
         .collect()
 }
 
@@ -160,6 +171,7 @@ impl Model {
             },
             index: Vec::new(),
             weights: Vec::new(),
+            mentions: false,
         }
     }
 
@@ -199,6 +211,7 @@ impl Model {
     }
 
     fn assemble(meta: Meta, rows: Vec<(u32, [i8; NOUT])>) -> Model {
+        let mentions = rows.iter().any(|(_, q)| q[MENTION_AT] != 0);
         let size = 1usize << meta.bits;
         let mut index = vec![0u32; if rows.is_empty() { 0 } else { size }];
         let mut weights = Vec::with_capacity(rows.len() * NOUT);
@@ -212,7 +225,21 @@ impl Model {
             meta,
             index,
             weights,
+            mentions,
         }
+    }
+
+    /// Whether the mention head was trained (a model from before it was
+    /// added has none).
+    pub fn reads_mentions(&self) -> bool {
+        self.mentions
+    }
+
+    /// The probability that the right whose mentions have these features is
+    /// asked for.
+    pub fn mention_probability(&self, buckets: &[u32]) -> f32 {
+        let l = self.logits(buckets)[MENTION_AT];
+        1.0 / (1.0 + (-l).exp())
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -251,21 +278,32 @@ impl Model {
         }
         let meta: Meta = serde_json::from_slice(&rest[..len])
             .map_err(|e| format!("model header is not valid: {e}"))?;
-        if meta.outputs != output_names() {
+        let mut meta = meta;
+        let names = output_names();
+        // A model written before the mention head: read it with that head
+        // empty (rights then come from the phrase rules as they did).
+        let width = if meta.outputs == names[..NOUT - 1] {
+            NOUT - 1
+        } else {
+            NOUT
+        };
+        if meta.outputs[..] != names[..width] {
             return Err(format!(
                 "model outputs {:?} do not match this ticketd ({:?})",
-                meta.outputs,
-                output_names()
+                meta.outputs, names
             ));
         }
-        if meta.scales.len() != NOUT || meta.bias.len() != NOUT {
+        if meta.scales.len() != width || meta.bias.len() != width {
             return Err("model scales or bias have the wrong length".into());
         }
+        meta.scales.resize(NOUT, 1.0);
+        meta.bias.resize(NOUT, 0.0);
+        meta.outputs = names;
         if !(8..=24).contains(&meta.bits) {
             return Err(format!("model hash bits {} outside 8..=24", meta.bits));
         }
         let (n, mut rest) = take_u32(&rest[len..])?;
-        let row_len = 4 + NOUT;
+        let row_len = 4 + width;
         if rest.len() != n as usize * row_len {
             return Err(format!(
                 "model has {} bytes of rows, expected {}",
@@ -280,11 +318,11 @@ impl Model {
                 return Err(format!("bucket {b} out of range"));
             }
             let mut q = [0i8; NOUT];
-            for (o, v) in r[..NOUT].iter().enumerate() {
+            for (o, v) in r[..width].iter().enumerate() {
                 q[o] = *v as i8;
             }
             rows.push((b, q));
-            rest = &r[NOUT..];
+            rest = &r[width..];
         }
         Ok(Model::assemble(meta, rows))
     }
@@ -384,7 +422,8 @@ fn take_u32(b: &[u8]) -> Result<(u32, &[u8]), String> {
     Ok((u32::from_le_bytes([b[0], b[1], b[2], b[3]]), &b[4..]))
 }
 
-/// Softmax within the kind, level and jurisdiction heads, sigmoid per right.
+/// Softmax within the kind, level and jurisdiction heads, sigmoid per right
+/// and for the mention head.
 pub fn probabilities(logits: &[f32; NOUT]) -> [f32; NOUT] {
     let mut p = [0f32; NOUT];
     for head in [Head::Kind, Head::Level, Head::Jurisdiction] {
@@ -395,7 +434,7 @@ pub fn probabilities(logits: &[f32; NOUT]) -> [f32; NOUT] {
             p[o] = (logits[o] - max).exp() / sum;
         }
     }
-    for o in Head::Rights.range() {
+    for o in Head::Rights.range().chain(Head::Mention.range()) {
         p[o] = 1.0 / (1.0 + (-logits[o]).exp());
     }
     p
@@ -416,6 +455,39 @@ mod tests {
         assert_eq!(back.meta, m.meta);
         assert_eq!(back.logits(&[7]), m.logits(&[7]));
         assert!(back.logits(&[7])[KIND_AT + 1] > 2.4);
+    }
+
+    #[test]
+    fn a_model_from_before_the_mention_head_still_loads() {
+        let names = output_names();
+        let meta = serde_json::json!({
+            "bits": 10,
+            "outputs": names[..NOUT - 1],
+            "scales": vec![1.0; NOUT - 1],
+            "bias": vec![0.0; NOUT - 1],
+        });
+        let meta = serde_json::to_vec(&meta).expect("json");
+        let mut b = b"TICKETD-TRIAGE-MODEL 1\n".to_vec();
+        b.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+        b.extend_from_slice(&meta);
+        b.extend_from_slice(&1u32.to_le_bytes());
+        b.extend_from_slice(&5u32.to_le_bytes());
+        b.extend((0..NOUT - 1).map(|o| o as u8 + 1));
+        let m = Model::from_bytes(&b).expect("old model");
+        assert_eq!(m.rows(), 1);
+        assert!(!m.reads_mentions());
+        assert_eq!(m.meta.outputs, names);
+        let l = m.logits(&[5]);
+        assert_eq!(l[KIND_AT], 1.0);
+        assert_eq!(l[MENTION_AT], 0.0);
+        // Written again, it has the new width and reads back the same.
+        let again = Model::from_bytes(&m.to_bytes()).expect("rewritten");
+        assert_eq!(again.logits(&[5]), l);
+    }
+
+    #[test]
+    fn the_builtin_model_reads_mentions() {
+        assert!(Model::builtin().expect("builtin").reads_mentions());
     }
 
     #[test]

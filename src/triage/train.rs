@@ -98,6 +98,10 @@ impl Target {
 #[derive(Debug, Clone)]
 pub struct Example {
     pub buckets: Vec<u32>,
+    /// Each right the phrase rules found named (index into
+    /// [`model::RIGHTS`]) with its mention features: they teach the mention
+    /// head whether the letter asks for it, when the target has rights.
+    pub mentions: Vec<(usize, Vec<u32>)>,
     pub target: Target,
     /// How much it counts (staff corrections may count more).
     pub weight: f32,
@@ -141,9 +145,13 @@ pub fn corpus_weight(target: &Target) -> f32 {
     }
 }
 
-/// The features the scorer would see for `mail` (the ctx's model is not
-/// consulted).
-pub fn features_of(mail: &ParsedMail, ctx: &TriageContext<'_>, bits: u32) -> Vec<u32> {
+/// The features the scorer would see for `mail`, and the mention features
+/// of each right named (the ctx's model is not consulted).
+pub fn features_of(
+    mail: &ParsedMail,
+    ctx: &TriageContext<'_>,
+    bits: u32,
+) -> (Vec<u32>, Vec<(usize, Vec<u32>)>) {
     let mut ignored = Vec::new();
     let auth = auth::verdict(mail, ctx.trusted_authserv_id, &mut ignored);
     let agency = super::agency_sender(mail, ctx.agency_domains);
@@ -157,7 +165,16 @@ pub fn features_of(mail: &ParsedMail, ctx: &TriageContext<'_>, bits: u32) -> Vec
         model: &empty,
         ..ctx.clone()
     };
-    super::scorer::Verdict::new(mail, &own, &parts, &ctx, agency, auth).buckets(bits)
+    let v = super::scorer::Verdict::new(mail, &own, &parts, &ctx, agency, auth);
+    let mentions = v
+        .mentions()
+        .iter()
+        .filter_map(|(r, b)| {
+            let i = model::RIGHTS.iter().position(|n| *n == r.as_str())?;
+            Some((i, b.clone()))
+        })
+        .collect();
+    (v.buckets(bits), mentions)
 }
 
 /// Fit a model. Thresholds are left at their defaults (see [`calibrated`]).
@@ -165,7 +182,11 @@ pub fn fit(examples: &[Example], o: &Options) -> Model {
     let size = 1usize << o.bits;
     let mut df = vec![0u32; size];
     for e in examples {
-        for &b in &e.buckets {
+        for &b in e
+            .buckets
+            .iter()
+            .chain(e.mentions.iter().flat_map(|(_, m)| m))
+        {
             df[b as usize] = df[b as usize].saturating_add(1);
         }
     }
@@ -206,6 +227,36 @@ pub fn fit(examples: &[Example], o: &Options) -> Model {
                         continue;
                     }
                     let k = base + o_;
+                    let gr = gv * norm + o.l2 * w[k];
+                    g[k] += gr * gr;
+                    w[k] -= o.rate * gr / (g[k] + 1e-8).sqrt();
+                }
+            }
+            // The mention head: one sigmoid per right named, asked for or
+            // not as the label says.
+            let Some(wanted) = e.target.rights else {
+                continue;
+            };
+            const M: usize = model::MENTION_AT;
+            for (ri, mb) in &e.mentions {
+                let y = if wanted.get(*ri).copied().unwrap_or(false) {
+                    1.0
+                } else {
+                    0.0
+                };
+                active.clear();
+                active.extend(mb.iter().copied().filter(|&b| keep(b)));
+                let norm = 1.0 / (mb.len().max(1) as f32).sqrt();
+                let mut l = bias[M];
+                for &b in &active {
+                    l += w[b as usize * NOUT + M] * norm;
+                }
+                let p = 1.0 / (1.0 + (-l).exp());
+                let gv = (p - y) * e.weight;
+                gb[M] += gv * gv;
+                bias[M] -= o.rate * gv / (gb[M] + 1e-8).sqrt();
+                for &b in &active {
+                    let k = b as usize * NOUT + M;
                     let gr = gv * norm + o.l2 * w[k];
                     g[k] += gr * gr;
                     w[k] -= o.rate * gr / (g[k] + 1e-8).sqrt();
@@ -378,6 +429,7 @@ mod tests {
     fn ex(buckets: &[u32], kind: usize, level: Option<usize>) -> Example {
         Example {
             buckets: buckets.to_vec(),
+            mentions: Vec::new(),
             target: Target {
                 kind: Some(kind),
                 level,
