@@ -505,29 +505,54 @@ pub async fn import(
         report.errors.push(format!("{}: {e}", path.display()));
     }
     let role = crate::config::Role::Support;
-    let mut since_flush = 0usize;
+    let batch = p.config.daemon.batch_size.max(1);
+    let mut pending: Vec<crate::source::Envelope> = Vec::new();
     for input in &inputs {
-        let mut batch = Vec::new();
-        let read = files::read_input(input, |env| batch.push(env));
-        for env in &batch {
-            let o = p.ingest(env, role, opts)?;
-            report.add(&env.key, &o);
-            progress(1);
-            since_flush += 1;
-            if since_flush >= p.config.daemon.batch_size {
-                p.store.flush().await?;
-                since_flush = 0;
-            }
-        }
+        let read = files::read_input(input, |env| pending.push(env));
         if let Err(e) = read {
             let path = match input {
                 files::Input::File(p) | files::Input::Mbox(p) => p,
             };
             report.errors.push(format!("{}: {e}", path.display()));
         }
+        while pending.len() >= batch {
+            let rest = pending.split_off(batch);
+            let full = std::mem::replace(&mut pending, rest);
+            import_batch(p, full, role, opts, &mut report, &mut progress).await?;
+        }
+    }
+    import_batch(p, pending, role, opts, &mut report, &mut progress).await?;
+    Ok(report)
+}
+
+/// One batch of an import, as a drain stores it: parsed and triaged on all
+/// cores, stored in group transactions, then flushed. A message that cannot
+/// be prepared is reported and the rest go on; a store failure ends the
+/// import (what was flushed before stays).
+async fn import_batch(
+    p: &Pipeline,
+    envs: Vec<crate::source::Envelope>,
+    role: crate::config::Role,
+    opts: IngestOptions,
+    report: &mut Report,
+    progress: &mut impl FnMut(u64),
+) -> Result<(), StoreError> {
+    if envs.is_empty() {
+        return Ok(());
+    }
+    let n = envs.len() as u64;
+    let (prepared, _, _) = p.prepare_batch(envs, role, opts, None);
+    let results = p.commit(&prepared);
+    for (pr, r) in prepared.iter().zip(results) {
+        match r {
+            Ok(o) => report.add(&pr.env.key, &o),
+            Err(StoreError::Invalid(why)) => report.errors.push(format!("{}: {why}", pr.env.key)),
+            Err(e) => return Err(e),
+        }
     }
     p.store.flush().await?;
-    Ok(report)
+    progress(n);
+    Ok(())
 }
 
 /// Bind the control socket (owner-only); the caller must hold the store

@@ -221,8 +221,25 @@ async fn request(env: &Env, who: &str, n: usize, subject: &str, body: &str) -> (
         .rsplit_once('<')
         .map(|(_, a)| a.trim_end_matches('>'))
         .unwrap_or(who);
-    let acks = env.wait_inbox(addr, 1).await;
-    let ack = acks.last().expect("ack").clone();
+    // The acknowledgement of this very request (it answers its
+    // Message-ID): the inbox may already hold mail of earlier requests.
+    let want = format!("req-{n}@example.test");
+    let started = std::time::Instant::now();
+    let ack = loop {
+        let found = env
+            .inbox(addr)
+            .await
+            .into_iter()
+            .find(|m| header(m, "In-Reply-To").is_some_and(|h| h.contains(&want)));
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no acknowledgement of <{want}> in {addr}'s inbox"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let id = ticketd::triage::find_case_number(header(&ack, "Subject").unwrap_or(""))
         .expect("case number in the ack subject");
     (id, ack)

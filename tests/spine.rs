@@ -541,6 +541,49 @@ fn import_reads_eml_maildir_and_mbox_without_touching_them() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.eml"));
 }
 
+/// Import stores in batches like a drain; a message whose triage panics
+/// (armed by `TICKETD_PANIC`) is reported and the messages around it, in
+/// the same batch, are stored.
+#[test]
+fn import_reports_a_failing_message_and_stores_the_rest() {
+    let env = Env::new();
+    let dir = env.path("batch");
+    std::fs::create_dir_all(&dir).expect("dir");
+    for (i, subject) in ["Export broken", "POISON-PILL here", "Login slow"]
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(
+            dir.join(format!("{i}.eml")),
+            format!("From: p{i}@legalaid-north.example.org\r\nSubject: {subject}\r\nMessage-ID: <batch-{i}@x>\r\n\r\nPlease look at this, it stopped working today.\r\n"),
+        )
+        .expect("write");
+    }
+    let out = env.run_env(
+        &["import", "--json", dir.to_str().unwrap_or("")],
+        &[("TICKETD_PANIC", "triage:POISON-PILL")],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json report");
+    assert_eq!(report["new_cases"], 2, "{report}");
+    let errors = report["errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 1, "{report}");
+    assert!(
+        errors[0].as_str().unwrap_or("").contains("1.eml"),
+        "{report}"
+    );
+    let subjects: Vec<String> = env
+        .cases()
+        .iter()
+        .map(|c| c["subject"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(
+        subjects.contains(&"Export broken".to_string()),
+        "{subjects:?}"
+    );
+    assert!(subjects.contains(&"Login slow".to_string()), "{subjects:?}");
+}
+
 #[test]
 fn config_typo_is_an_error_naming_file_line_and_key() {
     let env = Env::new();
