@@ -312,6 +312,56 @@ pub async fn message_ids(stack: &MailStack, user: &str) -> Vec<String> {
         .collect()
 }
 
+/// (Message-ID, the queue id Postfix gave it when it was submitted) of
+/// every message in a user's INBOX. The submission is the earliest
+/// `Received: ... (Postfix) with ...SMTP... id QUEUEID` (the last in the
+/// header): two copies with one queue id were submitted once and delivered
+/// twice by the mail stack (an LMTP delivery cut off by a Dovecot stop
+/// after the message was written), not sent twice by ticketd.
+pub async fn message_submissions(stack: &MailStack, user: &str) -> Vec<(String, Option<String>)> {
+    stack
+        .messages(user, "INBOX")
+        .await
+        .iter()
+        .filter_map(|m| {
+            let text = String::from_utf8_lossy(m);
+            let head = text.split("\r\n\r\n").next().unwrap_or("");
+            // Unfold: a line starting with white space continues the field.
+            let mut fields: Vec<String> = Vec::new();
+            for l in head.lines() {
+                match fields.last_mut() {
+                    Some(f) if l.starts_with([' ', '\t']) => {
+                        f.push(' ');
+                        f.push_str(l.trim());
+                    }
+                    _ => fields.push(l.to_string()),
+                }
+            }
+            let id = fields.iter().find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("message-id")
+                    .then(|| v.trim().trim_matches(['<', '>']).to_string())
+            })?;
+            let queue = fields
+                .iter()
+                .rfind(|l| {
+                    l.split_once(':')
+                        .is_some_and(|(n, _)| n.eq_ignore_ascii_case("received"))
+                        && l.contains("(Postfix) with ")
+                        && l.contains("SMTP")
+                })
+                .and_then(|l| {
+                    let at = l.find(" id ")?;
+                    l[at + 4..]
+                        .split_whitespace()
+                        .next()
+                        .map(|q| q.trim_end_matches(';').to_string())
+                });
+            Some((id, queue))
+        })
+        .collect()
+}
+
 /// Poll `f` until it is true or `within` has passed; returns the time it took.
 pub async fn wait_for(what: &str, within: Duration, mut f: impl AsyncFnMut() -> bool) -> Duration {
     let start = Instant::now();
