@@ -7,6 +7,8 @@
 //! Every feature keeps a printable name on request ([`Extract::named`]) so
 //! the scorer can say which features weighed most in `reasons`.
 
+use super::rules::floor;
+
 /// Text beyond this many bytes of the requester's own words is not scored.
 pub const MAX_TEXT: usize = 4_000;
 
@@ -520,13 +522,6 @@ pub fn mentions(bits: u32, right: &str, at: &[Mention<'_>], rights_named: usize)
     out.sort_unstable();
     out.dedup();
     out
-}
-
-fn floor(s: &str, mut i: usize) -> usize {
-    while i > 0 && !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
 }
 
 /// Links in a text.

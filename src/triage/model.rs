@@ -238,8 +238,7 @@ impl Model {
     /// The probability that the right whose mentions have these features is
     /// asked for.
     pub fn mention_probability(&self, buckets: &[u32]) -> f32 {
-        let l = self.logits(buckets)[MENTION_AT];
-        1.0 / (1.0 + (-l).exp())
+        sigmoid(self.logits(buckets)[MENTION_AT])
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -276,9 +275,8 @@ impl Model {
         if rest.len() < len {
             return Err("truncated model header".into());
         }
-        let meta: Meta = serde_json::from_slice(&rest[..len])
+        let mut meta: Meta = serde_json::from_slice(&rest[..len])
             .map_err(|e| format!("model header is not valid: {e}"))?;
-        let mut meta = meta;
         let names = output_names();
         // A model written before the mention head: read it with that head
         // empty (rights then come from the phrase rules as they did).
@@ -435,9 +433,13 @@ pub fn probabilities(logits: &[f32; NOUT]) -> [f32; NOUT] {
         }
     }
     for o in Head::Rights.range().chain(Head::Mention.range()) {
-        p[o] = 1.0 / (1.0 + (-logits[o]).exp());
+        p[o] = sigmoid(logits[o]);
     }
     p
+}
+
+pub fn sigmoid(l: f32) -> f32 {
+    1.0 / (1.0 + (-l).exp())
 }
 
 #[cfg(test)]

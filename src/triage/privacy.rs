@@ -9,7 +9,8 @@ use crate::config::Role;
 use crate::policy::{Jurisdiction, Right};
 use std::collections::BTreeMap;
 
-const NEGATION_WINDOW: usize = 40;
+/// How far before a right's phrase a negation in its clause still counts.
+pub(crate) const NEGATION_WINDOW: usize = 40;
 
 /// `Some((rights, jurisdiction))` when the texts make a privacy request.
 pub fn detect(

@@ -294,7 +294,8 @@ pub fn negated(lower: &str, hits: &[Hit<'_>], start: usize, window: usize) -> Op
         .map(|h| h.phrase.to_string())
 }
 
-fn floor(s: &str, mut i: usize) -> usize {
+/// `i`, moved back to a char boundary of `s`.
+pub(crate) fn floor(s: &str, mut i: usize) -> usize {
     while i > 0 && !s.is_char_boundary(i) {
         i -= 1;
     }

@@ -471,7 +471,7 @@ fn rule_signals(
                 Cat::Feature => "feature".into(),
                 Cat::PrivacyContext => "privacy-context".into(),
                 Cat::Right(r) => {
-                    if negated(&p.lower, &p.neg, h.start, 40).is_some() {
+                    if negated(&p.lower, &p.neg, h.start, privacy::NEGATION_WINDOW).is_some() {
                         format!("negated-right:{}", r.to_gdpr().as_str())
                     } else {
                         format!("right:{}", r.to_gdpr().as_str())
@@ -513,16 +513,13 @@ fn mention_groups(parts: &[Scanned<'_>], bits: u32) -> Vec<(Right, Vec<u32>)> {
                     lower: &p.lower,
                     start: h.start,
                     end: h.end,
-                    negated: negated(&p.lower, &p.neg, h.start, 40).is_some(),
+                    negated: negated(&p.lower, &p.neg, h.start, privacy::NEGATION_WINDOW).is_some(),
                 });
             }
         }
     }
     let n = by.len();
     by.into_iter()
-        .map(|(r, at)| {
-            let b = features::mentions(bits, r.as_str(), &at, n);
-            (r, b)
-        })
+        .map(|(r, at)| (r, features::mentions(bits, r.as_str(), &at, n)))
         .collect()
 }

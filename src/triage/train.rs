@@ -216,8 +216,7 @@ pub fn fit(examples: &[Example], o: &Options) -> Model {
             let grad = gradient(&p, &e.target, e.weight);
             for o_ in 0..NOUT {
                 if grad[o_] != 0.0 {
-                    gb[o_] += grad[o_] * grad[o_];
-                    bias[o_] -= o.rate * grad[o_] / (gb[o_] + 1e-8).sqrt();
+                    adagrad(&mut bias[o_], &mut gb[o_], grad[o_], 0.0, o.rate);
                 }
             }
             for &b in &active {
@@ -227,9 +226,7 @@ pub fn fit(examples: &[Example], o: &Options) -> Model {
                         continue;
                     }
                     let k = base + o_;
-                    let gr = gv * norm + o.l2 * w[k];
-                    g[k] += gr * gr;
-                    w[k] -= o.rate * gr / (g[k] + 1e-8).sqrt();
+                    adagrad(&mut w[k], &mut g[k], gv * norm, o.l2, o.rate);
                 }
             }
             // The mention head: one sigmoid per right named, asked for or
@@ -251,15 +248,11 @@ pub fn fit(examples: &[Example], o: &Options) -> Model {
                 for &b in &active {
                     l += w[b as usize * NOUT + M] * norm;
                 }
-                let p = 1.0 / (1.0 + (-l).exp());
-                let gv = (p - y) * e.weight;
-                gb[M] += gv * gv;
-                bias[M] -= o.rate * gv / (gb[M] + 1e-8).sqrt();
+                let gv = (model::sigmoid(l) - y) * e.weight;
+                adagrad(&mut bias[M], &mut gb[M], gv, 0.0, o.rate);
                 for &b in &active {
                     let k = b as usize * NOUT + M;
-                    let gr = gv * norm + o.l2 * w[k];
-                    g[k] += gr * gr;
-                    w[k] -= o.rate * gr / (g[k] + 1e-8).sqrt();
+                    adagrad(&mut w[k], &mut g[k], gv * norm, o.l2, o.rate);
                 }
             }
         }
@@ -279,6 +272,14 @@ pub fn fit(examples: &[Example], o: &Options) -> Model {
     let mut meta = Model::empty(o.bits).meta;
     meta.bias = bias.to_vec();
     Model::from_rows(meta, &rows)
+}
+
+/// One AdaGrad step of a weight `w` whose squared gradients sum to `g`,
+/// with L2 penalty `l2` (0 for biases).
+fn adagrad(w: &mut f32, g: &mut f32, grad: f32, l2: f32, rate: f32) {
+    let grad = grad + l2 * *w;
+    *g += grad * grad;
+    *w -= rate * grad / (*g + 1e-8).sqrt();
 }
 
 fn gradient(p: &[f32; NOUT], t: &Target, weight: f32) -> [f32; NOUT] {

@@ -296,19 +296,10 @@ pub fn read_store(data: &Path) -> Seen {
 
 /// The Message-IDs of the mail in `user`'s INBOX.
 pub async fn message_ids(stack: &MailStack, user: &str) -> Vec<String> {
-    stack
-        .messages(user, "INBOX")
+    message_submissions(stack, user)
         .await
-        .iter()
-        .filter_map(|m| {
-            let text = String::from_utf8_lossy(m);
-            let head = text.split("\r\n\r\n").next().unwrap_or("");
-            head.lines().find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.eq_ignore_ascii_case("message-id")
-                    .then(|| v.trim().trim_matches(['<', '>']).to_string())
-            })
-        })
+        .into_iter()
+        .map(|(id, _)| id)
         .collect()
 }
 
