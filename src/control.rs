@@ -490,69 +490,48 @@ pub async fn promote(p: &Pipeline, id: u64, actor: &str) -> Result<Promoted, Sto
     })
 }
 
-/// Import files, Maildirs and mbox files through the pipeline, flushing in
-/// batches. `progress` is called with 1 for each message ingested.
+/// Import files, Maildirs and mbox files through the pipeline, exactly as
+/// a drain stores a mailbox ([`Pipeline::drain`] over a
+/// [`files::ImportSource`]): batches parsed and triaged on all cores while
+/// the one before is committed, one flush a batch, at most `[limits]` in
+/// flight. A message that fails is reported and the rest go on; a store
+/// failure ends the import (what was flushed before stays). `progress` is
+/// called with the number of messages each flush made durable.
+///
+/// [`files::ImportSource`]: crate::source::files::ImportSource
 pub async fn import(
     p: &Pipeline,
     paths: &[PathBuf],
     opts: IngestOptions,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64) + Send,
 ) -> Result<Report, StoreError> {
-    use crate::source::files;
-    let (inputs, errors) = files::discover(paths);
-    let mut report = Report::default();
-    for (path, e) in errors {
-        report.errors.push(format!("{}: {e}", path.display()));
-    }
-    let role = crate::config::Role::Support;
-    let batch = p.config.daemon.batch_size.max(1);
-    let mut pending: Vec<crate::source::Envelope> = Vec::new();
-    for input in &inputs {
-        let read = files::read_input(input, |env| pending.push(env));
-        if let Err(e) = read {
-            let path = match input {
-                files::Input::File(p) | files::Input::Mbox(p) => p,
-            };
-            report.errors.push(format!("{}: {e}", path.display()));
-        }
-        while pending.len() >= batch {
-            let rest = pending.split_off(batch);
-            let full = std::mem::replace(&mut pending, rest);
-            import_batch(p, full, role, opts, &mut report, &mut progress).await?;
-        }
-    }
-    import_batch(p, pending, role, opts, &mut report, &mut progress).await?;
-    Ok(report)
+    let found = crate::source::files::discover(paths);
+    import_found(p, found, opts, progress).await
 }
 
-/// One batch of an import, as a drain stores it: parsed and triaged on all
-/// cores, stored in group transactions, then flushed. A message that cannot
-/// be prepared is reported and the rest go on; a store failure ends the
-/// import (what was flushed before stays).
-async fn import_batch(
+/// [`import`] of inputs already found ([`crate::source::files::discover`]),
+/// with the paths that could not be read.
+pub async fn import_found(
     p: &Pipeline,
-    envs: Vec<crate::source::Envelope>,
-    role: crate::config::Role,
+    (inputs, errors): (Vec<crate::source::files::Input>, Vec<(PathBuf, String)>),
     opts: IngestOptions,
-    report: &mut Report,
-    progress: &mut impl FnMut(u64),
-) -> Result<(), StoreError> {
-    if envs.is_empty() {
-        return Ok(());
-    }
-    let n = envs.len() as u64;
-    let (prepared, _, _) = p.prepare_batch(envs, role, opts, None);
-    let results = p.commit(&prepared);
-    for (pr, r) in prepared.iter().zip(results) {
-        match r {
-            Ok(o) => report.add(&pr.env.key, &o),
-            Err(StoreError::Invalid(why)) => report.errors.push(format!("{}: {why}", pr.env.key)),
-            Err(e) => return Err(e),
-        }
-    }
-    p.store.flush().await?;
-    progress(n);
-    Ok(())
+    progress: impl FnMut(u64) + Send,
+) -> Result<Report, StoreError> {
+    use crate::source::files;
+    let mut src = files::ImportSource::new(inputs, progress);
+    let batch = p.config.daemon.batch_size.max(1);
+    let mut report = p
+        .drain(&mut src, batch, opts, &|| false)
+        .await
+        .map_err(|e| match e {
+            crate::pipeline::PipelineError::Store(e) => e,
+            other => StoreError::Invalid(other.to_string()),
+        })?;
+    let unreadable = errors
+        .into_iter()
+        .map(|(path, e)| format!("{}: {e}", path.display()));
+    report.errors.splice(0..0, unreadable);
+    Ok(report)
 }
 
 /// Bind the control socket (owner-only); the caller must hold the store

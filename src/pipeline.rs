@@ -172,8 +172,17 @@ pub struct Report {
     /// Messages recorded as errors and moved to quarantine.
     #[serde(default)]
     pub quarantined: usize,
+    /// What happened to each message, by source key: the first
+    /// [`MAX_OUTCOMES`] of a run (an import of a million messages does not
+    /// keep a million outcomes in memory; the counts above are complete).
     pub outcomes: Vec<(String, IngestOutcome)>,
+    /// Outcomes counted above but not listed in `outcomes`.
+    #[serde(default)]
+    pub outcomes_dropped: usize,
 }
+
+/// At most this many outcomes are listed in a [`Report`].
+pub const MAX_OUTCOMES: usize = 10_000;
 
 impl Report {
     pub(crate) fn add(&mut self, key: &str, o: &IngestOutcome) {
@@ -188,7 +197,11 @@ impl Report {
             IngestOutcome::Ignored { .. } => self.ignored += 1,
             IngestOutcome::Duplicate { .. } => self.duplicates += 1,
         }
-        self.outcomes.push((key.to_string(), o.clone()));
+        if self.outcomes.len() < MAX_OUTCOMES {
+            self.outcomes.push((key.to_string(), o.clone()));
+        } else {
+            self.outcomes_dropped += 1;
+        }
     }
 
     pub fn merge(&mut self, other: Report) {
@@ -200,7 +213,9 @@ impl Report {
         self.failed += other.failed;
         self.quarantined += other.quarantined;
         self.errors.extend(other.errors);
-        self.outcomes.extend(other.outcomes);
+        let room = MAX_OUTCOMES.saturating_sub(self.outcomes.len());
+        self.outcomes_dropped += other.outcomes_dropped + other.outcomes.len().saturating_sub(room);
+        self.outcomes.extend(other.outcomes.into_iter().take(room));
     }
 }
 
@@ -1425,5 +1440,33 @@ fn log_outcome(env: &Envelope, o: &IngestOutcome) {
         IngestOutcome::Duplicate { message } => {
             tracing::debug!(source = %env.source, message = message, "duplicate skipped")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_lists_at_most_max_outcomes_and_counts_the_rest() {
+        let dup = IngestOutcome::Duplicate { message: 1 };
+        let mut a = Report::default();
+        for i in 0..MAX_OUTCOMES + 5 {
+            a.add(&format!("k{i}"), &dup);
+        }
+        assert_eq!(a.duplicates, MAX_OUTCOMES + 5);
+        assert_eq!(a.outcomes.len(), MAX_OUTCOMES);
+        assert_eq!(a.outcomes_dropped, 5);
+        let mut b = Report::default();
+        b.add("first", &dup);
+        let mut c = Report::default();
+        c.add("second", &dup);
+        b.merge(c);
+        assert_eq!(b.outcomes.len(), 2);
+        assert_eq!(b.outcomes_dropped, 0);
+        b.merge(a);
+        assert_eq!(b.duplicates, MAX_OUTCOMES + 7);
+        assert_eq!(b.outcomes.len(), MAX_OUTCOMES);
+        assert_eq!(b.outcomes_dropped, 7);
     }
 }

@@ -475,10 +475,11 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
     let report: Report = match route(&config, &req).await? {
         Route::Daemon(resp) => unwrap_response(resp)?,
         Route::Direct(p) => {
-            let (inputs, _) = crate::source::files::discover(&paths);
-            let total = crate::source::files::count_messages(&inputs);
+            let found = crate::source::files::discover(&paths);
+            let total = crate::source::files::count_messages(&found.0);
             let mut bar = ImportProgress::new(total);
-            let r = control::import(&p, &paths, IngestOptions { no_ack }, |n| bar.inc(n)).await?;
+            let opts = IngestOptions { no_ack };
+            let r = control::import_found(&p, found, opts, |n| bar.inc(n)).await?;
             bar.finish();
             r
         }

@@ -255,7 +255,9 @@ impl Notifier {
                     .map(|a| a.name.clone())
             });
         }
-        let ack_mail = Some(ack(&c));
+        // A quiet (historic) import sends nothing: no acknowledgement is
+        // rendered only to be skipped.
+        let ack_mail = (!quiet).then(|| ack(&c));
         let mut change = CaseChange::default();
         if !quiet {
             let mut tok = Tokens::new(token);

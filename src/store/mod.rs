@@ -251,7 +251,23 @@ const RAW_LEVEL: i32 = 3;
 /// Compressing a byte slice in memory cannot fail; if it ever did, the
 /// bytes are kept as they are (which [`decode_raw`] reads as well).
 pub(crate) fn encode_raw(raw: &[u8]) -> Vec<u8> {
-    match zstd::bulk::compress(raw, RAW_LEVEL) {
+    thread_local! {
+        // One compression context a thread: making one costs as much as
+        // compressing a 2 KB message.
+        static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let compressed = COMPRESSOR.with(|c| {
+        let mut c = c.try_borrow_mut().map_err(std::io::Error::other)?;
+        if c.is_none() {
+            *c = Some(zstd::bulk::Compressor::new(RAW_LEVEL)?);
+        }
+        match c.as_mut() {
+            Some(z) => z.compress(raw),
+            None => zstd::bulk::compress(raw, RAW_LEVEL),
+        }
+    });
+    match compressed {
         Ok(z) => {
             let mut v = Vec::with_capacity(z.len() + 1);
             v.push(RAW_ZSTD);
