@@ -503,7 +503,7 @@ pub async fn import(
     p: &Pipeline,
     paths: &[PathBuf],
     opts: IngestOptions,
-    progress: impl FnMut(u64) + Send,
+    progress: impl FnMut(crate::source::files::Progress) + Send,
 ) -> Result<Report, StoreError> {
     let found = crate::source::files::discover(paths);
     import_found(p, found, opts, progress).await
@@ -515,7 +515,7 @@ pub async fn import_found(
     p: &Pipeline,
     (inputs, errors): (Vec<crate::source::files::Input>, Vec<(PathBuf, String)>),
     opts: IngestOptions,
-    progress: impl FnMut(u64) + Send,
+    progress: impl FnMut(crate::source::files::Progress) + Send,
 ) -> Result<Report, StoreError> {
     use crate::source::files;
     let mut src = files::ImportSource::new(inputs, progress);

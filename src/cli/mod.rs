@@ -479,7 +479,11 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
             let total = crate::source::files::count_messages(&found.0);
             let mut bar = ImportProgress::new(total);
             let opts = IngestOptions { no_ack };
-            let r = control::import_found(&p, found, opts, |n| bar.inc(n)).await?;
+            let r = control::import_found(&p, found, opts, |step| match step {
+                crate::source::files::Progress::Taken(n) => bar.inc(n),
+                crate::source::files::Progress::More(n) => bar.bar.inc_length(n),
+            })
+            .await?;
             bar.finish();
             r
         }

@@ -70,11 +70,9 @@ fn walk(p: &Path, out: &mut Vec<Input>) -> std::io::Result<()> {
                     walk(&e, out)?;
                 }
             } else if ty.is_file() {
-                out.push(if is_mbox(&e)? {
-                    Input::Mbox(e)
-                } else {
-                    Input::File(e)
-                });
+                // Not opened here: an mbox among the files of a directory
+                // is recognised when it is read (one open a file).
+                out.push(Input::File(e));
             }
         }
     }
@@ -127,6 +125,16 @@ fn count_mbox<R: BufRead>(mut reader: R) -> u64 {
 
 type MboxMessages = mail_parser::mailbox::mbox::MessageIterator<BufReader<std::fs::File>>;
 
+/// What an [`ImportSource`] tells its caller as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// This many messages were stored (made durable).
+    Taken(u64),
+    /// An input counted as one message turned out to be an mbox holding
+    /// this many more.
+    More(u64),
+}
+
 /// An mbox file being read: its messages one at a time.
 struct OpenMbox {
     path: PathBuf,
@@ -139,7 +147,9 @@ struct OpenMbox {
 /// exactly as a drain does (the same overlapping stages and in-flight
 /// limits). Reads lazily, an mbox message by message, so memory does not
 /// grow with the input. Taking a message does nothing to the input (import
-/// never changes it); it only advances `progress` by the messages taken.
+/// never changes it); it only reports [`Progress::Taken`]. A file found in
+/// a directory is opened once: read as one message, or as an mbox when it
+/// starts with `From ` (then [`Progress::More`] says how many more).
 pub struct ImportSource<P> {
     inputs: std::vec::IntoIter<Input>,
     mbox: Option<OpenMbox>,
@@ -147,7 +157,7 @@ pub struct ImportSource<P> {
     progress: P,
 }
 
-impl<P: FnMut(u64) + Send> ImportSource<P> {
+impl<P: FnMut(Progress) + Send> ImportSource<P> {
     pub fn new(inputs: Vec<Input>, progress: P) -> ImportSource<P> {
         ImportSource {
             inputs: inputs.into_iter(),
@@ -185,43 +195,63 @@ impl<P: FnMut(u64) + Send> ImportSource<P> {
                 // The end of the mbox, or a read error that ends it.
                 self.mbox = None;
             }
-            let input = self.inputs.next()?;
-            match input {
-                Input::File(p) => {
-                    match std::fs::metadata(&p).and_then(|m| Ok((m, std::fs::read(&p)?))) {
-                        Ok((meta, raw)) => {
-                            return Some(Envelope {
-                                source: "import".into(),
-                                key: p.display().to_string(),
-                                received_at: super::maildir::mtime(&meta),
-                                raw,
-                                original_size: None,
-                            })
-                        }
-                        Err(e) => errors.push((p.display().to_string(), e.to_string())),
-                    }
+            let (p, counted) = match self.inputs.next()? {
+                Input::File(p) => (p, false),
+                Input::Mbox(p) => (p, true),
+            };
+            match read_file(&p) {
+                Ok(Opened::Message(meta, raw)) => {
+                    return Some(Envelope {
+                        source: "import".into(),
+                        key: p.display().to_string(),
+                        received_at: super::maildir::mtime(&meta),
+                        raw,
+                        original_size: None,
+                    })
                 }
-                Input::Mbox(p) => {
-                    let opened =
-                        std::fs::metadata(&p).and_then(|meta| Ok((meta, std::fs::File::open(&p)?)));
-                    match opened {
-                        Ok((meta, f)) => {
-                            self.mbox = Some(OpenMbox {
-                                messages: MboxMessages::new(BufReader::new(f)),
-                                fallback: super::maildir::mtime(&meta),
-                                next: 0,
-                                path: p,
-                            })
-                        }
-                        Err(e) => errors.push((p.display().to_string(), e.to_string())),
+                Ok(Opened::Mbox(meta, f)) => {
+                    if !counted {
+                        let n = std::fs::File::open(&p)
+                            .map(|f| count_mbox(BufReader::new(f)))
+                            .unwrap_or(1);
+                        (self.progress)(Progress::More(n.saturating_sub(1)));
                     }
+                    self.mbox = Some(OpenMbox {
+                        messages: MboxMessages::new(BufReader::new(f)),
+                        fallback: super::maildir::mtime(&meta),
+                        next: 0,
+                        path: p,
+                    })
                 }
+                Err(e) => errors.push((p.display().to_string(), e.to_string())),
             }
         }
     }
 }
 
-impl<P: FnMut(u64) + Send> Source for ImportSource<P> {
+/// A file opened for import: one message, or an mbox to read on.
+enum Opened {
+    Message(std::fs::Metadata, Vec<u8>),
+    Mbox(std::fs::Metadata, std::fs::File),
+}
+
+/// Open `p` once: an mbox (it starts with `From `) is handed back at its
+/// start, anything else is read whole as one message.
+fn read_file(p: &Path) -> std::io::Result<Opened> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = std::fs::File::open(p)?;
+    let meta = f.metadata()?;
+    let mut raw = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    (&mut f).take(5).read_to_end(&mut raw)?;
+    if raw == b"From " {
+        f.seek(SeekFrom::Start(0))?;
+        return Ok(Opened::Mbox(meta, f));
+    }
+    f.read_to_end(&mut raw)?;
+    Ok(Opened::Message(meta, raw))
+}
+
+impl<P: FnMut(Progress) + Send> Source for ImportSource<P> {
     fn name(&self) -> &str {
         "import"
     }
@@ -244,7 +274,7 @@ impl<P: FnMut(u64) + Send> Source for ImportSource<P> {
 
     async fn ack(&mut self, taken: &[Envelope]) -> Result<(), SourceError> {
         if !taken.is_empty() {
-            (self.progress)(taken.len() as u64);
+            (self.progress)(Progress::Taken(taken.len() as u64));
         }
         Ok(())
     }
@@ -270,11 +300,16 @@ mod tests {
         .expect("write");
         let (mut inputs, errors) = discover(&[d.to_path_buf()]);
         assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(count_messages(&inputs), 3);
+        // Files of a directory are not opened to count them: the mbox
+        // says how many more it holds when it is read.
+        assert_eq!(count_messages(&inputs), 2);
         // A file that vanished between discovery and reading.
         inputs.insert(0, Input::File(d.join("gone.eml")));
-        let mut taken = 0;
-        let mut src = ImportSource::new(inputs, |n| taken += n);
+        let (mut taken, mut more) = (0, 0);
+        let mut src = ImportSource::new(inputs, |step| match step {
+            Progress::Taken(n) => taken += n,
+            Progress::More(n) => more += n,
+        });
         let first = src.fetch(2).await.expect("fetch");
         assert_eq!(first.errors.len(), 1, "{:?}", first.errors);
         assert!(first.errors[0].0.ends_with("gone.eml"));
@@ -294,7 +329,11 @@ mod tests {
         src.ack(&first.envelopes).await.expect("ack");
         src.ack(&second.envelopes).await.expect("ack");
         drop(src);
-        assert_eq!(taken, 3);
+        assert_eq!((taken, more), (3, 1));
+        // A path given itself is an mbox counted whole before it is read.
+        let (inputs, _) = discover(&[d.join("b.mbox")]);
+        assert_eq!(inputs, vec![Input::Mbox(d.join("b.mbox"))]);
+        assert_eq!(count_messages(&inputs), 2);
     }
 
     #[test]
