@@ -22,7 +22,7 @@ mod bench_corpus;
 mod common;
 
 use bench_corpus::{corpus, cpu_seconds, variant};
-use common::{request, MailStack};
+use common::MailStack;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use ticketd::clock::SystemClock;
@@ -408,38 +408,9 @@ async fn main() {
     let tx = ticketd::shutdown::CancellationToken::new();
     let h = tokio::spawn(d.clone().run_until(tx.clone()));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut lat = Vec::new();
-    let mut watcher = stack.imap("lat@example.test").await;
-    for i in 0..100 {
-        let raw = request(
-            "Lat <lat@example.test>",
-            "support@example.test",
-            "Error in report",
-            "The report shows an error.",
-            &format!("lat{i}@example.test"),
-        );
-        let t = Instant::now();
-        stack.append("support@example.test", "INBOX", &raw).await;
-        loop {
-            let st = watcher.status("INBOX", "(MESSAGES)").await.expect("status");
-            if st.exists as usize > i {
-                break;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "ack {i} did not arrive"
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        lat.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
+    let lat = common::ack_latencies(&stack, 100, |_| "support@example.test".into()).await;
     tx.cancel();
     let _ = h.await;
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let p = |q: f64| {
-        lat[((lat.len() as f64 * q).ceil() as usize)
-            .saturating_sub(1)
-            .min(lat.len() - 1)]
-    };
+    let p = |q: f64| common::quantile(&lat, q);
     println!("latency: APPEND → ack in mailbox over {} messages: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (target p99 < 1000 ms)", lat.len(), p(0.5), p(0.99), p(1.0));
 }

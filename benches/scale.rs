@@ -7,9 +7,12 @@
 //! reports: the import rate and its peak RSS, bytes on disk per case, the
 //! daemon's start-up time and idle RSS, and `cases list --json --all`
 //! counted line by line (as `| wc -l`) with its time and the CLI's peak
-//! RSS, without and with a running daemon, and the daemon's RSS after that
-//! list. Peak RSS is `/usr/bin/time -f %M` of the child (VmHWM); the
-//! daemon's RSS is `VmRSS` / `VmHWM` from `/proc`. `TICKETD_SCALE_KEEP=DIR`
+//! RSS, without and with a running daemon, the daemon's RSS after that
+//! list (and after `TICKETD_SCALE_IDLE` seconds idle, default 30), the
+//! escalation tick's duration (every 5 s, from the daemon's log), and a
+//! drain of `TICKETD_SCALE_DRAIN` new messages (default 10,000) with
+//! `run --once`: its rate and peak RSS. Peak RSS is `/usr/bin/time -f %M`
+//! of the child (VmHWM); the daemon's RSS is `VmRSS` / `VmHWM` from `/proc`. `TICKETD_SCALE_KEEP=DIR`
 //! keeps the generated mail and store in DIR (reused when present);
 //! `TICKETD_SCALE_CACHE` sets `[store] cache_capacity` (default the
 //! built-in 32 MiB).
@@ -226,15 +229,17 @@ fn mb(b: u64) -> String {
     format!("{:.0} MB", b as f64 / 1e6)
 }
 
-fn start_daemon(bin: &Path, cfg: &Path, data: &Path) -> (Child, f64) {
+fn start_daemon(bin: &Path, cfg: &Path, data: &Path, log: &Path) -> (Child, f64) {
     let start = Instant::now();
+    let log = std::fs::File::create(log).expect("daemon log");
     let child = Command::new(bin)
         .arg("--config")
         .arg(cfg)
         .arg("run")
-        .env("RUST_LOG", "warn")
+        // The scheduler's "job ran" lines carry each job's duration.
+        .env("RUST_LOG", "warn,ticketd::schedule=debug")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .expect("start daemon");
     let sock = data.join("control.sock");
@@ -246,6 +251,23 @@ fn start_daemon(bin: &Path, cfg: &Path, data: &Path) -> (Child, f64) {
         std::thread::sleep(Duration::from_millis(10));
     }
     (child, start.elapsed().as_secs_f64())
+}
+
+/// The `took_ms` of every escalation tick in a daemon log, in order.
+fn tick_times(log: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter(|l| l.contains("job ran") && l.contains("escalate"))
+        .filter_map(|l| {
+            let rest = &l[l.find("took_ms")? + "took_ms".len()..];
+            let num: String = rest
+                .trim_start_matches(['=', '"', ':', ' '])
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == '.')
+                .collect();
+            num.parse().ok()
+        })
+        .collect()
 }
 
 fn main() {
@@ -280,6 +302,8 @@ transport = "file"
 rate_limit_per_hour = 0
 [daemon]
 batch_size = 1000
+[schedule]
+escalate = "*/5 * * * * *"
 {store}"#,
         data = data.display(),
         inbox = root.join("inbox").display(),
@@ -329,13 +353,25 @@ batch_size = 1000
         disk as f64 / lines.max(1) as f64
     );
 
-    let (mut d, startup) = start_daemon(&bin, &cfg, &data);
-    std::thread::sleep(Duration::from_secs(3));
+    let idle_secs: u64 = std::env::var("TICKETD_SCALE_IDLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let log = root.join("daemon.log");
+    let (mut d, startup) = start_daemon(&bin, &cfg, &data, &log);
+    std::thread::sleep(Duration::from_secs(idle_secs));
     let (idle, _) = rss(d.id());
     println!(
-        "daemon: start-up {startup:.2} s (to its control socket), idle RSS {}",
+        "daemon: start-up {startup:.2} s (to its control socket), idle RSS after {idle_secs} s {}",
         mb(idle)
     );
+    let ticks = tick_times(&log);
+    println!(
+        "escalation tick (every 5 s, idle): {} ticks, max {:.1} ms",
+        ticks.len(),
+        ticks.iter().cloned().fold(0.0, f64::max)
+    );
+    let idle_ticks = ticks.len();
     let (secs, peak, lines) = timed(&bin, &cfg, &["cases", "list", "--json", "--all"]);
     let (after, hwm) = rss(d.id());
     println!(
@@ -350,8 +386,46 @@ batch_size = 1000
         "through the daemon, again: {lines} lines in {secs:.2} s; daemon RSS after {}",
         mb(after2)
     );
+    // Ticks while the lists were answered (every 5 s, so a stalled
+    // scheduler shows as a long one or as missing ones).
+    std::thread::sleep(Duration::from_secs(6));
+    let ticks = tick_times(&log);
+    let during = ticks.get(idle_ticks..).unwrap_or_default();
+    println!(
+        "escalation tick during and after the lists: {} ticks, max {:.1} ms",
+        during.len(),
+        during.iter().cloned().fold(0.0, f64::max)
+    );
     let _ = Command::new("kill")
         .args(["-TERM", &d.id().to_string()])
         .status();
     let _ = d.wait();
+
+    // A drain of new mail into this store: the daemon's own ingest path
+    // (Maildir source, acknowledgements rendered and queued), then the
+    // acknowledgements delivered by the file transport, in one `run --once`.
+    let drain: usize = std::env::var("TICKETD_SCALE_DRAIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    if drain > 0 {
+        let new = root.join("inbox/new");
+        // Seeded by the clock: new Message-IDs on every run, also into a
+        // kept store.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let mut rng = Rng((0xD1B5_4A32_D192_ED03 ^ seed) | 1);
+        for i in 0..drain {
+            let m = message(n + i, &mut rng);
+            std::fs::write(new.join(format!("drain{i:07}.eml")), m).expect("write message");
+        }
+        let (secs, peak, _) = timed(&bin, &cfg, &["run", "--once"]);
+        println!(
+            "drain: {drain} messages (run --once: ingest, then {drain} acknowledgements written) in {secs:.1} s = {:.0} messages/s, peak RSS {}",
+            drain as f64 / secs,
+            mb(peak)
+        );
+    }
 }

@@ -41,17 +41,20 @@ pub fn run_due(p: &Pipeline, now: DateTime<Utc>) -> Result<Vec<JobReport>, Store
         };
         let due = job.schedule.next_run(cal, last, now);
         if due.is_some_and(|t| t <= now) {
+            let started = std::time::Instant::now();
             let report = run_job(p, job.name, now, last)?;
             p.store.set_job_last_run(name, now)?;
+            let took_ms = started.elapsed().as_secs_f64() * 1000.0;
             if report.timers > 0 || report.queued > 0 {
                 tracing::info!(
                     job = name,
                     timers = report.timers,
                     queued = report.queued,
+                    took_ms,
                     "job ran"
                 );
             } else {
-                tracing::debug!(job = name, "job ran; nothing due");
+                tracing::debug!(job = name, took_ms, "job ran; nothing due");
             }
             out.push(report);
         }
@@ -87,7 +90,16 @@ pub fn run_job(
         JobName::Escalate => drain(p, Queue::Escalate, now, &mut r)?,
         JobName::PrivacyReminders => drain(p, Queue::Privacy, now, &mut r)?,
         JobName::Digest => {
-            let cases = p.store.list_cases(&Default::default())?;
+            // The digest speaks of open cases only: read them alone.
+            let mut cases = Vec::new();
+            let open = crate::store::CaseFilter {
+                open: true,
+                ..Default::default()
+            };
+            p.store.for_each_case(&open, None, |c| {
+                cases.push(c);
+                Ok(true)
+            })?;
             let problems = p.store.outbox_problems(last)?;
             let set_aside: Vec<_> = p
                 .store

@@ -428,9 +428,30 @@ async fn run_daemon(
     let d = daemon::open(config.clone())?;
     let s = d.run_once().await?;
     let store = &d.pipeline.store;
-    let cases = store.list_cases(&Default::default())?;
-    cases::print_cases(&cases, &config);
     let r = &s.report;
+    // The cases this run opened or added to (not every case the store
+    // holds: that could be a million).
+    let mut seen = std::collections::HashSet::new();
+    let mut cases = Vec::new();
+    for (_, o) in &r.outcomes {
+        let id = match o {
+            crate::store::IngestOutcome::NewCase { case, .. }
+            | crate::store::IngestOutcome::FollowUp { case, .. } => case,
+            _ => continue,
+        };
+        if seen.insert(id.clone()) {
+            if let Some(c) = store.case(id)? {
+                cases.push(c);
+            }
+        }
+    }
+    cases::print_cases(&cases, &config);
+    if r.outcomes_dropped > 0 {
+        println!(
+            "… and the cases of {} more messages (`ticketd cases list`)",
+            r.outcomes_dropped
+        );
+    }
     println!();
     if s.seeded > 0 {
         println!("demo Maildir seeded with {} messages", s.seeded);

@@ -216,6 +216,11 @@ pub fn apply_erasure(
 
     // Cases they requested, whole.
     for id in &plan.delete_cases {
+        if let Some(c) = store.case(id)? {
+            let (all, open) = crate::store::case_index_keys(&c);
+            t.case_index.remove(all)?;
+            t.case_index.remove(open)?;
+        }
         t.cases.remove(id.as_bytes())?;
         let mut prefix = id.as_bytes().to_vec();
         prefix.push(b'/');

@@ -10,7 +10,7 @@ use super::metrics::{self, days_left_bucket, Sample};
 use crate::config::Config;
 use crate::pipeline::Pipeline;
 use crate::source::imap::Health;
-use crate::store::{CaseStatus, OutboxState as EntryState};
+use crate::store::OutboxState as EntryState;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -106,23 +106,27 @@ impl Probe {
         let mut cases: BTreeMap<(String, String, String), i64> = BTreeMap::new();
         let mut privacy: BTreeMap<&'static str, i64> = BTreeMap::new();
         let today = now.date_naive();
-        match self.pipeline.store.list_cases(&Default::default()) {
-            Ok(all) => {
-                for c in all {
-                    let level = c.level.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
-                    *cases
-                        .entry((c.kind.as_str().into(), level, c.status.as_str().into()))
-                        .or_default() += 1;
-                    let open = !matches!(c.status, CaseStatus::Resolved | CaseStatus::Closed);
-                    if let (true, Some(d)) = (open, c.clocks.privacy.as_ref()) {
-                        let due = d.extended_respond_by.unwrap_or(d.respond_by);
-                        *privacy
-                            .entry(days_left_bucket((due - today).num_days()))
-                            .or_default() += 1;
-                    }
-                }
+        // The open cases only, through their index: a sample costs what
+        // is open, however many cases the store has kept.
+        let open = crate::store::CaseFilter {
+            open: true,
+            ..Default::default()
+        };
+        let counted = self.pipeline.store.for_each_case(&open, None, |c| {
+            let level = c.level.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+            *cases
+                .entry((c.kind.as_str().into(), level, c.status.as_str().into()))
+                .or_default() += 1;
+            if let Some(d) = c.clocks.privacy.as_ref() {
+                let due = d.extended_respond_by.unwrap_or(d.respond_by);
+                *privacy
+                    .entry(days_left_bucket((due - today).num_days()))
+                    .or_default() += 1;
             }
-            Err(e) => tracing::warn!(error = %e, "cannot read the cases for metrics"),
+            Ok(true)
+        });
+        if let Err(e) = counted {
+            tracing::warn!(error = %e, "cannot read the cases for metrics");
         }
         sample.cases = cases.into_iter().collect();
         sample.privacy = privacy.into_iter().collect();

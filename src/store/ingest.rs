@@ -146,6 +146,7 @@ pub(super) struct Tx<'t> {
     ignored: &'t TransactionalTree,
     cursors: &'t TransactionalTree,
     pub(super) timers: &'t TransactionalTree,
+    case_index: &'t TransactionalTree,
 }
 
 pub(super) type TxResult<T> = std::result::Result<T, Cte<StoreError>>;
@@ -170,8 +171,17 @@ impl Tx<'_> {
         }
     }
 
+    /// Write a case and keep its index entries ([`super::case_index_keys`])
+    /// true: always in creation order, in the open index while not done.
     pub(super) fn put_case(&self, c: &Case) -> TxResult<()> {
         self.cases.insert(c.id.as_bytes(), to_json(c))?;
+        let (all, open) = super::case_index_keys(c);
+        self.case_index.insert(all, &[])?;
+        if c.is_done() {
+            self.case_index.remove(open)?;
+        } else {
+            self.case_index.insert(open, &[])?;
+        }
         Ok(())
     }
 
@@ -496,6 +506,7 @@ impl Store {
             &t.ignored,
             &t.cursors,
             &t.timers,
+            &t.case_index,
         )
             .transaction(
                 |(
@@ -511,6 +522,7 @@ impl Store {
                     ignored,
                     cursors,
                     timers,
+                    case_index,
                 )| {
                     f(&Tx {
                         meta,
@@ -525,6 +537,7 @@ impl Store {
                         ignored,
                         cursors,
                         timers,
+                        case_index,
                     })
                 },
             );

@@ -23,6 +23,7 @@
 //! | `ignored` | u64 BE ignored id | [`IgnoredRecord`] JSON |
 //! | `cursors` | source name | source-specific bytes |
 //! | `rate` | recipient address | JSON list of send times (last hour) |
+//! | `case_index` | `a` or `o`, u64 BE ms of `created_at`, case id | empty: every case (`a`) and the open ones (`o`) in creation order ([`case_index_keys`]) |
 //! | `timers` | queue byte, u64 BE due ms, case id, 0, kind | a case's earliest [`Timer`] of one queue, JSON, with its later ones in `then` (the due index) |
 //! | `meta` | `job:<name>` | RFC 3339 time the scheduled job last ran |
 //! | `meta` | `fail:<source>\0<key>` | u64 BE failed attempts at a message still in its source |
@@ -56,7 +57,8 @@ use std::path::{Path, PathBuf};
 /// in a way old code cannot read. 2: raw mail compressed ([`encode_raw`];
 /// a version-1 store needs no rewrite, but a version-1 ticketd would hand
 /// out compressed bytes as mail, so it must refuse a version-2 store).
-pub const SCHEMA_VERSION: u64 = 2;
+/// 3: the `case_index` tree (built from the cases on migration).
+pub const SCHEMA_VERSION: u64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -105,6 +107,7 @@ pub(crate) struct Trees {
     pub cursors: sled::Tree,
     pub rate: sled::Tree,
     pub timers: sled::Tree,
+    pub case_index: sled::Tree,
 }
 
 pub struct Store {
@@ -293,6 +296,31 @@ pub(crate) fn decode_raw(v: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
+/// The namespace bytes of the `case_index` tree.
+pub(crate) const INDEX_ALL: u8 = b'a';
+pub(crate) const INDEX_OPEN: u8 = b'o';
+
+/// A case's key in the `case_index` tree under namespace `ns`: the
+/// namespace, its creation time (ms, big-endian, so keys sort in the order
+/// cases were opened whatever the width of their number) and its id.
+pub(crate) fn case_index_key(ns: u8, created_at: DateTime<Utc>, id: &str) -> Vec<u8> {
+    let ms = u64::try_from(created_at.timestamp_millis()).unwrap_or(0);
+    let mut k = Vec::with_capacity(9 + id.len());
+    k.push(ns);
+    k.extend_from_slice(&be(ms));
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// A case's two index keys: among all cases, and among the open ones
+/// (present only while the case is not resolved or closed).
+pub(crate) fn case_index_keys(c: &Case) -> (Vec<u8>, Vec<u8>) {
+    (
+        case_index_key(INDEX_ALL, c.created_at, &c.id),
+        case_index_key(INDEX_OPEN, c.created_at, &c.id),
+    )
+}
+
 pub(crate) fn event_key(case: &str, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(case.len() + 9);
     k.extend_from_slice(case.as_bytes());
@@ -385,6 +413,7 @@ impl Store {
             cursors: db.open_tree("cursors")?,
             rate: db.open_tree("rate")?,
             timers: db.open_tree("timers")?,
+            case_index: db.open_tree("case_index")?,
         };
         schema::check_and_migrate(&db, &t)?;
         Ok(Store {
@@ -508,8 +537,10 @@ impl Store {
     /// Hand every case passing `filter` to `f`, one at a time, in the order
     /// the cases were opened (newest last; the two kinds interleaved by
     /// `created_at`), starting after case `after` when given. `f` returns
-    /// `Ok(false)` to stop. Reads the store as it goes (sled iterators), so
-    /// memory does not grow with the number of cases.
+    /// `Ok(false)` to stop. Walks the `case_index` (the open cases alone
+    /// when `filter.open`, so an open-only read costs what is open, not
+    /// what was ever stored) and reads each case as it goes, so memory does
+    /// not grow with the number of cases.
     pub fn for_each_case(
         &self,
         filter: &CaseFilter,
@@ -517,71 +548,33 @@ impl Store {
         mut f: impl FnMut(Case) -> Result<bool>,
     ) -> Result<()> {
         use std::ops::Bound;
-        let cursor = match after {
+        let ns = if filter.open { INDEX_OPEN } else { INDEX_ALL };
+        let start = match after {
             Some(id) => {
                 let c = self
                     .case(id)?
                     .ok_or_else(|| StoreError::NoCase(id.to_string()))?;
-                Some((c.created_at, c.id))
+                Bound::Excluded(case_index_key(ns, c.created_at, &c.id))
             }
-            None => None,
+            None => Bound::Included(vec![ns]),
         };
-        let kinds: &[CaseKind] = match &filter.kind {
-            Some(CaseKind::Support) => &[CaseKind::Support],
-            Some(CaseKind::Privacy) => &[CaseKind::Privacy],
-            None => &[CaseKind::Support, CaseKind::Privacy],
-        };
-        let mut iters: Vec<Box<dyn Iterator<Item = Result<Case>>>> = Vec::new();
-        for kind in kinds {
-            let prefix = format!("{}-", kind.prefix());
-            let start = match &cursor {
-                Some((_, id)) if id.starts_with(&prefix) => {
-                    Bound::Excluded(id.clone().into_bytes())
-                }
-                _ => Bound::Included(prefix.clone().into_bytes()),
+        for item in self
+            .t
+            .case_index
+            .range::<Vec<u8>, _>((start, Bound::Excluded(vec![ns + 1])))
+        {
+            let (k, _) = item?;
+            let id = k.get(9..).unwrap_or_default();
+            // An index entry whose case is gone (erased) is skipped.
+            let Some(v) = self.t.cases.get(id)? else {
+                continue;
             };
-            let cursor = cursor.clone();
-            let it = self
-                .t
-                .cases
-                .range::<Vec<u8>, _>((start, Bound::Unbounded))
-                .take_while(move |item| match item {
-                    Ok((k, _)) => k.starts_with(prefix.as_bytes()),
-                    Err(_) => true,
-                })
-                .map(|item| {
-                    let (_, v) = item?;
-                    from_json::<Case>("cases", &v)
-                })
-                .filter(move |c| match (c, &cursor) {
-                    (Ok(c), Some((at, id))) => (c.created_at, &c.id) > (*at, id),
-                    _ => true,
-                });
-            iters.push(Box::new(it));
-        }
-        let mut heads: Vec<Option<Case>> = Vec::with_capacity(iters.len());
-        for it in iters.iter_mut() {
-            heads.push(next_match(it, filter)?);
-        }
-        loop {
-            let pick = heads
-                .iter()
-                .enumerate()
-                .filter_map(|(i, h)| h.as_ref().map(|c| (i, c)))
-                .min_by(|(_, a), (_, b)| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)))
-                .map(|(i, _)| i);
-            let Some(i) = pick else { return Ok(()) };
-            let next = match iters.get_mut(i) {
-                Some(it) => next_match(it, filter)?,
-                None => None,
-            };
-            let Some(c) = heads.get_mut(i).and_then(|h| std::mem::replace(h, next)) else {
-                return Ok(());
-            };
-            if !f(c)? {
-                return Ok(());
+            let c: Case = from_json("cases", &v)?;
+            if filter.matches(&c) && !f(c)? {
+                break;
             }
         }
+        Ok(())
     }
 
     /// Hand every ignored record to `f` in id order (oldest first), one at
@@ -880,19 +873,6 @@ impl Store {
 }
 
 /// The next case of `it` that passes `filter`.
-fn next_match(
-    it: &mut dyn Iterator<Item = Result<Case>>,
-    filter: &CaseFilter,
-) -> Result<Option<Case>> {
-    for c in it {
-        let c = c?;
-        if filter.matches(&c) {
-            return Ok(Some(c));
-        }
-    }
-    Ok(None)
-}
-
 pub(crate) fn tx_err(e: sled::transaction::TransactionError<StoreError>) -> StoreError {
     match e {
         sled::transaction::TransactionError::Abort(e) => e,

@@ -29,11 +29,49 @@ pub(crate) struct Migration {
 }
 
 /// Every step, oldest first.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    from: 1,
-    what: "raw mail may be zstd-compressed (0x00 + a zstd frame); version-1 values read as they are, so nothing is rewritten",
-    apply: |_| Ok(()),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        from: 1,
+        what: "raw mail may be zstd-compressed (0x00 + a zstd frame); version-1 values read as they are, so nothing is rewritten",
+        apply: |_| Ok(()),
+    },
+    Migration {
+        from: 2,
+        what: "the case index (every case and the open ones, in creation order) is built from the cases",
+        apply: build_case_index,
+    },
+];
+
+/// Index every case (idempotent: the keys are a function of the case),
+/// in batches of 10,000. A record that does not parse is left out (and
+/// logged by key): it must not keep the store from opening.
+fn build_case_index(t: &Trees) -> Result<()> {
+    let mut batch = sled::Batch::default();
+    let mut n = 0usize;
+    for item in t.cases.iter() {
+        let (k, v) = item?;
+        let c: super::Case = match super::from_json("cases", &v) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(case = %String::from_utf8_lossy(&k), error = %e, "case record does not parse; not indexed");
+                continue;
+            }
+        };
+        let (all, open) = super::case_index_keys(&c);
+        batch.insert(all, &[]);
+        if c.is_done() {
+            batch.remove(open);
+        } else {
+            batch.insert(open, &[]);
+        }
+        n += 1;
+        if n.is_multiple_of(10_000) {
+            t.case_index.apply_batch(std::mem::take(&mut batch))?;
+        }
+    }
+    t.case_index.apply_batch(batch)?;
+    Ok(())
+}
 
 /// The version recorded in `meta`, `None` when the key is absent.
 pub fn recorded(meta: &sled::Tree) -> Result<Option<u64>> {

@@ -721,6 +721,23 @@ fn a_late_parent_of_another_kind_keeps_its_own_case_and_both_are_noted() {
     }
 }
 
+/// Replace case `old` by `new` (another id or opening time, as no real
+/// change makes), keeping the case index true.
+fn rewrite_case(s: &Store, old: &Case, new: &Case) {
+    let (all, open) = crate::store::case_index_keys(old);
+    s.t.case_index.remove(all).expect("unindex");
+    s.t.case_index.remove(open).expect("unindex");
+    s.t.cases.remove(old.id.as_bytes()).expect("remove");
+    s.t.cases
+        .insert(new.id.as_bytes(), to_json(new))
+        .expect("write");
+    let (all, open) = crate::store::case_index_keys(new);
+    s.t.case_index.insert(all, &[]).expect("index");
+    if !new.is_done() {
+        s.t.case_index.insert(open, &[]).expect("index");
+    }
+}
+
 #[test]
 fn cases_stream_in_opening_order_with_open_after_and_stop() {
     let (_d, s) = open();
@@ -737,13 +754,19 @@ fn cases_stream_in_opening_order_with_open_after_and_stop() {
     assert_eq!(all.len(), 4);
     all.sort_by_key(|c| c.created_at);
     for (i, c) in all.iter_mut().enumerate() {
+        let old = c.clone();
         c.created_at = t0() + chrono::Duration::seconds(i as i64);
         if i == 2 {
             c.status = CaseStatus::Closed;
         }
-        s.t.cases
-            .insert(c.id.as_bytes(), to_json(c))
-            .expect("write");
+        // Past SUP-999999 a number is wider: order is by opening time,
+        // not by the text of the id.
+        if i == 3 {
+            c.id = "SUP-1000000".into();
+        } else if c.id.starts_with("SUP-") {
+            c.id = format!("SUP-99999{i}");
+        }
+        rewrite_case(&s, &old, c);
     }
     let ids = |filter: &CaseFilter, after: Option<&str>, limit: usize| {
         let mut v = Vec::new();
@@ -817,4 +840,48 @@ fn raw_values_are_compressed_and_old_ones_still_read() {
     bad.extend_from_slice(b"garbage");
     s.t.raw.insert(be(97), bad).expect("bad");
     assert!(matches!(s.raw(97), Err(StoreError::Corrupt { .. })));
+}
+
+#[test]
+fn a_version_2_store_gets_its_case_index_built_on_open() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let ids: Vec<String> = {
+        let s = Store::open(d.path()).expect("open");
+        for (i, t) in [ticket(3), ticket(4)].into_iter().enumerate() {
+            let mid = format!("<v2-{i}@x>");
+            ingest(&s, msg(Some(&mid), format!("body {i}").as_bytes(), t));
+        }
+        let mut all = s.list_cases(&CaseFilter::default()).expect("list");
+        all.sort_by_key(|c| c.created_at);
+        // The second is closed, as a version-2 ticketd would have left it.
+        let mut closed = all[1].clone();
+        closed.status = CaseStatus::Closed;
+        s.t.cases
+            .insert(closed.id.as_bytes(), to_json(&closed))
+            .expect("write");
+        // A version-2 store has no index.
+        s.t.case_index.clear().expect("clear");
+        s.t.meta
+            .insert(super::schema::KEY, &be(2))
+            .expect("version");
+        s.flush_blocking().expect("flush");
+        all.into_iter().map(|c| c.id).collect()
+    };
+    let s = Store::open(d.path()).expect("reopen migrates");
+    assert_eq!(s.schema_version().ok(), Some(SCHEMA_VERSION));
+    let listed = |open: bool| {
+        let mut v = Vec::new();
+        let f = CaseFilter {
+            open,
+            ..CaseFilter::default()
+        };
+        s.for_each_case(&f, None, |c| {
+            v.push(c.id);
+            Ok(true)
+        })
+        .expect("stream");
+        v
+    };
+    assert_eq!(listed(false), ids);
+    assert_eq!(listed(true), ids[..1].to_vec());
 }

@@ -397,3 +397,53 @@ pub fn msgid(mail: &str) -> String {
         .map(|v| v.trim().trim_matches(['<', '>']).to_string())
         .unwrap_or_default()
 }
+
+/// Delivery-to-acknowledgement latency, as the benchmarks measure it: `n`
+/// requests from `lat@example.test`, the i-th APPENDed to `to(i)`'s INBOX
+/// once the acknowledgement of the one before has arrived in
+/// `lat@example.test`'s INBOX. Milliseconds from APPEND to arrival, sorted.
+pub async fn ack_latencies(stack: &MailStack, n: usize, to: impl Fn(usize) -> String) -> Vec<f64> {
+    let mut watcher = stack.imap("lat@example.test").await;
+    let base = watcher
+        .status("INBOX", "(MESSAGES)")
+        .await
+        .map(|s| s.exists as usize)
+        .unwrap_or(0);
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let to = to(i);
+        let raw = request(
+            "Lat <lat@example.test>",
+            &to,
+            "Error in report",
+            "The report shows an error.",
+            &format!("lat{i}.{}@example.test", std::process::id()),
+        );
+        let t = std::time::Instant::now();
+        stack.append(&to, "INBOX", &raw).await;
+        loop {
+            let st = watcher.status("INBOX", "(MESSAGES)").await.expect("status");
+            if st.exists as usize > base + i {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "acknowledgement {i} did not arrive"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    lat
+}
+
+/// The `q` quantile of sorted values (nearest rank), 0 when empty.
+pub fn quantile(sorted: &[f64], q: f64) -> f64 {
+    let Some(last) = sorted.len().checked_sub(1) else {
+        return 0.0;
+    };
+    sorted[((sorted.len() as f64 * q).ceil() as usize)
+        .saturating_sub(1)
+        .min(last)]
+}

@@ -349,6 +349,8 @@ write_configs() {
     export MS_AUTH_PORT="$AUTH_PORT" MS_INTROSPECT_PORT="$INTROSPECT_PORT"
     export MS_INSTANCE="$(basename "$RUN_DIR")"
     export MS_MAX_USERIP="${MAILSTACK_MAX_USERIP_CONNECTIONS:-200}"
+    export MS_PROCESS_LIMIT="${MAILSTACK_PROCESS_LIMIT:-100}"
+    export MS_CLIENT_LIMIT="$(( ${MAILSTACK_PROCESS_LIMIT:-100} > 500 ? ${MAILSTACK_PROCESS_LIMIT:-100} * 2 : 1000 ))"
     export MS_IDLE_NOTIFY="${MAILSTACK_IDLE_NOTIFY_INTERVAL:-2 mins}"
     export MS_DH_LINE=""
     [ -r /usr/share/dovecot/dh.pem ] && MS_DH_LINE="ssl_dh = </usr/share/dovecot/dh.pem"
