@@ -239,8 +239,18 @@ fn wait_postfix_queue_empty(stack: &MailStack) {
     }
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
+fn main() {
+    // As the ticketd binary does, before any thread starts.
+    ticketd::alloc::bound_arenas();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(bench());
+}
+
+async fn bench() {
     let n: usize = std::env::var("TICKETD_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())

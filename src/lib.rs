@@ -37,10 +37,12 @@
 //! - [`config`]: raw TOML to a validated [`config::Config`].
 //! - [`demo`]: the embedded default (demo Maildir seeded from `fixtures/demo`).
 //! - [`cli`]: the subcommands behind the thin `main.rs`.
+//! - [`alloc`]: two glibc malloc arenas unless `MALLOC_ARENA_MAX` says otherwise.
 //! - [`failpoint`]: named crash points that tests switch on by environment variable.
 //! - [`tls`], [`secrets`]: TLS client settings (checks always on) and
 //!   credentials (passwords, XOAUTH2 tokens) resolved at connect time.
 
+pub mod alloc;
 pub mod backup;
 pub mod classify;
 pub mod cli;

@@ -4,6 +4,7 @@
 use clap::Parser;
 
 fn main() {
+    ticketd::alloc::bound_arenas();
     let cli = ticketd::cli::Cli::parse();
     let default_level = match cli.command {
         ticketd::cli::Command::Run { .. } => "info",
