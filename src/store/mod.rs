@@ -330,8 +330,11 @@ pub(crate) fn event_key(case: &str, seq: u64) -> Vec<u8> {
 }
 
 /// sled's page cache when the configuration does not say (`[store]
-/// cache_capacity`); sled's own default is 1 GiB.
-pub const DEFAULT_CACHE_CAPACITY: u64 = 32 * 1024 * 1024;
+/// cache_capacity`); sled's own default is 1 GiB. 16 MiB keeps a
+/// 10,000-message drain under 100 MB at the rate 32 MiB gives
+/// (BENCHMARKS.md, "Ingest memory"); sequential reads (lists) hardly use
+/// it.
+pub const DEFAULT_CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
 
 /// How long [`open_sled`] waits for sled's own file lock.
 const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
