@@ -248,6 +248,9 @@ async fn stream_to(
     if let Err(e) = reader.await {
         tracing::warn!(error = %e, "control: list reader failed");
     }
+    // What the read brought in is freed: give it back, so one long list
+    // does not leave the daemon bigger.
+    crate::alloc::trim();
     alive
 }
 

@@ -419,6 +419,8 @@ impl Store {
             case_index: db.open_tree("case_index")?,
         };
         schema::check_and_migrate(&db, &t)?;
+        // sled's recovery frees much of what it built to open a large store.
+        crate::alloc::trim();
         Ok(Store {
             db,
             t,
