@@ -23,14 +23,7 @@ use std::time::{Duration, Instant};
 
 /// `VmRSS` of `pid` in bytes, and its CPU seconds (user + system) so far.
 fn usage(pid: u32) -> (u64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 1024;
+    let rss = common::proc_status_kb(&pid.to_string(), "VmRSS:") * 1024;
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces): utime is the
     // 14th field of the line, stime the 15th, in clock ticks (100 a second

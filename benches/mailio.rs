@@ -36,17 +36,7 @@ use ticketd::source::imap::ImapSource;
 
 /// A `/proc/self/status` field in MB (`VmHWM:`, `VmRSS:`).
 fn status_mb(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map(|kb| kb / 1024.0)
-        .unwrap_or(0.0)
+    common::proc_status_kb("self", field) as f64 / 1024.0
 }
 
 fn peak_rss_mb() -> f64 {

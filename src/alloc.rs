@@ -7,7 +7,7 @@
 //! (fetched on the runtime, prepared on a scoped thread per core,
 //! committed on a blocking thread), so every arena ends up holding a
 //! batch's worth of freed memory. A 10,000-message IMAP drain (2 cores,
-//! interleaved runs) peaked at 134–141 MB with glibc's default, 119–120 MB
+//! interleaved runs) peaked at 134–141 MB with glibc's default, 107–120 MB
 //! with two arenas at the same rate, and 99–101 MB with one arena but
 //! 10–20 % slower (the threads then queue for one lock); BENCHMARKS.md,
 //! "Ingest memory".

@@ -92,10 +92,7 @@ pub fn run_job(
         JobName::Digest => {
             // The digest speaks of open cases only: read them alone.
             let mut cases = Vec::new();
-            let open = crate::store::CaseFilter {
-                open: true,
-                ..Default::default()
-            };
+            let open = crate::store::CaseFilter::open_cases();
             p.store.for_each_case(&open, None, |c| {
                 cases.push(c);
                 Ok(true)

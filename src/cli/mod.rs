@@ -502,7 +502,7 @@ async fn import(config: Config, paths: Vec<PathBuf>, no_ack: bool, json: bool) -
             let opts = IngestOptions { no_ack };
             let r = control::import_found(&p, found, opts, |step| match step {
                 crate::source::files::Progress::Taken(n) => bar.inc(n),
-                crate::source::files::Progress::More(n) => bar.bar.inc_length(n),
+                crate::source::files::Progress::More(n) => bar.grow(n),
             })
             .await?;
             bar.finish();
@@ -564,6 +564,11 @@ impl ImportProgress {
                 .set_draw_target(indicatif::ProgressDrawTarget::stderr());
             self.shown = true;
         }
+    }
+
+    /// An input turned out to hold `n` more messages than counted.
+    fn grow(&self, n: u64) {
+        self.bar.inc_length(n);
     }
 
     fn finish(&self) {

@@ -108,10 +108,7 @@ impl Probe {
         let today = now.date_naive();
         // The open cases only, through their index: a sample costs what
         // is open, however many cases the store has kept.
-        let open = crate::store::CaseFilter {
-            open: true,
-            ..Default::default()
-        };
+        let open = crate::store::CaseFilter::open_cases();
         let counted = self.pipeline.store.for_each_case(&open, None, |c| {
             let level = c.level.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
             *cases

@@ -80,11 +80,15 @@ fn walk(p: &Path, out: &mut Vec<Input>) -> std::io::Result<()> {
 }
 
 fn is_mbox(p: &Path) -> std::io::Result<bool> {
-    let mut head = [0u8; 5];
-    let mut f = std::fs::File::open(p)?;
-    let n = f.read(&mut head)?;
-    Ok(n == 5 && &head == b"From ")
+    let mut head = Vec::with_capacity(MBOX_HEAD.len());
+    std::fs::File::open(p)?
+        .take(MBOX_HEAD.len() as u64)
+        .read_to_end(&mut head)?;
+    Ok(head == MBOX_HEAD)
 }
+
+/// How an mbox file starts (and a single message never does).
+const MBOX_HEAD: &[u8] = b"From ";
 
 /// Total bytes of the inputs (for the progress bar).
 pub fn total_bytes(inputs: &[Input]) -> u64 {
@@ -242,8 +246,10 @@ fn read_file(p: &Path) -> std::io::Result<Opened> {
     let mut f = std::fs::File::open(p)?;
     let meta = f.metadata()?;
     let mut raw = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    (&mut f).take(5).read_to_end(&mut raw)?;
-    if raw == b"From " {
+    (&mut f)
+        .take(MBOX_HEAD.len() as u64)
+        .read_to_end(&mut raw)?;
+    if raw == MBOX_HEAD {
         f.seek(SeekFrom::Start(0))?;
         return Ok(Opened::Mbox(meta, f));
     }

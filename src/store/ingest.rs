@@ -175,12 +175,12 @@ impl Tx<'_> {
     /// true: always in creation order, in the open index while not done.
     pub(super) fn put_case(&self, c: &Case) -> TxResult<()> {
         self.cases.insert(c.id.as_bytes(), to_json(c))?;
-        let (all, open) = super::case_index_keys(c);
-        self.case_index.insert(all, &[])?;
-        if c.is_done() {
-            self.case_index.remove(open)?;
-        } else {
-            self.case_index.insert(open, &[])?;
+        for (k, present) in super::case_index_entries(c) {
+            if present {
+                self.case_index.insert(k, &[])?;
+            } else {
+                self.case_index.remove(k)?;
+            }
         }
         Ok(())
     }

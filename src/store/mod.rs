@@ -202,6 +202,14 @@ pub struct CaseFilter {
 }
 
 impl CaseFilter {
+    /// Every case not resolved or closed (read through the open index).
+    pub fn open_cases() -> CaseFilter {
+        CaseFilter {
+            open: true,
+            ..CaseFilter::default()
+        }
+    }
+
     /// Whether `c` passes the filter (pure).
     pub fn matches(&self, c: &Case) -> bool {
         let eq = |want: &Option<String>, have: &Option<String>| {
@@ -312,13 +320,20 @@ pub(crate) fn case_index_key(ns: u8, created_at: DateTime<Utc>, id: &str) -> Vec
     k
 }
 
-/// A case's two index keys: among all cases, and among the open ones
-/// (present only while the case is not resolved or closed).
+/// A case's two index keys: among all cases, and among the open ones.
 pub(crate) fn case_index_keys(c: &Case) -> (Vec<u8>, Vec<u8>) {
     (
         case_index_key(INDEX_ALL, c.created_at, &c.id),
         case_index_key(INDEX_OPEN, c.created_at, &c.id),
     )
+}
+
+/// What the `case_index` must hold for case `c`: each key, and whether it
+/// is present (the creation-order key always, the open key only while the
+/// case is not resolved or closed).
+pub(crate) fn case_index_entries(c: &Case) -> [(Vec<u8>, bool); 2] {
+    let (all, open) = case_index_keys(c);
+    [(all, true), (open, !c.is_done())]
 }
 
 pub(crate) fn event_key(case: &str, seq: u64) -> Vec<u8> {

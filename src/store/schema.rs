@@ -57,12 +57,12 @@ fn build_case_index(t: &Trees) -> Result<()> {
                 continue;
             }
         };
-        let (all, open) = super::case_index_keys(&c);
-        batch.insert(all, &[]);
-        if c.is_done() {
-            batch.remove(open);
-        } else {
-            batch.insert(open, &[]);
+        for (k, present) in super::case_index_entries(&c) {
+            if present {
+                batch.insert(k, &[]);
+            } else {
+                batch.remove(k);
+            }
         }
         n += 1;
         if n.is_multiple_of(10_000) {

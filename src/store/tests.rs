@@ -731,10 +731,10 @@ fn rewrite_case(s: &Store, old: &Case, new: &Case) {
     s.t.cases
         .insert(new.id.as_bytes(), to_json(new))
         .expect("write");
-    let (all, open) = crate::store::case_index_keys(new);
-    s.t.case_index.insert(all, &[]).expect("index");
-    if !new.is_done() {
-        s.t.case_index.insert(open, &[]).expect("index");
+    for (k, present) in crate::store::case_index_entries(new) {
+        if present {
+            s.t.case_index.insert(k, &[]).expect("index");
+        }
     }
 }
 

@@ -447,3 +447,17 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
         .saturating_sub(1)
         .min(last)]
 }
+
+/// A `kB` field of `/proc/PID/status` (`VmRSS:`, `VmHWM:`); `pid` may be
+/// `self`. 0 when it cannot be read.
+pub fn proc_status_kb(pid: &str, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix(field))
+                .and_then(|l| l.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
